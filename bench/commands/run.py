@@ -1,0 +1,143 @@
+"""`python -m bench run`: train and evaluate registered models; write records, meta and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPORTS_ROOT = Path(__file__).resolve().parents[2] / "reports"
+
+
+def add_data_arguments(parser) -> None:
+    """Data options shared by every command that loads a data set."""
+    from bench.data.loader import DATASETS
+
+    parser.add_argument("--dataset", default="synthetic", choices=DATASETS,
+                        help="synthetic (default, generated on first use), aliccp (raw Tianchi "
+                             "files in --data-dir) or aliccp-csv (processed CSV files)")
+    parser.add_argument("--data-dir", help="where the data set's files are")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the synthetic data set (default 0)")
+    parser.add_argument("--min-count", type=int, default=10,
+                        help="ids seen fewer times in train share the rare code (default 10)")
+    parser.add_argument("--keep-purchase-without-click", action="store_true",
+                        help="keep purchase-without-click rows (dropped and counted by default)")
+    parser.add_argument("--lenient", action="store_true",
+                        help="skip bad raw lines (counted and reported) instead of failing")
+
+
+def add_parser(sub) -> None:
+    from bench.profiles import DEFAULT_PROFILE, PROFILES
+
+    parser = sub.add_parser("run", help="train and evaluate models, write results and report")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--all", action="store_true", help="every registered model")
+    chosen.add_argument("--models", nargs="+", metavar="GLOB",
+                        help="glob(s) over family/name, e.g. 'baselines/*' 'neural/mmoe'")
+    add_data_arguments(parser)
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                        help=f"budgets and synthetic data size (default {DEFAULT_PROFILE})")
+    parser.add_argument("--seeds", help="comma-separated model seeds (default: the profile's)")
+    parser.add_argument("--threads", type=int, help="threads per model (default: the profile's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile budget, e.g. --set neural_max_epochs=2")
+    parser.add_argument("--out", help="run folder (default reports/runs/<utc>-<data>-<profile>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an existing --out folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep an existing --out folder's results and run what is missing")
+    parser.add_argument("--no-report", action="store_true", help="skip building the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(handler=handle)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -> Path:
+    from bench.harness import META_FILE, RESULTS_FILE
+
+    if out is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = REPORTS_ROOT / "runs" / f"{stamp}-{name}"
+    run_dir = Path(out)
+    results = run_dir / RESULTS_FILE
+    if results.exists() and not (overwrite or resume):
+        raise ValueError(f"{run_dir} already holds results; pass --overwrite or --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for stale in (results, run_dir / META_FILE):
+            stale.unlink(missing_ok=True)
+    return run_dir
+
+
+def link_latest(run_dir: Path) -> None:
+    """reports/latest points at the newest run (a relative symlink, replaced atomically)."""
+    latest = REPORTS_ROOT / "latest"
+    try:
+        target = os.path.relpath(run_dir.resolve(), REPORTS_ROOT.resolve())
+        tmp = REPORTS_ROOT / ".latest.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, latest)
+    except OSError as error:
+        print(f"note: could not link reports/latest: {error}", file=sys.stderr)
+
+
+def handle(args, argv) -> int:
+    from bench import harness, meta
+    from bench.data.loader import load
+    from bench.profiles import get_profile
+    from bench.registry import select
+
+    profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
+    threads = args.threads or profile.threads
+    specs = select(None if args.all else args.models)
+    progress = not args.quiet
+    data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
+                seed=args.data_seed, min_count=args.min_count,
+                keep_purchase_without_click=args.keep_purchase_without_click,
+                lenient=args.lenient, progress=progress)
+    run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}", args.overwrite,
+                              args.resume)
+    if args.resume:
+        done = {(r["model"], r["seed"]) for r in harness.read_records(run_dir)
+                if r.get("error") is None}
+        specs = [s for s in specs if any((s.key, seed) not in done for seed in seeds)]
+    run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
+                            data_info=data.info, vocab_sizes=data.vocab_sizes,
+                            profile=profile.__dict__, seeds=list(seeds), threads=threads,
+                            models=[s.key for s in specs], started_utc=harness.utc_now())
+    meta_path = run_dir / harness.META_FILE
+    meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+    records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress)
+    run_meta["finished_utc"] = harness.utc_now()
+    meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+    failed = sorted({r["model"] for r in records if r.get("error")})
+    print(f"results: {run_dir / harness.RESULTS_FILE} ({len(records)} records"
+          f"{', failed: ' + ', '.join(failed) if failed else ''})")
+    if not args.no_report:
+        build_report(run_dir)
+    link_latest(run_dir)
+    return 0
+
+
+def build_report(run_dir: Path) -> None:
+    try:
+        from bench.report import build
+    except ModuleNotFoundError:
+        return
+    paths = build(run_dir)
+    for path in paths:
+        print(f"report: {path}")

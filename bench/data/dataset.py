@@ -1,0 +1,130 @@
+"""The model-ready form of a data set: integer codes, pooled-list inputs and dense features.
+
+User-side features live once per request (``Split.user_*``) and are joined to impressions
+through ``Split.request`` only when a batch is built, never copied into every impression:
+Ali-CCP's ~500 user features per request would otherwise multiply memory by ~58.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.data import schema
+
+
+@dataclass
+class Ragged:
+    """Variable-length id lists with weights, in CSR form (row i is offsets[i]:offsets[i+1])."""
+
+    offsets: np.ndarray  # int64 (n_rows + 1,)
+    codes: np.ndarray  # int64 (n_values,)
+    weights: np.ndarray  # float32 (n_values,)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray) -> Ragged:
+        """The lists of `rows`, in that order (vectorised: no loop over rows)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        # For each output value: its source position = row start + rank within the row.
+        source = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+        return Ragged(new_offsets, self.codes[source], self.weights[source])
+
+    def row_mean_weight(self) -> np.ndarray:
+        sums = np.add.reduceat(self.weights, self.offsets[:-1]) if len(self.weights) else None
+        lengths = self.lengths()
+        if sums is None:
+            return np.zeros(self.n_rows, dtype=np.float32)
+        # reduceat returns the element at an empty row's start; mask empty rows out.
+        sums = np.where(lengths > 0, sums[: self.n_rows], 0.0)
+        return (sums / np.maximum(lengths, 1)).astype(np.float32)
+
+
+@dataclass
+class Split:
+    """One evaluation split: impressions with their labels, joined late to request features."""
+
+    name: str
+    click: np.ndarray  # int8 (n,)
+    purchase: np.ndarray  # int8 (n,)
+    sample_id: np.ndarray  # int64 (n,)
+    request: np.ndarray  # int64 (n,), row of the request table
+    item_codes: np.ndarray  # int64 (n, len(schema.IMPRESSION_SINGLE))
+    item_multi: dict[str, Ragged]  # schema.ITEM_MULTI, one list per impression
+    dense: np.ndarray  # float32 (n, len(schema.DENSE_FEATURES)), scaled on train
+    request_key: np.ndarray  # str (n_requests,)
+    user_codes: np.ndarray  # int64 (n_requests, len(schema.USER_SINGLE))
+    user_multi: dict[str, Ragged]  # schema.USER_MULTI, one list per request
+    p_click: np.ndarray | None = None  # true P(click), synthetic data only
+    p_conversion: np.ndarray | None = None  # true P(purchase | click), synthetic data only
+
+    def __len__(self) -> int:
+        return len(self.click)
+
+    @property
+    def n_requests(self) -> int:
+        return len(self.request_key)
+
+    def take(self, rows: np.ndarray, name: str | None = None) -> Split:
+        """A subset of impressions; the request table is kept whole (it is shared, not copied)."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+
+        def pick(a):
+            return None if a is None else a[rows]
+
+        return Split(
+            name=name or self.name,
+            click=self.click[rows],
+            purchase=self.purchase[rows],
+            sample_id=self.sample_id[rows],
+            request=self.request[rows],
+            item_codes=self.item_codes[rows],
+            item_multi={f: r.take(rows) for f, r in self.item_multi.items()},
+            dense=self.dense[rows],
+            request_key=self.request_key,
+            user_codes=self.user_codes,
+            user_multi=self.user_multi,
+            p_click=pick(self.p_click),
+            p_conversion=pick(self.p_conversion),
+        )
+
+    def clicked(self) -> Split:
+        return self.take(self.click == 1, name=f"{self.name}-clicked")
+
+    def single_codes(self) -> np.ndarray:
+        """All single-valued codes per impression, columns in schema.SINGLE_FIELDS order."""
+        return np.concatenate([self.user_codes[self.request], self.item_codes], axis=1)
+
+    def impression_user_multi(self, field_name: str) -> Ragged:
+        """A user list field expanded to impressions (copies; use for small row sets)."""
+        return self.user_multi[field_name].take(self.request)
+
+
+@dataclass
+class Dataset:
+    name: str  # e.g. "synthetic-small-seed0", "aliccp-raw", "aliccp-csv"
+    fingerprint: str
+    train: Split
+    valid: Split
+    test: Split
+    vocab_sizes: dict[str, int]  # field -> number of codes incl. the reserved 0 and 1
+    info: dict = field(default_factory=dict)  # counts, rates, drops, oracle AUCs, notes
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "valid": self.valid, "test": self.test}
+
+    def vocab_size(self, field_name: str) -> int:
+        return self.vocab_sizes[field_name]

@@ -1,0 +1,58 @@
+"""Shared fixtures: the real 200-row sample and the tiny synthetic data set, loaded once."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from bench.data.loader import SAMPLE_DIR_CANDIDATES
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+HAVE_SYNTH = _have("bench.data.synth") and _have("bench.data.raw")
+
+
+@pytest.fixture(scope="session")
+def sample_dir():
+    found = [d for d in SAMPLE_DIR_CANDIDATES if d.exists()]
+    if not found:
+        pytest.skip("shared/data/aliccp-sample not found beside the repository")
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def sample_data(sample_dir):
+    """The 200 real processed rows; min_count 1 so that ids get their own codes."""
+    from bench.data.loader import load
+
+    return load("aliccp-csv", sample_dir, min_count=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_raw_dir(tmp_path_factory):
+    if not HAVE_SYNTH:
+        pytest.skip("synthetic generator or raw reader not available")
+    from bench.data.loader import ensure_synthetic
+
+    return ensure_synthetic("tiny", 0, tmp_path_factory.mktemp("tiny") / "raw", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_raw_dir):
+    from bench.data.loader import load
+
+    return load("synthetic", tiny_raw_dir, synth_profile="tiny", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_profile():
+    from bench.profiles import get_profile
+
+    return get_profile("tiny")

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sk_log_loss
+from sklearn.metrics import roc_auc_score
+
+from bench import metrics
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_equals_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(2000) < 0.1
+    # Rounded scores make many ties, where a naive rank AUC goes wrong.
+    scores = np.round(rng.random(2000) + labels * 0.3, 1)
+    assert metrics.auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_auc_constant_is_half_and_one_class_is_nan():
+    assert metrics.auc([0, 1, 0, 1], [0.3, 0.3, 0.3, 0.3]) == 0.5
+    assert np.isnan(metrics.auc([0, 0, 0], [0.1, 0.2, 0.3]))
+    assert metrics.auc([0, 1], [0.1, 0.9]) == 1.0
+    assert metrics.auc([1, 0], [0.1, 0.9]) == 0.0
+
+
+def test_log_loss_equals_sklearn():
+    rng = np.random.default_rng(1)
+    labels = rng.random(500) < 0.3
+    probs = rng.uniform(0.01, 0.99, 500)
+    assert metrics.log_loss(labels, probs) == pytest.approx(sk_log_loss(labels, probs))
+
+
+def test_task_rows_follow_aliccp_definitions():
+    click = np.array([1, 1, 0, 0, 1], dtype=np.int8)
+    purchase = np.array([1, 0, 0, 1, 0], dtype=np.int8)  # row 3: purchase without click
+    cvr = metrics.TASKS["cvr"]
+    assert cvr.rows(click).tolist() == [True, True, False, False, True]
+    assert metrics.TASKS["ctcvr"].labels(click, purchase).tolist() == [1, 0, 0, 0, 0]
+    assert metrics.TASKS["cvr_entire"].rows(click).all()
+    assert metrics.TASKS["ctr"].labels(click, purchase).tolist() == click.tolist()
+
+
+def test_bootstrap_with_unit_weights_reproduces_auc_and_pairs_across_models():
+    rng = np.random.default_rng(2)
+    n = 3000
+    groups = rng.integers(0, 300, n)
+    labels = rng.random(n) < 0.2
+    a = labels * 0.5 + rng.random(n)
+    b = labels * 0.2 + rng.random(n)
+    reps_a = metrics.bootstrap_aucs(labels, a, groups, 100, seed=7)
+    reps_b = metrics.bootstrap_aucs(labels, b, groups, 100, seed=7)
+    low, high = metrics.percentile_interval(reps_a)
+    assert low < metrics.auc(labels, a) < high
+    # Same seed and groups -> the same resamples: paired differences are tighter than unpaired.
+    paired_sd = np.std(reps_a - reps_b)
+    unpaired_sd = np.sqrt(np.var(reps_a) + np.var(reps_b))
+    assert paired_sd < unpaired_sd
+
+
+def test_bootstrap_interval_covers_true_auc_at_about_nominal_rate():
+    """Simulate scores whose population AUC is known and check 95% intervals cover it."""
+    from scipy.stats import norm
+
+    shift = 0.8
+    true_auc = norm.cdf(shift / np.sqrt(2))  # AUC of N(shift,1) vs N(0,1)
+    covered = 0
+    trials = 60
+    for t in range(trials):
+        rng = np.random.default_rng(100 + t)
+        n_groups, per = 200, 5
+        groups = np.repeat(np.arange(n_groups), per)
+        labels = rng.random(n_groups * per) < 0.3
+        scores = rng.normal(size=labels.size) + shift * labels
+        reps = metrics.bootstrap_aucs(labels, scores, groups, 200, seed=t)
+        low, high = metrics.percentile_interval(reps)
+        covered += low <= true_auc <= high
+    assert 0.85 <= covered / trials <= 1.0
