@@ -12,7 +12,7 @@ import json
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ META_FILE = "meta.json"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bench_version() -> str:
@@ -91,12 +91,44 @@ def evaluate(outputs: dict[str, np.ndarray], split, fingerprint: str, n_bootstra
             "oracle_auc": None,
             "oracle_gap": None,
         }
+        fields.update(_secondary_metrics(labels, scores, split, rows))
         if split.p_click is not None:
             truth = task.truth(split.p_click, split.p_conversion)[rows]
             fields["oracle_auc"] = metrics.auc(labels, truth)
             fields["oracle_gap"] = fields["oracle_auc"] - fields["auc"]
         results[name] = fields
     return results
+
+
+# GAUC groups by user id (field 101). Code 1 pools every user rarer than --min-count into one
+# "user", so its rows (and absent users, code 0) are left out of GAUC rather than scored as one.
+GAUC_RULE = ("per-user AUC (field 101) weighted by the user's rows; users with one class only, "
+             "rare users (code 1, pooled) and absent users (code 0) are left out")
+
+
+def _secondary_metrics(labels, scores, split, rows) -> dict:
+    """GAUC, calibration and ROC points: what the report shows beside the AUC."""
+    from bench.data.schema import CODE_RARE
+
+    users = split.user_codes[split.request[rows], 0]
+    known = users > CODE_RARE
+    gauc = metrics.group_auc(labels[known], scores[known], users[known])
+    share_known = float(known.mean()) if len(known) else 0.0
+    fpr, tpr = metrics.roc_points(labels, scores)
+    observed = float(labels.mean()) if len(labels) else float("nan")
+    predicted = float(scores.mean()) if len(scores) else float("nan")
+    return {
+        "gauc": gauc["gauc"],
+        "gauc_users": gauc["gauc_groups"],
+        # Share of the task's rows that took part: known user and both classes present.
+        "gauc_row_share": gauc["gauc_row_share"] * share_known,
+        "gauc_rule": GAUC_RULE,
+        "calibration_ratio": predicted / observed if observed > 0 else float("nan"),
+        "reliability": metrics.reliability_bins(labels, scores),
+        "reliability_rule": "[mean predicted, observed rate, rows] per bin of equal row count",
+        "roc_fpr": fpr,
+        "roc_tpr": tpr,
+    }
 
 
 def _nan_to_none(record: dict) -> dict:

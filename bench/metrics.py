@@ -4,7 +4,7 @@
 | ctr        | pCTR       | click                | all impressions               |
 | cvr        | pCVR       | purchase             | clicked impressions only      |
 | ctcvr      | pCTCVR     | click and purchase   | all impressions               |
-| cvr_entire | pCVR       | purchase             | all impressions (what several libraries call "CVR AUC") |
+| cvr_entire | pCVR       | purchase             | all impressions (several libraries' "CVR AUC") |
 
 AUCs are computed over the whole row set at once, never averaged per batch.
 """
@@ -126,3 +126,100 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[fl
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def group_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
+    """GAUC: the AUC within each group (user), averaged with weights = the group's row count.
+
+    Groups holding one class only have no AUC and are left out (the usual convention); the
+    result says how many groups and what share of the rows took part, so a GAUC resting on a
+    sliver of the data is visible. Vectorised: one sort by (group, score), no loop over groups.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups)
+    empty = {"gauc": float("nan"), "gauc_groups": 0, "gauc_row_share": 0.0}
+    if len(labels) == 0:
+        return empty
+    _, group_index = np.unique(groups, return_inverse=True)
+    order = np.lexsort((scores, group_index))
+    g, s, y = group_index[order], scores[order], labels[order]
+    # A tie block is a run of equal scores within one group.
+    new_block = np.ones(len(g), dtype=bool)
+    new_block[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
+    starts = np.flatnonzero(new_block)
+    block_group = g[starts]
+    pos = np.add.reduceat(y, starts)
+    neg = np.add.reduceat(1 - y, starts)
+    # Negatives below each block within its group: cumulative sum restarted at each group.
+    cum_neg = np.cumsum(neg) - neg
+    first_block = np.ones(len(starts), dtype=bool)
+    first_block[1:] = block_group[1:] != block_group[:-1]
+    group_offset = np.maximum.accumulate(np.where(first_block, cum_neg, 0.0))
+    neg_below = cum_neg - group_offset
+    n_groups = int(group_index.max()) + 1
+    wins = np.bincount(block_group, weights=pos * (neg_below + 0.5 * neg), minlength=n_groups)
+    total_pos = np.bincount(block_group, weights=pos, minlength=n_groups)
+    total_neg = np.bincount(block_group, weights=neg, minlength=n_groups)
+    usable = (total_pos > 0) & (total_neg > 0)
+    if not usable.any():
+        return empty
+    rows = total_pos + total_neg
+    per_group = wins[usable] / (total_pos[usable] * total_neg[usable])
+    return {"gauc": float(np.average(per_group, weights=rows[usable])),
+            "gauc_groups": int(usable.sum()),
+            "gauc_row_share": float(rows[usable].sum() / len(labels))}
+
+
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> list[list]:
+    """[mean predicted, observed rate, rows] per bin of equal row count (by predicted value).
+
+    Equal-count bins, because click and purchase rates are a few percent or less: equal-width
+    bins over [0, 1] would put almost every row in the first bin. Tied predictions stay in one
+    bin, so a constant predictor gives a single bin.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) == 0:
+        return []
+    edges = np.quantile(probs, np.linspace(0, 1, n_bins + 1)[1:-1])
+    which = np.searchsorted(np.unique(edges), probs, side="right")
+    counts = np.bincount(which)
+    predicted = np.bincount(which, weights=probs)
+    observed = np.bincount(which, weights=labels)
+    return [[float(predicted[b] / counts[b]), float(observed[b] / counts[b]), int(counts[b])]
+            for b in np.flatnonzero(counts)]
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray, n_points: int = 101
+               ) -> tuple[list[float], list[float]]:
+    """The ROC curve sampled at `n_points` evenly spaced false-positive rates.
+
+    Tied scores form straight segments (as in the AUC's tie handling), so linear
+    interpolation between the curve's vertices is exact; the area under the sampled points
+    approaches the AUC as n_points grows.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
+    if n_pos == 0 or n_neg == 0:
+        return [], []
+    order = np.argsort(-scores, kind="mergesort")  # highest score first
+    starts = _tie_blocks(scores[order])
+    y = labels[order]
+    tpr = np.concatenate(([0.0], np.cumsum(np.add.reduceat(y, starts)))) / n_pos
+    fpr = np.concatenate(([0.0], np.cumsum(np.add.reduceat(1 - y, starts)))) / n_neg
+    # Runs of vertices with equal fpr are vertical steps: a grid point on one takes the top
+    # of the step; one between two fpr values lies on the segment from the top of the lower
+    # step to the bottom of the higher one.
+    xs, first = np.unique(fpr, return_index=True)
+    last = len(fpr) - 1 - np.unique(fpr[::-1], return_index=True)[1]
+    grid = np.linspace(0, 1, n_points)
+    j = np.minimum(np.searchsorted(xs, grid, side="left"), len(xs) - 1)
+    on_vertex = xs[j] == grid
+    lower = np.maximum(j - 1, 0)
+    span = np.where(on_vertex, 1.0, xs[j] - xs[lower])
+    frac = np.where(on_vertex, 0.0, (grid - xs[lower]) / span)
+    between = tpr[last[lower]] + frac * (tpr[first[j]] - tpr[last[lower]])
+    values = np.where(on_vertex, tpr[last[j]], between)
+    return ([round(float(x), 5) for x in grid], [round(float(v), 5) for v in values])
