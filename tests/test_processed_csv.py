@@ -30,11 +30,15 @@ def test_scaling_and_vocabulary_are_fitted_on_train_only(sample_data):
 
 
 def test_min_count_maps_rare_ids_to_reserved_code(sample_dir):
+    import pandas as pd
+
     data = load("aliccp-csv", sample_dir, min_count=10, progress=False)
-    item_col = schema.IMPRESSION_SINGLE.index("205")
-    # No item id appears 10 times in 100 rows: all become the rare code.
-    assert (data.train.item_codes[:, item_col] == schema.CODE_RARE).all()
-    assert data.vocab_sizes["205"] == schema.FIRST_CODE
+    raw_items = pd.read_csv(sample_dir / "ali_ccp_train_sample.csv")["205"]
+    counts = raw_items.map(raw_items.value_counts())
+    codes = data.train.item_codes[:, schema.IMPRESSION_SINGLE.index("205")]
+    assert (codes[counts.to_numpy() < 10] == schema.CODE_RARE).all()
+    assert (codes[counts.to_numpy() >= 10] >= schema.FIRST_CODE).all()
+    assert data.vocab_sizes["205"] == schema.FIRST_CODE + raw_items[counts >= 10].nunique()
 
 
 def _copy_sample(sample_dir, tmp_path):
