@@ -24,7 +24,7 @@ OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
 class FitContext:
     seed: int
     threads: int
-    profile: "object"  # bench.profiles.Profile
+    profile: object  # bench.profiles.Profile
     progress: bool = True
     extra: dict = field(default_factory=dict)  # model options from the CLI (--set key=value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPORTS_ROOT = Path(__file__).resolve().parents[2] / "reports"
@@ -68,7 +68,7 @@ def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -
     from bench.harness import META_FILE, RESULTS_FILE
 
     if out is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out = REPORTS_ROOT / "runs" / f"{stamp}-{name}"
     run_dir = Path(out)
     results = run_dir / RESULTS_FILE

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.data import schema
-
 
 @dataclass
 class Ragged:
