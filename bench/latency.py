@@ -1,0 +1,248 @@
+"""Request-level serving latency: requests built from real test rows, timed the careful way.
+
+A request is what the ranking stage receives: one user context plus N candidate items. It is
+built from the test split of a `Dataset` (see `plan_requests`):
+
+- the user context is one test request (its row of the request table: user codes, behaviour
+  lists, and the user-level dense columns, read from one of its own impressions);
+- the first candidates are that request's own test impressions (at most N of them), and the
+  rest are the item sides (item codes, combination codes, intention lists, combination values)
+  of other test impressions, drawn at random without replacement (with replacement only when
+  the split has fewer rows than N). A borrowed impression keeps its combination features as
+  they were; a server would recompute them for this user, at no cost to the model, and the
+  values do not change how long a model takes.
+
+Timing (`time_request`): several different requests per N are assembled and scored in turn;
+after a warm-up, each repeat times feature assembly (gathering the request's codes, lists and
+dense columns from the cached arrays into a one-request `Split`) and model scoring apart, with
+garbage collection paused as timeit does. Repeats run until both a minimum count and a time
+budget are met (or a maximum count is reached), so p99 rests on several samples. Threads are
+pinned with threadpoolctl and `torch.set_num_threads` (`pinned_threads`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.data import schema
+from bench.data.dataset import Split
+
+# Dense columns that depend on the user only (behaviour-list weights and lengths).
+USER_DENSE_COLUMNS = np.array([i for i, name in enumerate(schema.DENSE_FEATURES)
+                               if name.split("_value")[0] not in schema.COMBINATION])
+DEFAULT_CANDIDATES = (1, 100, 1000)
+DEFAULT_THREADS = (1, 2)
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """Which rows of a split make one request."""
+
+    user_row: int  # row of the split's request table: the user context
+    candidate_rows: np.ndarray  # impressions whose item side fills the N candidates
+    n_own: int  # how many candidates are the request's own impressions (they come first)
+
+
+@dataclass
+class Timing:
+    """Per-repeat seconds of assembly and scoring for one (model, path, N, threads)."""
+
+    assembly_s: np.ndarray
+    scoring_s: np.ndarray
+    warmup: int
+
+    @property
+    def repeats(self) -> int:
+        return len(self.scoring_s)
+
+
+def plan_requests(split: Split, n_candidates: int, n_requests: int = 8,
+                  seed: int = 0) -> list[RequestPlan]:
+    """`n_requests` different requests of `n_candidates` candidates each (see module doc)."""
+    if n_candidates < 1:
+        raise ValueError(f"a request needs at least one candidate, got {n_candidates}")
+    if len(split) == 0:
+        raise ValueError(f"split {split.name!r} has no impressions to build requests from")
+    rng = np.random.default_rng(seed)
+    present = np.unique(split.request)
+    users = rng.choice(present, size=min(n_requests, len(present)), replace=False)
+    plans = []
+    for user in users:
+        own = np.flatnonzero(split.request == user)[:n_candidates]
+        need = n_candidates - len(own)
+        others = np.flatnonzero(split.request != user)
+        if len(others) == 0:  # a one-request split: repeat its own impressions
+            others = own
+        filler = rng.choice(others, size=need, replace=need > len(others))
+        plans.append(RequestPlan(int(user), np.concatenate([own, filler]), len(own)))
+    return plans
+
+
+def assemble(split: Split, plan: RequestPlan) -> Split:
+    """The request as a one-request `Split`: the model's input, gathered from cached arrays."""
+    rows = plan.candidate_rows
+    user = np.array([plan.user_row])
+    dense = split.dense[rows]
+    # Every candidate sees this user's behaviour statistics, read from one of its own rows.
+    dense[:, USER_DENSE_COLUMNS] = split.dense[rows[0], USER_DENSE_COLUMNS]
+    return Split(
+        name=f"request-{plan.user_row}",
+        click=split.click[rows],
+        purchase=split.purchase[rows],
+        sample_id=split.sample_id[rows],
+        request=np.zeros(len(rows), dtype=np.int64),
+        item_codes=split.item_codes[rows],
+        item_multi={name: lists.take(rows) for name, lists in split.item_multi.items()},
+        dense=dense,
+        request_key=split.request_key[user],
+        user_codes=split.user_codes[user],
+        user_multi={name: lists.take(user) for name, lists in split.user_multi.items()},
+    )
+
+
+@contextmanager
+def pinned_threads(threads: int):
+    """Limit BLAS/OpenMP pools (threadpoolctl) and torch's intra-op pool to `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")  # never import torch for a GBDT model
+    before = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=threads):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+
+
+def time_request(score, split: Split, plans: list[RequestPlan], warmup: int = 10,
+                 min_repeats: int = 300, budget_s: float = 3.0,
+                 max_repeats: int = 5000) -> Timing:
+    """Time `score(request_split)` and the assembly of its input, request by request."""
+    for i in range(warmup):
+        score(assemble(split, plans[i % len(plans)]))
+    assembly, scoring = [], []
+    clock = time.perf_counter
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection triggered by the harness is not the model's
+    try:
+        started = clock()
+        while len(scoring) < max_repeats and (len(scoring) < min_repeats
+                                              or clock() - started < budget_s):
+            plan = plans[len(scoring) % len(plans)]
+            t0 = clock()
+            request = assemble(split, plan)
+            t1 = clock()
+            score(request)
+            t2 = clock()
+            assembly.append(t1 - t0)
+            scoring.append(t2 - t1)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Timing(np.array(assembly), np.array(scoring), warmup)
+
+
+def summary_ms(seconds: np.ndarray) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "min_ms": float(ms.min())}
+
+
+def max_abs_diff(outputs: dict, reference: dict) -> float:
+    return max(float(np.max(np.abs(np.asarray(outputs[k], dtype=np.float64)
+                                   - np.asarray(reference[k], dtype=np.float64))))
+               for k in ("ctr", "cvr", "ctcvr"))
+
+
+def fit_model(spec, data, profile, seed: int, threads: int, progress: bool = False,
+              overrides: dict | None = None):
+    """Fit one registered model as the harness does (seeded, threads pinned, no test split)."""
+    from bench.model import FitContext, seed_everything
+
+    seed_everything(seed)
+    model = spec.build(**(overrides or {}))
+    ctx = FitContext(seed=seed, threads=threads, profile=profile, progress=progress)
+    with pinned_threads(threads):
+        model.fit(dataclasses.replace(data, test=None), ctx)
+    return model
+
+
+def serving_paths(model) -> dict:
+    """Every way this model can score a request: {path name: split -> outputs dict}.
+
+    "library" is the model's own `predict`. A GBDT model that exposes `predict_fast` adds
+    "compiled"; a neural model adds what `neural.serving` can build for it (imported only for
+    neural models, so that a GBDT run never imports torch).
+    """
+    paths = {"library": model.predict}
+    if callable(getattr(model, "predict_fast", None)):
+        paths["compiled"] = model.predict_fast
+    if type(model).__module__.split(".")[0] == "neural":
+        from neural import serving
+
+        paths.update(serving.serving_paths(model))
+    return paths
+
+
+def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATES,
+                  threads=DEFAULT_THREADS, base: dict | None = None, seed: int = 0,
+                  progress: bool = False, **timing) -> list[dict]:
+    """One latency record per (path, N, threads); a path that fails is a record with its error."""
+    from bench.harness import bench_version, utc_now
+
+    base = {"kind": "latency", "split": split.name, "version": bench_version(),
+            "n_params": model.n_params() if hasattr(model, "n_params") else None,
+            **(base or {})}
+    records = []
+    for n in candidates:
+        plans = plan_requests(split, n, seed=seed)
+        # Every path must give the library's scores; the first requests are checked.
+        reference = [model.predict(assemble(split, plan)) for plan in plans[:2]]
+        for path, score in paths.items():
+            for t in threads:
+                fields = {**base, "n_candidates": n, "threads": t, "path": path,
+                          "n_requests_sampled": len(plans)}
+                try:
+                    with pinned_threads(t):
+                        diff = max(max_abs_diff(score(assemble(split, plan)), ref)
+                                   for plan, ref in zip(plans, reference, strict=False))
+                        timing_result = time_request(score, split, plans, **timing)
+                except Exception as error:  # a failed path is a row, not a crash
+                    records.append({**fields, "p50_ms": None, "utc": utc_now(),
+                                    "error": f"{type(error).__name__}: {error}"})
+                    continue
+                records.append({**fields, **_figures(timing_result, n),
+                                "max_abs_diff_vs_library": diff, "utc": utc_now(),
+                                "error": None})
+                if progress:
+                    r = records[-1]
+                    print(f"    {path:<15} N={n:<5} threads={t}  p50 {r['p50_ms']:8.3f} ms  "
+                          f"p99 {r['p99_ms']:8.3f} ms  assembly p50 "
+                          f"{r['assembly_p50_ms']:.3f} ms  ({r['repeats']} repeats)",
+                          file=sys.stderr, flush=True)
+    return records
+
+
+def _figures(timing: Timing, n_candidates: int) -> dict:
+    scoring = summary_ms(timing.scoring_s)
+    assembly = summary_ms(timing.assembly_s)
+    total = summary_ms(timing.assembly_s + timing.scoring_s)
+    return {**scoring,
+            "candidates_per_s": n_candidates / (scoring["mean_ms"] / 1e3),
+            "assembly_p50_ms": assembly["p50_ms"], "assembly_p99_ms": assembly["p99_ms"],
+            "assembly_mean_ms": assembly["mean_ms"],
+            "total_p50_ms": total["p50_ms"], "total_p99_ms": total["p99_ms"],
+            "repeats": timing.repeats, "warmup": timing.warmup,
+            "timing_method": "perf_counter per request after warm-up, gc paused; scoring and "
+                             "assembly timed apart; p99 by linear interpolation"}
