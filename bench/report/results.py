@@ -1,0 +1,324 @@
+"""Read a run folder (results.jsonl + meta.json) and condense it into per-model summaries.
+
+Everything the report shows is computed here from the records alone, so any run can be
+rebuilt later. Seeds are pooled per (model, task): mean and standard deviation of the AUC over
+seeds, and a 95% interval from the request-level bootstrap replicates averaged over seeds
+(every model of a run is resampled with the same requests, so averaging replicates seed by
+seed, and subtracting two models' replicates, stays paired).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RESULTS_FILE = "results.jsonl"
+META_FILE = "meta.json"
+TASK_ORDER = ("ctr", "cvr", "ctcvr", "cvr_entire")
+MAIN_TASKS = ("ctr", "cvr", "ctcvr")
+TASK_TITLES = {"ctr": "CTR AUC", "cvr": "CVR AUC (clicked)", "ctcvr": "CTCVR AUC",
+               "cvr_entire": "purchase AUC, entire space (pCVR)"}
+LATENCY_CANDIDATES = 1000
+REQUIRED_ACCURACY_FIELDS = ("model", "seed", "task", "auc")
+REQUIRED_LATENCY_FIELDS = ("model", "n_candidates", "p50_ms")
+
+# Model groups the summary compares. The registry's families are "baselines" and "neural";
+# within baselines, GBDT models are told apart from the linear and constant floors by name.
+_GBDT_NAMES = re.compile(r"lgbm|lightgbm|xgb|xgboost|gbdt|gbm|catboost")
+_LINEAR_NAMES = re.compile(r"logreg|logistic|linear|^lr\b|^lr_|_lr$")
+
+
+def group_of(family: str | None, name: str) -> str:
+    if family == "neural":
+        return "neural"
+    if name == "constant":
+        return "floor"
+    if _GBDT_NAMES.search(name):
+        return "GBDT"
+    if _LINEAR_NAMES.search(name):
+        return "linear"
+    return family or "other"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a results file; a bad line is an error naming the file and line."""
+    records = []
+    with open(path) as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object")
+            record["_line"] = number
+            records.append(record)
+    return records
+
+
+def _check_fields(path: Path, record: dict, required: tuple[str, ...]) -> None:
+    for name in required:
+        if name not in record:
+            raise ValueError(f"{path}, line {record['_line']}: field {name!r} missing "
+                             f"(kind {record.get('kind', 'accuracy')!r})")
+
+
+def _floats(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _mean(values) -> float | None:
+    finite = _floats(values)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def _std(values) -> float | None:
+    finite = _floats(values)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if len(finite) >= 2 else None
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95):
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) == 0:
+        return None, None
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass
+class TaskResult:
+    """One model on one task, pooled over its seeds."""
+
+    task: str
+    seeds: list[int]
+    auc: float | None
+    auc_std: float | None  # over seeds; None with one seed
+    auc_per_seed: list[float | None]
+    ci_low: float | None
+    ci_high: float | None
+    replicates: np.ndarray | None  # seed-averaged bootstrap AUCs (paired across models)
+    logloss: float | None
+    gauc: float | None
+    gauc_row_share: float | None
+    calibration_ratio: float | None
+    mean_prediction: float | None
+    label_rate: float | None
+    oracle_auc: float | None
+    oracle_gap: float | None
+    n_rows: int | None
+    n_positives: int | None
+    n_requests: int | None
+    definition: str | None
+    prediction_how: str | None
+    roc: tuple[list, list] | None  # of the first seed
+    reliability: list | None  # of the first seed
+    first_seed_ci: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass
+class ModelResult:
+    model: str
+    family: str | None
+    name: str
+    group: str
+    seeds: list[int]
+    tasks: dict[str, TaskResult]
+    train_s: float | None
+    train_s_std: float | None
+    predict_ms_per_1k: float | None  # batch prediction over the test split, per 1,000 rows
+    n_params: int | None
+    latency: dict | None  # the latency record at LATENCY_CANDIDATES, if measured
+    info: dict | None = None
+    failed_seeds: dict[int, str] = field(default_factory=dict)
+
+    def auc(self, task: str) -> float | None:
+        result = self.tasks.get(task)
+        return None if result is None else result.auc
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    meta: dict
+    models: list[ModelResult]
+    failures: list[dict]  # error records of (model, seed) pairs that never succeeded
+    latency_records: list[dict]
+    n_bootstrap: int | None
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for m in self.models for s in m.seeds}) or list(self.meta.get("seeds",
+                                                                                       []))
+
+    def model(self, key: str) -> ModelResult:
+        return next(m for m in self.models if m.model == key)
+
+
+def _pool_task(task: str, records: list[dict]) -> TaskResult:
+    records = sorted(records, key=lambda r: r["seed"])
+    first = records[0]
+    aucs = [r.get("auc") for r in records]
+    replicate_sets = [r.get("auc_bootstrap") for r in records]
+    replicates = None
+    if all(replicate_sets) and len({len(x) for x in replicate_sets}) == 1:
+        replicates = np.mean([_floats(x) for x in replicate_sets], axis=0)
+    if replicates is not None:
+        low, high = percentile_interval(replicates)
+    elif len(records) == 1:
+        low, high = first.get("auc_ci_low"), first.get("auc_ci_high")
+    else:
+        low = high = None
+    roc = (first.get("roc_fpr"), first.get("roc_tpr")) if first.get("roc_fpr") else None
+    return TaskResult(
+        task=task, seeds=[r["seed"] for r in records], auc=_mean(aucs), auc_std=_std(aucs),
+        auc_per_seed=aucs, ci_low=low, ci_high=high, replicates=replicates,
+        logloss=_mean(r.get("logloss") for r in records),
+        gauc=_mean(r.get("gauc") for r in records),
+        gauc_row_share=_mean(r.get("gauc_row_share") for r in records),
+        calibration_ratio=_mean(r.get("calibration_ratio") for r in records),
+        mean_prediction=_mean(r.get("mean_prediction") for r in records),
+        label_rate=first.get("label_rate"), oracle_auc=first.get("oracle_auc"),
+        oracle_gap=_mean(r.get("oracle_gap") for r in records),
+        n_rows=first.get("n_rows"), n_positives=first.get("n_positives"),
+        n_requests=first.get("n_requests"), definition=first.get("task_definition"),
+        prediction_how=first.get("prediction_how"), roc=roc,
+        reliability=first.get("reliability"),
+        first_seed_ci=(first.get("auc_ci_low"), first.get("auc_ci_high")))
+
+
+def _pick_latency(records: list[dict], threads: int | None) -> dict | None:
+    at_size = [r for r in records if r.get("n_candidates") == LATENCY_CANDIDATES
+               and r.get("error") is None and r.get("p50_ms") is not None]
+    if not at_size:
+        return None
+    # Prefer the run's thread setting; otherwise the fewest threads (a serving process's view).
+    same = [r for r in at_size if r.get("threads") == threads]
+    chosen = same or sorted(at_size, key=lambda r: (r.get("threads") or 0))
+    return chosen[-1] if same else chosen[0]
+
+
+def load_run(run_dir: str | Path) -> Run:
+    run_dir = Path(run_dir)
+    results_path, meta_path = run_dir / RESULTS_FILE, run_dir / META_FILE
+    if not results_path.exists():
+        raise FileNotFoundError(f"{results_path} not found: is {run_dir} a run folder?")
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found: a report needs the run's meta.json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{meta_path}, line {error.lineno}: not JSON ({error.msg})") from None
+    records = read_jsonl(results_path)
+
+    accuracy, errors, latency = {}, {}, []
+    for record in records:
+        kind = record.get("kind", "accuracy")
+        if kind == "latency":
+            _check_fields(results_path, record, REQUIRED_LATENCY_FIELDS)
+            latency.append(record)
+            continue
+        if kind != "accuracy":
+            continue  # other helpers' record kinds: not part of this report
+        if record.get("error"):
+            _check_fields(results_path, record, ("model", "seed"))
+            errors[(record["model"], record["seed"])] = record
+            continue
+        _check_fields(results_path, record, REQUIRED_ACCURACY_FIELDS)
+        # A later record of the same (model, seed, task) replaces an earlier one (--resume).
+        accuracy[(record["model"], record["seed"], record["task"])] = record
+
+    succeeded = {(m, s) for m, s, _ in accuracy}
+    failures = [r for key, r in sorted(errors.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+                if key not in succeeded]
+    threads = meta.get("threads")
+    models = []
+    for key in sorted({m for m, _, _ in accuracy}):
+        mine = [r for (m, _, _), r in accuracy.items() if m == key]
+        by_task = {}
+        for record in mine:
+            by_task.setdefault(record["task"], []).append(record)
+        tasks = {t: _pool_task(t, by_task[t]) for t in TASK_ORDER if t in by_task}
+        per_seed = {r["seed"]: r for r in mine}
+        first = per_seed[min(per_seed)]
+        predict = [r["predict_s"] / r["predict_rows"] * 1000 for r in per_seed.values()
+                   if r.get("predict_s") is not None and r.get("predict_rows")]
+        name = first.get("name") or key.split("/", 1)[-1]
+        models.append(ModelResult(
+            model=key, family=first.get("family"), name=name,
+            group=group_of(first.get("family"), name), seeds=sorted(per_seed),
+            tasks=tasks, train_s=_mean(r.get("train_s") for r in per_seed.values()),
+            train_s_std=_std(r.get("train_s") for r in per_seed.values()),
+            predict_ms_per_1k=_mean(predict), n_params=first.get("n_params"),
+            latency=_pick_latency([r for r in latency if r["model"] == key], threads),
+            info=first.get("model_info"),
+            failed_seeds={s: r.get("error", "") for (m, s), r in errors.items()
+                          if m == key and (m, s) not in succeeded}))
+    n_boot = {r.get("n_bootstrap") for r in accuracy.values() if r.get("n_bootstrap")}
+    return Run(run_dir=run_dir, meta=meta, models=models, failures=failures,
+               latency_records=latency, n_bootstrap=min(n_boot) if n_boot else None)
+
+
+@dataclass
+class Comparison:
+    """Best vs runner-up on one column: paired bootstrap of the AUC difference."""
+
+    task: str
+    best: str
+    runner_up: str | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    share_not_better: float | None  # share of replicates where best <= runner-up
+
+    @property
+    def significant(self) -> bool | None:
+        if self.ci_low is None:
+            return None
+        return self.ci_low > 0
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray):
+    """95% interval of AUC(a) - AUC(b) over paired replicates, and the share where a <= b."""
+    diff = a - b
+    diff = diff[np.isfinite(diff)]
+    if len(diff) == 0:
+        return None, None, None
+    low, high = percentile_interval(diff)
+    return low, high, float((diff <= 0).mean())
+
+
+def compare(a: ModelResult, b: ModelResult, task: str):
+    """Paired comparison of two models on one task; None fields when it cannot be made."""
+    ta, tb = a.tasks.get(task), b.tasks.get(task)
+    if ta is None or tb is None or ta.auc is None or tb.auc is None:
+        return None, None, None, None
+    difference = ta.auc - tb.auc
+    # The resamples depend on the data and task only, not on the model or its seed.
+    if ta.replicates is None or tb.replicates is None or len(ta.replicates) != len(tb.replicates):
+        return difference, None, None, None
+    return (difference, *paired_difference(ta.replicates, tb.replicates))
+
+
+def ranked(models: list[ModelResult], task: str) -> list[ModelResult]:
+    """Models with an AUC on `task`, best first (name breaks ties, for a stable report)."""
+    have = [m for m in models if m.auc(task) is not None]
+    return sorted(have, key=lambda m: (-m.auc(task), m.model))
+
+
+def best_vs_runner_up(models: list[ModelResult], task: str) -> Comparison | None:
+    order = ranked(models, task)
+    if not order:
+        return None
+    if len(order) == 1:
+        return Comparison(task, order[0].model, None, None, None, None, None)
+    difference, low, high, share = compare(order[0], order[1], task)
+    return Comparison(task, order[0].model, order[1].model, difference, low, high, share)

@@ -1,0 +1,397 @@
+"""Reports: built from results.jsonl + meta.json alone, deterministic, complete, and honest.
+
+Most tests use a small in-memory data set with known click and conversion probabilities and
+fake models of graded quality, run through the real harness, so the records are exactly what a
+real run writes, without waiting for real models or data generation.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from bench import harness
+from bench.data.dataset import Dataset, Ragged, Split
+from bench.data.schema import DENSE_FEATURES, IMPRESSION_SINGLE, USER_SINGLE
+from bench.registry import ModelSpec
+
+# ---------------------------------------------------------------- a small run, built in memory
+
+
+def _split(name: str, rng: np.random.Generator, n_requests: int, per: int = 12) -> Split:
+    n = n_requests * per
+    request = np.repeat(np.arange(n_requests), per)
+    user_codes = np.zeros((n_requests, len(USER_SINGLE)), dtype=np.int64)
+    # Users 2..61 known, one request in five from a rare user (code 1).
+    user_codes[:, 0] = np.where(rng.random(n_requests) < 0.2, 1,
+                                rng.integers(2, 62, n_requests))
+    user_effect = rng.normal(0, 0.5, n_requests)[request]
+    item_effect = rng.normal(0, 1.0, n)
+    p_click = 1 / (1 + np.exp(-(-2.3 + item_effect + user_effect)))
+    p_conversion = 1 / (1 + np.exp(-(-2.0 + 0.8 * item_effect + rng.normal(0, 0.7, n))))
+    click = (rng.random(n) < p_click).astype(np.int8)
+    purchase = (click & (rng.random(n) < p_conversion)).astype(np.int8)
+    empty = Ragged(np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                   np.zeros(0, dtype=np.float32))
+    empty_users = Ragged(np.zeros(n_requests + 1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                         np.zeros(0, dtype=np.float32))
+    return Split(name=name, click=click, purchase=purchase, sample_id=np.arange(n),
+                 request=request, item_codes=np.zeros((n, len(IMPRESSION_SINGLE)), np.int64),
+                 item_multi={"210": empty}, dense=np.zeros((n, len(DENSE_FEATURES)), np.float32),
+                 request_key=np.array([f"{name}{i:06d}" for i in range(n_requests)]),
+                 user_codes=user_codes, user_multi={"109_14": empty_users},
+                 p_click=p_click, p_conversion=p_conversion)
+
+
+def make_dataset(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    splits = {name: _split(name, rng, size) for name, size in
+              (("train", 300), ("valid", 150), ("test", 400))}
+    info = {"rows": {k: len(s) for k, s in splits.items()},
+            "requests": {k: s.n_requests for k, s in splits.items()},
+            "clicks": {k: int(s.click.sum()) for k, s in splits.items()},
+            "conversions": {k: int((s.click & s.purchase).sum()) for k, s in splits.items()},
+            "purchase_without_click": {"train": 0, "test": 0},
+            "settings": {"min_count": 1, "keep_purchase_without_click": False},
+            "split_rule": "made up in memory for tests",
+            "synthetic": {"profile": "test", "seed": seed, "rates_raised": True,
+                          "oracle": {"test_half": {"rows": 4800, "ctr_auc": 0.7,
+                                                   "cvr_auc": 0.7, "ctcvr_auc": 0.75}}}}
+    return Dataset("synthetic-test", f"fp-test-{seed}", splits["train"], splits["valid"],
+                   splits["test"], {}, info)
+
+
+class NoisyTruth:
+    """Scores the true probabilities plus noise: less noise, better AUC (a graded fake model)."""
+
+    OUTPUTS_HOW = {"ctr": "own head", "cvr": "own head", "ctcvr": "pCTR x pCVR"}
+
+    def __init__(self, noise: float = 1.0, stream: int = 0):
+        self.noise, self.stream = noise, stream
+        self.seed = 0
+
+    def fit(self, data, ctx):
+        self.seed = ctx.seed
+
+    def predict(self, split):
+        rng = np.random.default_rng([self.stream, self.seed])
+
+        def noisy(p):
+            logit = np.log(p / (1 - p)) + rng.normal(0, self.noise, len(p))
+            return 1 / (1 + np.exp(-logit))
+
+        ctr, cvr = noisy(split.p_click), noisy(split.p_conversion)
+        return {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr}
+
+    def n_params(self):
+        return int(1000 / self.noise)
+
+
+SPECS = [
+    ModelSpec("lgbm_fake", "baselines", "report_fake_models:NoisyTruth", "fake GBDT",
+              {"noise": 1.5}),
+    ModelSpec("mmoe_fake", "neural", "report_fake_models:NoisyTruth", "fake neural",
+              {"noise": 0.4}),
+    ModelSpec("esmm_fake", "neural", "report_fake_models:NoisyTruth", "fake neural, as good",
+              {"noise": 0.4, "stream": 1}),
+    ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior", "floor"),
+]
+
+
+def make_run(run_dir, seeds=(0,), with_latency=True):
+    """A run folder written by the real harness and meta code, from fake models."""
+    from bench import meta
+    from bench.profiles import get_profile
+
+    module = types.ModuleType("report_fake_models")
+    module.NoisyTruth = NoisyTruth
+    sys.modules["report_fake_models"] = module
+    data = make_dataset()
+    profile = get_profile("tiny")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_meta = meta.collect(["run", "--models", "fake"], dataset=data.name,
+                            fingerprint=data.fingerprint, data_info=data.info,
+                            profile=profile.__dict__, seeds=list(seeds), threads=1,
+                            models=[s.key for s in SPECS], started_utc="2025-01-01T00:00:00Z")
+    run_meta["finished_utc"] = "2025-01-01T00:01:00Z"
+    (run_dir / "meta.json").write_text(json.dumps(run_meta, default=str))
+    harness.run_suite(SPECS, data, profile, seeds, run_dir, threads=1, progress=False)
+    if with_latency:
+        for key, p50 in (("baselines/lgbm_fake", 0.8), ("neural/mmoe_fake", 3.0),
+                         ("neural/esmm_fake", 2.5)):
+            for n in (100, 1000):
+                harness.append_record(run_dir, {
+                    "kind": "latency", "model": key, "n_candidates": n, "threads": 1,
+                    "p50_ms": p50 * n / 1000, "p99_ms": 1.5 * p50 * n / 1000,
+                    "mean_ms": 1.1 * p50 * n / 1000, "candidates_per_s": n / (p50 / 1000),
+                    "error": None})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path_factory.mktemp("report") / "run", seeds=(0, 1))
+    paths = build(run_dir)
+    return run_dir, paths
+
+
+# ---------------------------------------------------------------- the files
+
+
+def test_build_writes_markdown_html_and_every_figure(built):
+    run_dir, paths = built
+    names = {p.relative_to(run_dir).as_posix() for p in paths}
+    assert {"report.md", "report.html"} <= names
+    figures = {n for n in names if n.startswith("figures/")}
+    assert figures == {"figures/auc.png", "figures/auc_vs_latency.png",
+                       "figures/training_time.png", "figures/roc.png",
+                       "figures/reliability.png"}
+    for path in paths:
+        assert path.stat().st_size > 0
+    md = (run_dir / "report.md").read_text()
+    for figure in figures:
+        assert f"]({figure})" in md  # relative links, so the folder can move
+    assert str(run_dir) not in md
+
+
+def test_report_contents_follow_the_records(built):
+    from bench.report.results import load_run
+
+    run_dir, _ = built
+    md = (run_dir / "report.md").read_text()
+    run = load_run(run_dir)
+    records = [r for r in harness.read_records(run_dir) if r.get("task") == "ctcvr"]
+    best = max(records, key=lambda r: r["auc"])["model"]
+    # The summary names the best CTCVR model, and its mean AUC over seeds is printed in bold.
+    mean = np.mean([r["auc"] for r in records if r["model"] == best])
+    assert f"best `{best}`" in md
+    assert f"**{mean:.4f} ± " in md
+    for heading in ("## Summary", "## Leaderboard", "## Metric crosswalk", "## Oracle gap",
+                    "## Calibration and GAUC", "## Costs", "## Data", "## Figures"):
+        assert heading in md
+    # Header facts come from meta.json.
+    assert run.meta["fingerprint"] in md and "2025-01-01T00:01:00Z" in md
+    assert "Ali-CCP real, train file" in md  # synthetic rates beside the real ones
+    # Latency at 1,000 candidates is read from the latency records.
+    assert "3.00 (4.50)" in md  # mmoe_fake: p50 3.0 ms, p99 4.5 ms
+    assert "not measured" in md  # the constant floor has no latency record
+
+
+def test_markdown_is_identical_when_rebuilt_from_copied_inputs(built, tmp_path):
+    from bench.report import build
+
+    run_dir, _ = built
+    copy = tmp_path / "elsewhere" / "copied-run"
+    copy.mkdir(parents=True)
+    for name in ("results.jsonl", "meta.json"):
+        shutil.copy(run_dir / name, copy / name)
+    build(copy)
+    assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
+    # The figures are byte-identical too (no timestamps in the PNGs).
+    assert (copy / "figures/auc.png").read_bytes() == (run_dir / "figures/auc.png").read_bytes()
+
+
+def test_html_is_self_contained(built):
+    import re
+
+    run_dir, _ = built
+    page = (run_dir / "report.html").read_text()
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', page)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(src|href)="(https?:|//|figures/)', page)
+    assert '<table id="leaderboard">' in page
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or \
+        shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None,
+                    reason="chromium not installed (CI installs it: apt-get install chromium)")
+def test_html_renders_in_headless_chromium(built, tmp_path):
+    import subprocess
+    from html.parser import HTMLParser
+
+    run_dir, _ = built
+    args = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'prof'}",
+            "--virtual-time-budget=5000"]
+    dumped = subprocess.run(args + ["--dump-dom", (run_dir / "report.html").as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.images, self.cells = [], [], 0
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table":
+                self.tables.append(attrs.get("id"))
+            if tag == "img":
+                self.images.append(attrs)
+            if tag == "td":
+                self.cells += 1
+
+    dom = Collect()
+    dom.feed(dumped.stdout)
+    assert "leaderboard" in dom.tables and dom.cells > 20
+    figures = [i for i in dom.images if i.get("class") == "figure"]
+    assert len(figures) == 5
+
+    # The images must decode: a screenshot-free check via the DOM is not enough, so render a
+    # page that reports each image's natural size after load.
+    probe = tmp_path / "probe.html"
+    page = (run_dir / "report.html").read_text().replace(
+        "</body>", "<script>window.onload=()=>{document.title=[...document.images]"
+                   ".map(i=>i.naturalWidth).join(',')}</script></body>")
+    probe.write_text(page)
+    titled = subprocess.run(args + ["--dump-dom", probe.as_uri()], capture_output=True,
+                            text=True, timeout=120)
+    import re
+
+    widths = re.search(r"<title>([\d,]+)</title>", titled.stdout)
+    assert widths, titled.stdout[:500]
+    assert all(int(w) > 100 for w in widths.group(1).split(","))
+
+    shot = tmp_path / "shot.png"
+    subprocess.run(args + [f"--screenshot={shot}", "--window-size=1300,2000",
+                           (run_dir / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.exists() and shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def test_leaderboard_marks_best_not_significant_over_runner_up(built):
+    """mmoe_fake and esmm_fake are equally good (same noise level, other draws)."""
+    from bench.report.results import best_vs_runner_up, load_run
+
+    run_dir, _ = built
+    run = load_run(run_dir)
+    close = best_vs_runner_up(run.models, "ctr")
+    assert {close.best, close.runner_up} == {"neural/mmoe_fake", "neural/esmm_fake"}
+    assert close.significant is False and close.ci_low < 0 < close.ci_high
+    md = (run_dir / "report.md").read_text()
+    assert "** †" not in md and "†" in md
+    # Against the far weaker fake GBDT, the gap is significant.
+    from bench.report.results import compare
+
+    diff, low, high, share = compare(run.model("neural/mmoe_fake"),
+                                     run.model("baselines/lgbm_fake"), "ctr")
+    assert low > 0 and share == 0.0
+
+
+def test_pooled_seed_interval_uses_averaged_replicates(built):
+    from bench.report.results import load_run, percentile_interval
+
+    run_dir, _ = built
+    run = load_run(run_dir)
+    records = [r for r in harness.read_records(run_dir)
+               if r.get("model") == "neural/mmoe_fake" and r.get("task") == "cvr"]
+    assert len(records) == 2
+    averaged = np.mean([r["auc_bootstrap"] for r in records], axis=0)
+    result = run.model("neural/mmoe_fake").tasks["cvr"]
+    assert (result.ci_low, result.ci_high) == percentile_interval(averaged)
+    assert result.auc == pytest.approx(np.mean([r["auc"] for r in records]))
+    assert result.auc_std == pytest.approx(np.std([r["auc"] for r in records], ddof=1))
+
+
+def test_pareto_front():
+    from bench.report.figures import pareto_front
+
+    points = [(1.0, 0.60, "a"), (2.0, 0.58, "b"), (3.0, 0.65, "c"), (0.5, 0.55, "d"),
+              (3.0, 0.64, "e")]
+    assert pareto_front(points) == ["d", "a", "c"]
+
+
+def test_latency_falls_back_to_batch_prediction_clearly_labelled(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    build(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert "serving latency was **not measured**" in md
+    assert "not measured" in md.split("## Leaderboard")[1].split("## Figures")[0]
+
+
+def test_failed_model_is_listed_and_bad_input_is_named(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    harness.append_record(run_dir, {"kind": "accuracy", "model": "neural/broken", "seed": 0,
+                                    "task": None, "auc": None, "error": "RuntimeError: boom"})
+    build(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert "## Failed runs" in md and "RuntimeError: boom" in md
+
+    with open(run_dir / "results.jsonl", "a") as out:
+        out.write('{"kind": "accuracy", "model": "x", "seed": 0, "task": "ctr"}\n')
+    with pytest.raises(ValueError, match=r"results.jsonl, line \d+: field 'auc' missing"):
+        build(run_dir)
+    with open(run_dir / "results.jsonl", "a") as out:
+        out.write("{not json\n")
+    with pytest.raises(ValueError, match=r"line \d+: not JSON"):
+        build(run_dir)
+
+
+def test_report_command_rebuilds_and_reports_missing_folder(built, tmp_path, capsys):
+    from bench.cli import main
+
+    run_dir, _ = built
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("results.jsonl", "meta.json"):
+        shutil.copy(run_dir / name, copy / name)
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").exists()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the crosswalk
+
+
+def test_crosswalk_entries_compute_what_they_claim():
+    """Each entry's stated rows/label/score must be exactly what our column computes."""
+    from bench import metrics
+    from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
+
+    rng = np.random.default_rng(0)
+    click = (rng.random(400) < 0.3).astype(np.int8)
+    purchase = (click & (rng.random(400) < 0.3)).astype(np.int8)
+    purchase[:5] = 1  # some purchase-without-click rows
+    click[:5] = 0
+    dropped = ~((purchase == 1) & (click == 0))
+    stated_labels = {"click": click, "purchase": purchase, "click_and_purchase": click & purchase}
+    for entry in ENTRIES:
+        assert entry.rows in ROWS and entry.label in LABELS and entry.score in SCORES
+        task = metrics.TASKS[entry.ours]
+        assert task.prediction == entry.score, entry
+        stated_rows = click == 1 if entry.rows == "clicked" else np.ones(len(click), bool)
+        keep = dropped if entry.needs_pwc_dropped else np.ones(len(click), bool)
+        c, p = click[keep], purchase[keep]
+        ours = task.rows(c)
+        assert (ours == stated_rows[keep]).all(), entry
+        assert (task.labels(c, p)[ours] == stated_labels[entry.label][keep][ours]).all(), entry
+        if entry.needs_pwc_dropped:
+            # ...and the match really depends on dropping those rows.
+            assert not (task.labels(click, purchase) == stated_labels[entry.label]).all()
+    # The ESMM paper's CVR AUC is ours on clicked rows, and the entire-space column exists.
+    assert {e.ours for e in ENTRIES if "ESMM" in e.source and e.their_name == "CVR AUC"} == {
+        "cvr"}
+    assert any(e.ours == "cvr_entire" for e in ENTRIES)
