@@ -174,7 +174,7 @@ def test_report_contents_follow_the_records(built):
     assert f"best `{best}`" in md
     assert f"**{mean:.4f} ± " in md
     for heading in ("## Summary", "## Leaderboard", "## Metric crosswalk", "## Oracle gap",
-                    "## Calibration and GAUC", "## Costs", "## Data", "## Figures"):
+                    "## Calibration and GAUC", "## Costs", "## Run and data", "## Figures"):
         assert heading in md
     # Header facts come from meta.json.
     assert run.meta["fingerprint"] in md and "2025-01-01T00:01:00Z" in md
