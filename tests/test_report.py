@@ -122,14 +122,19 @@ def make_run(run_dir, seeds=(0,), with_latency=True):
     (run_dir / "meta.json").write_text(json.dumps(run_meta, default=str))
     harness.run_suite(SPECS, data, profile, seeds, run_dir, threads=1, progress=False)
     if with_latency:
+        # Two serving paths and two thread counts, shaped like bench.latency's records.
         for key, p50 in (("baselines/lgbm_fake", 0.8), ("neural/mmoe_fake", 3.0),
                          ("neural/esmm_fake", 2.5)):
             for n in (100, 1000):
-                harness.append_record(run_dir, {
-                    "kind": "latency", "model": key, "n_candidates": n, "threads": 1,
-                    "p50_ms": p50 * n / 1000, "p99_ms": 1.5 * p50 * n / 1000,
-                    "mean_ms": 1.1 * p50 * n / 1000, "candidates_per_s": n / (p50 / 1000),
-                    "error": None})
+                for path, slower in (("library", 1.5), ("fast", 1.0)):
+                    for threads, speedup in ((1, 1.0), (2, 0.7)):
+                        ms = p50 * slower * speedup * n / 1000
+                        harness.append_record(run_dir, {
+                            "kind": "latency", "model": key, "n_candidates": n,
+                            "threads": threads, "path": path, "p50_ms": ms,
+                            "p99_ms": 1.5 * ms, "mean_ms": 1.1 * ms,
+                            "assembly_p50_ms": 0.1, "candidates_per_s": n / (1.1 * ms / 1000),
+                            "repeats": 50, "error": None})
     return run_dir
 
 
@@ -179,8 +184,8 @@ def test_report_contents_follow_the_records(built):
     # Header facts come from meta.json.
     assert run.meta["fingerprint"] in md and "2025-01-01T00:01:00Z" in md
     assert "Ali-CCP real, train file" in md  # synthetic rates beside the real ones
-    # Latency at 1,000 candidates is read from the latency records.
-    assert "3.00 (4.50)" in md  # mmoe_fake: p50 3.0 ms, p99 4.5 ms
+    # Latency at 1,000 candidates: fewest threads, fastest path (mmoe_fake: 3.0 ms, p99 4.5).
+    assert "3.00 (4.50), fast" in md
     assert "not measured" in md  # the constant floor has no latency record
 
 

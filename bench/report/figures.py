@@ -136,7 +136,8 @@ def latency_axis(run: Run, models: list[ModelResult]) -> tuple[str, dict[str, fl
     """Serving latency at 1,000 candidates where measured, else batch prediction time."""
     measured = {m.model: m.latency["p50_ms"] for m in models if m.latency}
     if measured:
-        return (f"latency p50, {LATENCY_CANDIDATES:,} candidates (ms, log)", measured)
+        return (f"latency p50 of one request of {LATENCY_CANDIDATES:,} candidates (ms, log)",
+                measured)
     batch = {m.model: m.predict_ms_per_1k for m in models if m.predict_ms_per_1k}
     return ("NOT serving latency: batch prediction over the test split, ms per 1,000 rows (log)",
             batch)
@@ -193,8 +194,9 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
     figure.tight_layout()
     path = _save(figure, run, "auc_vs_latency.png")
     measured = any(m.latency for m in order)
-    cost_line = (f"x: median (p50) latency of scoring {LATENCY_CANDIDATES:,} candidates "
-                 "(latency records of this run)." if measured else
+    cost_line = (f"x: median (p50) time to score one request of {LATENCY_CANDIDATES:,} "
+                 "candidates, fastest serving path on the fewest threads measured (latency "
+                 "records of this run); models without one are left out." if measured else
                  "x: serving latency was **not measured** in this run; the x axis shows batch "
                  "prediction time over the whole test split per 1,000 rows instead, which "
                  "understates per-request overheads.")

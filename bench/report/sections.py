@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.report import fmt
 from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
-from bench.report.render import Bullets, Heading, Para, Table
+from bench.report.render import Bullets, Details, Heading, Para, Table
 from bench.report.results import (
     LATENCY_CANDIDATES,
     MAIN_TASKS,
@@ -152,8 +152,8 @@ def _latency_cell(model: ModelResult) -> str:
     if not model.latency:
         return "not measured"
     lat = model.latency
-    text = f"{fmt.ms(lat['p50_ms'])} ({fmt.ms(lat.get('p99_ms'))})"
-    return text
+    path = f", {lat['path']}" if lat.get("path") else ""
+    return f"{fmt.ms(lat['p50_ms'])} ({fmt.ms(lat.get('p99_ms'))}){path}"
 
 
 def _best_key(models, value, lower: bool = False, skip_floor: bool = False):
@@ -178,7 +178,8 @@ def leaderboard(run: Run) -> list:
                              lower=True, skip_floor=True)
     header_row = (["model", "group"] + [TASK_TITLES[t] for t in tasks]
                   + [f"{SHORT_TASK[t]} log loss" for t in MAIN_TASKS]
-                  + ["train time", f"latency @{LATENCY_CANDIDATES:,}, p50 (p99) ms", "params"])
+                  + ["train time", f"latency @{LATENCY_CANDIDATES:,} cand., p50 (p99) ms",
+                     "params"])
     rows = []
     for model in order:
         row = [f"`{model.model}`", model.group]
@@ -210,7 +211,9 @@ def leaderboard(run: Run) -> list:
         "table). With several seeds, this tests the seed-averaged AUCs against resampling of "
         "requests; the seed-to-seed spread is the ± figure.",
         "Rows ordered by CTCVR AUC. Train time: mean wall-clock `fit` time over seeds. "
-        + ("Latency: median (p99) of scoring 1,000 candidates, from the run's latency records."
+        + ("Latency: median (p99) time to score one request of 1,000 candidates, on the "
+           "fewest threads measured, fastest serving path (named), from the run's latency "
+           "records (`python -m bench latency --out RUN_DIR`)."
            if any(m.latency for m in order) else
            "Latency: **not measured** in this run (see the costs table for batch prediction "
            "time, which is not serving latency)."),
@@ -335,27 +338,34 @@ def costs(run: Run) -> list:
                      fmt.ms(m.predict_ms_per_1k),
                      fmt.ms(lat.get("p50_ms")) if lat else "not measured",
                      fmt.ms(lat.get("p99_ms")) if lat else fmt.DASH,
+                     fmt.ms(lat.get("assembly_p50_ms")) if lat else fmt.DASH,
                      fmt.count(lat.get("candidates_per_s")) if lat else fmt.DASH,
-                     str(lat.get("threads", fmt.DASH)) if lat else fmt.DASH,
+                     f"{lat.get('path') or fmt.DASH}, {lat.get('threads', fmt.DASH)}"
+                     if lat else fmt.DASH,
                      fmt.count(m.n_params), how.prediction_how or fmt.DASH])
     blocks = [Heading(2, "Costs", "costs"),
               Para("Training and prediction are timed apart by the harness; batch prediction "
                    "scores the whole test split at once and is **not** serving latency. Latency "
-                   f"columns: scoring {LATENCY_CANDIDATES:,} candidates for one request, from "
-                   "the run's latency records."),
-              Table(["model", "train time", "batch predict, ms per 1k rows",
-                     f"latency p50 @{LATENCY_CANDIDATES:,} (ms)", "p99 (ms)", "candidates/s",
-                     "threads", "parameters", "how pCTCVR is formed"], rows,
-                    "lrrrrrrrl", id="costs-table")]
-    other = [r for r in run.latency_records if r.get("n_candidates") != LATENCY_CANDIDATES]
-    if other:
-        blocks.append(Para("Latency at other candidate counts:"))
-        blocks.append(Table(["model", "candidates", "threads", "p50 (ms)", "p99 (ms)"],
-                            [[f"`{r['model']}`", fmt.count(r["n_candidates"]),
-                              str(r.get("threads", fmt.DASH)), fmt.ms(r.get("p50_ms")),
-                              fmt.ms(r.get("p99_ms"))]
-                             for r in sorted(other, key=lambda r: (r["model"],
-                                                                   r["n_candidates"]))]))
+                   f"columns: scoring one request of {LATENCY_CANDIDATES:,} candidates (feature "
+                   "assembly timed apart), fastest serving path on the fewest threads measured; "
+                   "every latency record is listed below the table.")]
+    if order:
+        blocks.append(Table(
+            ["model", "train time", "batch predict, ms per 1k rows",
+             f"latency p50 @{LATENCY_CANDIDATES:,} (ms)", "p99 (ms)", "assembly p50 (ms)",
+             "candidates/s", "path, threads", "parameters", "how pCTCVR is formed"], rows,
+            "lrrrrrrlrl", id="costs-table"))
+    if run.latency_records:
+        listed = sorted(run.latency_records, key=lambda r: (
+            r["model"], r.get("n_candidates") or 0, str(r.get("path")), r.get("threads") or 0))
+        blocks.append(Details(f"All {len(listed)} latency records", [Table(
+            ["model", "path", "candidates", "threads", "p50 (ms)", "p99 (ms)",
+             "assembly p50 (ms)", "repeats", "error"],
+            [[f"`{r['model']}`", str(r.get("path") or fmt.DASH), fmt.count(r["n_candidates"]),
+              str(r.get("threads") or fmt.DASH), fmt.ms(r.get("p50_ms")),
+              fmt.ms(r.get("p99_ms")), fmt.ms(r.get("assembly_p50_ms")),
+              fmt.count(r.get("repeats")), (r.get("error") or "")[:120]] for r in listed],
+            "llrrrrrrl")]))
     return blocks
 
 
