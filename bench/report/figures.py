@@ -268,7 +268,8 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
         ax.set_xlabel("false positive rate", fontsize=8)
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(loc="lower right", fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=6)
         ax.grid(alpha=0.3)
     _suptitle(figure, run, f"ROC curves, best model of each group (seed {first_seed})")
     figure.tight_layout()
