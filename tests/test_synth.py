@@ -205,6 +205,29 @@ def test_oracle_aucs_recomputed_from_the_files(tiny):
         assert oracle["ctcvr_auc"] == pytest.approx(roc_auc_score(c & b, pc_ * pv), abs=1e-12)
         assert TINY_CTR_BAND[0] <= oracle["ctr_auc"] <= TINY_CTR_BAND[1], oracle
         assert TINY_CVR_BAND[0] <= oracle["cvr_auc"] <= TINY_CVR_BAND[1], oracle
+        assert TINY_CTR_BAND[0] <= oracle["expected_ctr_auc"] <= TINY_CTR_BAND[1], oracle
+        assert TINY_CVR_BAND[0] <= oracle["expected_cvr_auc"] <= TINY_CVR_BAND[1], oracle
+        assert oracle["ctr_auc"] == pytest.approx(oracle["expected_ctr_auc"], abs=0.05)
+
+
+def test_expected_auc_is_the_mean_over_label_draws():
+    """Brute force over all pairs (a row paired with itself counts as a tie)."""
+    rng = np.random.default_rng(5)
+    p_click, p_conv = rng.uniform(0.01, 0.6, 150), rng.uniform(0.01, 0.6, 150)
+    p_conv[:10] = p_conv[10]  # ties
+    click = np.r_[np.ones(75, bool), np.zeros(75, bool)]
+    purchase = np.r_[np.ones(40, bool), np.zeros(110, bool)]
+
+    def brute(score, pos, neg):
+        greater = (score[:, None] > score[None, :]) + 0.5 * (score[:, None] == score[None, :])
+        return (pos[:, None] * neg[None, :] * greater).sum() / (pos.sum() * neg.sum())
+
+    oracle = synth._oracle_aucs(p_click, p_conv, click, purchase)
+    assert oracle["expected_ctr_auc"] == pytest.approx(brute(p_click, p_click, 1 - p_click))
+    assert oracle["expected_cvr_auc"] == pytest.approx(
+        brute(p_conv, p_click * p_conv, p_click * (1 - p_conv)))
+    both = p_click * p_conv
+    assert oracle["expected_ctcvr_auc"] == pytest.approx(brute(both, both, 1 - both))
 
 
 def test_position_shares(tiny):
@@ -263,3 +286,5 @@ def test_small_profile_rates_and_oracle_bands(tmp_path):
         oracle = info["oracle"][name]
         assert 0.66 <= oracle["ctr_auc"] <= 0.76, oracle
         assert 0.68 <= oracle["cvr_auc"] <= 0.80, oracle
+        assert 0.66 <= oracle["expected_ctr_auc"] <= 0.76, oracle
+        assert 0.68 <= oracle["expected_cvr_auc"] <= 0.80, oracle

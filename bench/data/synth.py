@@ -788,9 +788,20 @@ def _oracle_aucs(p_click, p_conv, click, purchase) -> dict:
     def auc(label, score):
         return float(roc_auc_score(label, score)) if 0 < label.sum() < len(label) else None
 
+    def expected_auc(score, positive_weight, negative_weight):
+        """AUC over the labels' distribution rather than one draw of them: every row counts
+        as a positive with weight P(positive) and as a negative with the rest."""
+        return float(roc_auc_score(np.r_[np.ones(len(score)), np.zeros(len(score))],
+                                   np.r_[score, score],
+                                   sample_weight=np.r_[positive_weight, negative_weight]))
+
     return {"rows": int(keep.sum()), "clicks": int(c.sum()), "conversions": int((c & b).sum()),
             "ctr_auc": auc(c, pcl), "cvr_auc": auc(b[c], pcv[c]),
-            "ctcvr_auc": auc(c & b, pcl * pcv)}
+            "ctcvr_auc": auc(c & b, pcl * pcv),
+            # Free of label noise: useful where a half holds few conversions.
+            "expected_ctr_auc": expected_auc(pcl, pcl, 1 - pcl),
+            "expected_cvr_auc": expected_auc(pcv, pcl * pcv, pcl * (1 - pcv)),
+            "expected_ctcvr_auc": expected_auc(pcl * pcv, pcl * pcv, 1 - pcl * pcv)}
 
 
 def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
@@ -910,7 +921,10 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                    "note": "AUCs of the true probabilities on the official test file's halves "
                            "(bench.data.split.test_half_of_keys); purchase-without-click rows "
                            "dropped; CVR on clicked rows only; CTCVR = p_click * p_conversion "
-                           "against click & purchase on all rows."},
+                           "against click & purchase on all rows. expected_*: the same AUCs "
+                           "averaged over the label draw (each row a positive with weight "
+                           "P(label) and a negative with the rest; CVR rows weighted by "
+                           "p_click)."},
         "format": {
             "behaviour_value": "ln(1 + count), 6 significant digits (count 1 -> 0.693147); "
                                "combination fields 508/509/702/853 carry the user's value on "
