@@ -1,0 +1,278 @@
+"""The raw Tianchi reader: what is written in the raw files comes back from the Parquet cache."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from bench.data import raw, schema
+from bench.data.fingerprint import fingerprint_files
+
+VALUE_TEXTS = ("1.0", "0.693147", "2.3979", "1e-05", ".5", "3", "0.0", "12.75")
+
+
+def line_text(columns, triples, feature_num=None) -> str:
+    """One raw line; triples are (field, feature id, value text)."""
+    feature_list = "\x01".join(f"{f}\x02{i}\x03{v}" for f, i, v in triples)
+    n = len(triples) if feature_num is None else feature_num
+    return ",".join([*map(str, columns), str(n), feature_list])
+
+
+def write_split(data_dir, split, skeleton_lines, common_lines):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / schema.skeleton_name(split)).write_text("".join(x + "\n" for x in skeleton_lines))
+    (data_dir / schema.common_name(split)).write_text("".join(x + "\n" for x in common_lines))
+
+
+def set_lists_in_line_order(row, triples, multi_fields):
+    """A multi field's list holds its ids in the order of the line."""
+    for f in multi_fields:
+        row[f] = [i for field, i, _ in triples if field == f]
+        row[f + "_value"] = [float(np.float32(v)) for field, _, v in triples if field == f]
+
+
+def random_split(rng: random.Random, first_sample_id: int):
+    """Raw lines of one split and the rows the cache must hold, computed independently."""
+    common_lines, common_rows, skeleton_lines, skeleton_rows = [], [], [], []
+    sample_id = first_sample_id
+    for _ in range(14):
+        key = f"{rng.getrandbits(64):016x}"
+        triples, row = [], {"line": len(common_lines) + 1, "request_key": key}
+        for f in schema.USER_SINGLE:
+            row[f] = None
+            if rng.random() < 0.85:
+                ids = [rng.randrange(1, 2**31) for _ in range(rng.choice((1, 1, 1, 2)))]
+                triples += [(f, i, "1.0") for i in ids]
+                row[f] = ids[0]  # a repeated single field keeps its first id
+        for f in schema.USER_MULTI:
+            n = rng.choice((0, 1, 3, 40))
+            ids = [rng.randrange(1, 2**31) for _ in range(n)]
+            texts = [rng.choice(VALUE_TEXTS) for _ in range(n)]
+            triples += list(zip([f] * n, ids, texts))
+            row[f], row[f + "_value"] = ids, [float(np.float32(t)) for t in texts]
+        rng.shuffle(triples)  # the order of triples on a line must not matter...
+        # ...except between repeats of a single field: the first one is kept.
+        triples.sort(key=lambda t: t[0] in schema.USER_SINGLE and row[t[0]] != t[1])
+        set_lists_in_line_order(row, triples, schema.USER_MULTI)
+        common_lines.append(line_text([key], triples))
+        common_rows.append(row)
+        for _ in range(rng.choice((0, 1, 5, 30))):
+            sample_id += rng.choice((1, 1, 2))
+            click = int(rng.random() < 0.3)
+            purchase = int(rng.random() < (0.4 if click else 0.05))
+            triples = []
+            row = {"line": len(skeleton_lines) + 1, "sample_id": sample_id, "click": click,
+                   "purchase": purchase, "request_key": key}
+            for f in schema.IMPRESSION_SINGLE:
+                row[f] = None
+                if f in schema.COMBINATION:
+                    row[f + "_value"] = None
+                if rng.random() < 0.8:
+                    ids = [rng.randrange(0, 2**31) for _ in range(rng.choice((1, 1, 1, 1, 2)))]
+                    texts = [rng.choice(VALUE_TEXTS) for _ in ids]
+                    triples += [(f, i, t) for i, t in zip(ids, texts)]
+                    row[f] = ids[0]
+                    if f in schema.COMBINATION:
+                        row[f + "_value"] = float(np.float32(texts[0]))
+            n = rng.choice((0, 1, 2, 5))
+            ids = [rng.randrange(1, 2**31) for _ in range(n)]
+            texts = [rng.choice(VALUE_TEXTS) for _ in range(n)]
+            triples += list(zip(["210"] * n, ids, texts))
+            row["210"], row["210_value"] = ids, [float(np.float32(t)) for t in texts]
+            firsts = {f: row[f] for f in schema.IMPRESSION_SINGLE}
+            rng.shuffle(triples)
+            # Put each single field's kept triple before its repeats (stable among the rest).
+            triples.sort(key=lambda t: t[0] in firsts and firsts[t[0]] != t[1])
+            set_lists_in_line_order(row, triples, schema.ITEM_MULTI)
+            skeleton_lines.append(line_text([sample_id, click, purchase, key], triples))
+            skeleton_rows.append(row)
+    return skeleton_lines, skeleton_rows, common_lines, common_rows
+
+
+@pytest.fixture(scope="module")
+def random_raw(tmp_path_factory):
+    rng = random.Random(7)
+    data_dir = tmp_path_factory.mktemp("random_raw")
+    expected = {}
+    for split, first_id in (("train", 1), ("test", 10_000)):
+        skeleton_lines, skeleton_rows, common_lines, common_rows = random_split(rng, first_id)
+        write_split(data_dir, split, skeleton_lines, common_lines)
+        expected[split] = (skeleton_rows, common_rows)
+    return data_dir, expected
+
+
+def read_rows(path):
+    return pq.read_table(path).to_pylist()
+
+
+@pytest.mark.parametrize("block_bytes", [4096, raw.BLOCK_BYTES])
+def test_round_trip_exact(random_raw, tmp_path, block_bytes):
+    data_dir, expected = random_raw
+    raw.convert_raw(data_dir, tmp_path, block_bytes=block_bytes, workers=2, progress=False)
+    for split, (skeleton_rows, common_rows) in expected.items():
+        assert read_rows(tmp_path / f"skeleton_{split}.parquet") == skeleton_rows
+        assert read_rows(tmp_path / f"common_{split}.parquet") == common_rows
+
+
+def test_cache_schema_matches_schema_py(random_raw, tmp_path):
+    data_dir, _ = random_raw
+    raw.convert_raw(data_dir, tmp_path, progress=False)
+    skeleton = pq.read_schema(tmp_path / "skeleton_train.parquet")
+    common = pq.read_schema(tmp_path / "common_train.parquet")
+    assert skeleton.names == (list(schema.SKELETON_BASE_COLUMNS) + list(schema.IMPRESSION_SINGLE)
+                              + [f"{f}_value" for f in schema.COMBINATION]
+                              + [n for f in schema.ITEM_MULTI for n in (f, f"{f}_value")])
+    assert common.names == (list(schema.COMMON_BASE_COLUMNS) + list(schema.USER_SINGLE)
+                            + [n for f in schema.USER_MULTI for n in (f, f"{f}_value")])
+    assert str(skeleton.field("click").type) == "int8"
+    assert str(skeleton.field("205").type) == "int64"
+    assert str(skeleton.field("508_value").type) == "float"
+    assert str(skeleton.field("210").type.value_type) == "int64"
+    assert str(common.field("109_14_value").type.value_type) == "float"
+    assert str(common.field("request_key").type) == "string"
+
+
+def test_manifest_counts(random_raw, tmp_path):
+    data_dir, expected = random_raw
+    report = raw.convert_raw(data_dir, tmp_path, progress=False)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == report
+    for split, (skeleton_rows, common_rows) in expected.items():
+        got = report["splits"][split]
+        clicks = [r["click"] for r in skeleton_rows]
+        purchases = [r["purchase"] for r in skeleton_rows]
+        assert got["impressions"] == len(skeleton_rows)
+        assert got["requests"] == len(common_rows)
+        assert got["requests_with_impressions"] == len({r["request_key"] for r in skeleton_rows})
+        assert got["clicks"] == sum(clicks)
+        assert got["purchases"] == sum(purchases)
+        assert got["purchase_without_click"] == sum(p and not c for c, p in
+                                                    zip(clicks, purchases))
+        assert report["files"][schema.skeleton_name(split)]["lines"] == len(skeleton_rows)
+        assert report["files"][schema.common_name(split)]["lines"] == len(common_rows)
+    assert report["skipped_lines"] == 0
+    assert report["fingerprint"] == fingerprint_files(
+        raw.raw_paths(data_dir, ("train", "test")), raw.raw_settings())
+    assert report["mb_per_s"] > 0 and report["seconds"] > 0
+
+
+def test_repeated_single_fields_are_repaired_and_counted(tmp_path):
+    data_dir = tmp_path / "raw"
+    key = "00000000000000ab"
+    common = [line_text([key], [("101", 5, "1.0"), ("101", 6, "1.0"), ("121", 7, "1.0")])]
+    skeleton = [line_text([1, 0, 0, key], [("205", 1, "1.0"), ("206", 2, "1.0")]),
+                line_text([2, 1, 0, key], [("205", 3, "1.0"), ("205", 4, "1.0"),
+                                           ("508", 8, "0.25"), ("508", 9, "0.5")])]
+    write_split(data_dir, "train", skeleton, common)
+    report = raw.convert_raw(data_dir, tmp_path / "cache", splits=("train",), progress=False)
+    assert report["repaired_lines"] == 2  # one common line, one skeleton line
+    assert report["repaired_triples"] == 3
+    files = report["files"]
+    assert files["sample_skeleton_train.csv"]["repaired_lines"] == 1
+    assert files["sample_skeleton_train.csv"]["repaired_triples"] == 2
+    lines = {(f, line) for f, line, _ in report["repair_examples"]}
+    assert lines == {("common_features_train.csv", 1), ("sample_skeleton_train.csv", 2)}
+    row = read_rows(tmp_path / "cache" / "skeleton_train.parquet")[1]
+    assert (row["205"], row["508"], row["508_value"]) == (3, 8, 0.25)
+    assert read_rows(tmp_path / "cache" / "common_train.parquet")[0]["101"] == 5
+
+
+def test_cache_is_current_follows_inputs_and_settings(random_raw, tmp_path):
+    data_dir, _ = random_raw
+    copy = tmp_path / "raw"
+    copy.mkdir()
+    for path in data_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    cache = tmp_path / "cache"
+    assert not raw.cache_is_current(copy, cache, {"lenient": False})
+    raw.convert_raw(copy, cache, progress=False)
+    assert raw.cache_is_current(copy, cache, {"lenient": False})
+    assert raw.cache_is_current(copy, cache)
+    assert not raw.cache_is_current(copy, cache, {"lenient": True})
+    assert not raw.cache_is_current(copy, cache, {"splits": ["train"]})
+    target = copy / "common_features_test.csv"
+    text = target.read_bytes()
+    target.write_bytes(text.replace(b"\x031.0", b"\x031.5", 1))  # same size, other content
+    assert not raw.cache_is_current(copy, cache)
+    target.write_bytes(text)
+    assert raw.cache_is_current(copy, cache)
+    (cache / "skeleton_test.parquet").unlink()
+    assert not raw.cache_is_current(copy, cache)
+
+
+def test_failed_conversion_leaves_no_complete_cache(random_raw, tmp_path):
+    data_dir, _ = random_raw
+    copy = tmp_path / "raw"
+    copy.mkdir()
+    for path in data_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    cache = tmp_path / "cache"
+    raw.convert_raw(copy, cache, progress=False)
+    with open(copy / "sample_skeleton_test.csv", "a") as fh:
+        fh.write("1,0,0,zzzz,0,\n")
+    with pytest.raises(raw.RawFormatError):
+        raw.convert_raw(copy, cache, progress=False)
+    assert not (cache / "manifest.json").exists()
+    assert not raw.cache_is_current(copy, cache)
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+
+
+def test_single_split(random_raw, tmp_path):
+    data_dir, expected = random_raw
+    report = raw.convert_raw(data_dir, tmp_path, splits=("test",), progress=False)
+    assert list(report["splits"]) == ["test"]
+    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["common_test.parquet",
+                                                                 "skeleton_test.parquet"]
+    assert read_rows(tmp_path / "skeleton_test.parquet") == expected["test"][0]
+
+
+def reference_parse(path, layout):
+    """A plain-Python reading of a raw file into the cache's rows (for the generator's data)."""
+    rows = []
+    with open(path, "rb") as fh:
+        for number, text in enumerate(fh, start=1):
+            cells = text.rstrip(b"\n").split(b",")
+            row = {"line": number}
+            if layout is raw.SKELETON:
+                row.update(sample_id=int(cells[0]), click=int(cells[1]), purchase=int(cells[2]))
+            row["request_key"] = cells[-3].decode()
+            for f in layout.single:
+                row[f] = None
+            for f in layout.valued:
+                row[f + "_value"] = None
+            for f in layout.multi:
+                row[f], row[f + "_value"] = [], []
+            triples = cells[-1].split(b"\x01")
+            assert int(cells[-2]) == len(triples)
+            for triple in triples:
+                field, rest = triple.split(b"\x02")
+                fid, value = rest.split(b"\x03")
+                field = field.decode()
+                if field in layout.multi:
+                    row[field].append(int(fid))
+                    row[field + "_value"].append(float(np.float32(value.decode())))
+                elif row[field] is None:
+                    row[field] = int(fid)
+                    if field in layout.valued:
+                        row[field + "_value"] = float(np.float32(value.decode()))
+            rows.append(row)
+    return rows
+
+
+def test_synthetic_tiny_round_trip(tiny_raw_dir, tmp_path):
+    report = raw.convert_raw(tiny_raw_dir, tmp_path, progress=False)
+    info = json.loads((tiny_raw_dir / "synth_info.json").read_text())
+    for split in ("train", "test"):
+        skeleton = read_rows(tmp_path / f"skeleton_{split}.parquet")
+        assert skeleton == reference_parse(tiny_raw_dir / schema.skeleton_name(split),
+                                           raw.SKELETON)
+        common = read_rows(tmp_path / f"common_{split}.parquet")
+        assert common == reference_parse(tiny_raw_dir / schema.common_name(split), raw.COMMON)
+        got, truth = report["splits"][split], info["counts"][split]
+        assert got["impressions"] == truth["impressions"] == len(skeleton)
+        assert got["requests"] == truth["requests"] == len(common)
+        for name in ("clicks", "purchases", "click_and_purchase", "purchase_without_click"):
+            assert got[name] == truth[name]
