@@ -138,6 +138,8 @@ def _triple_problem(layout: _Layout, triple: bytes) -> str | None:
     if not _UINT.fullmatch(feature_id):
         if re.fullmatch(rb"[0-9]+", feature_id):
             return f"has a feature id longer than {MAX_INT_DIGITS} digits"
+        if re.fullmatch(rb"-[0-9]+", feature_id):
+            return "has a negative feature id"
         return "has a non-integer feature id"
     number = _float_or_none(value)
     if number is None:
