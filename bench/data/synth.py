@@ -255,13 +255,6 @@ def _tilted_pick(rng, candidates: np.ndarray, affinity: np.ndarray, tilt: float)
     return candidates[np.arange(len(candidates)), np.argmax(score, axis=1)]
 
 
-def _gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + l) for every (s, l)."""
-    total = int(lengths.sum())
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(starts - offsets, lengths) + np.arange(total)
-
-
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """A bijection of uint64: distinct counters give distinct, random-looking keys."""
     with np.errstate(over="ignore"):
