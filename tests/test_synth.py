@@ -193,7 +193,7 @@ def test_oracle_aucs_recomputed_from_the_files(tiny):
     out, info = tiny
     click, purchase, keys, p_click, p_conv = _labels_and_truth(out, "test")
     unique_keys = list(dict.fromkeys(keys))
-    half_of_key = dict(zip(unique_keys, split_rule.test_half_of_keys(unique_keys), strict=True))
+    half_of_key = dict(zip(unique_keys, split_rule.in_test_half(unique_keys), strict=True))
     in_test = np.array([half_of_key[k] for k in keys])
     keep = ~(purchase & ~click)
     for name, mask in (("test_half", in_test & keep), ("validation_half", ~in_test & keep)):

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from bench.data import schema
 from bench.data.dataset import Dataset
 from bench.data.encode import PrepSettings, RawPart, encode_dataset
-from bench.data.split import test_half_of_keys
+from bench.data.split import in_test_half
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ROOT = Path(os.environ.get("CCPBENCH_DATA", REPO_ROOT / "data"))
@@ -64,11 +64,11 @@ def _read_cache(cache_dir: Path, split: str, data_dir: Path) -> RawPart:
 def _halve_test(part: RawPart) -> tuple[RawPart, RawPart]:
     """Validation and test halves of the official test file, by request key."""
     common_keys = part.common.column("request_key").to_numpy(zero_copy_only=False)
-    in_test_half = test_half_of_keys(common_keys)
+    test_half = in_test_half(common_keys)
     keys = part.skeleton.column("request_key").to_numpy(zero_copy_only=False)
     request = pd.Index(common_keys).get_indexer(keys)
     # A key with no common line is reported by the encoder; put it in validation meanwhile.
-    mask = np.where(request >= 0, in_test_half[request], False)
+    mask = np.where(request >= 0, test_half[request], False)
     valid = RawPart(part.skeleton.filter(~mask), part.common, part.source, part.truth)
     test = RawPart(part.skeleton.filter(mask), part.common, part.source, part.truth)
     return valid, test

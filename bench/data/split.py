@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 
 
-def test_half_of_keys(request_keys) -> np.ndarray:
+def in_test_half(request_keys) -> np.ndarray:
     """True where a request key belongs to the test half, False for the validation half."""
     return np.fromiter(
         (hashlib.blake2b(str(k).encode(), digest_size=1).digest()[0] & 1 for k in request_keys),

@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.data import schema
-from bench.data.split import test_half_of_keys
+from bench.data.split import in_test_half
 
 INFO_NAME = "synth_info.json"
 SPLITS = schema.RAW_SPLITS  # ("train", "test")
@@ -853,7 +853,7 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                 users_seen[split].append(r["users"])
                 item_counts[split] += np.bincount(r["items"], minlength=gen.sizes["items"])
                 if split == "test":
-                    half = test_half_of_keys([k.decode() for k in r["keys"]])[r["request"]]
+                    half = in_test_half([k.decode() for k in r["keys"]])[r["request"]]
                     for k in ("p_click", "p_conversion", "click", "purchase"):
                         test_cols[k].append(r[k])
                     test_cols["half"].append(half)
@@ -912,7 +912,7 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
         "counts": counts,
         "oracle": {**halves,
                    "note": "AUCs of the true probabilities on the official test file's halves "
-                           "(bench.data.split.test_half_of_keys); purchase-without-click rows "
+                           "(bench.data.split.in_test_half); purchase-without-click rows "
                            "dropped; CVR on clicked rows only; CTCVR = p_click * p_conversion "
                            "against click & purchase on all rows. expected_*: the same AUCs "
                            "averaged over the label draw (each row a positive with weight "
