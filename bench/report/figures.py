@@ -50,18 +50,22 @@ def _save(figure, run: Run, name: str) -> str:
     return f"{FIGURE_DIR}/{name}"
 
 
-def _log_x(ax) -> None:
-    """A log x axis labelled with plain numbers (0.5, 2, 30), not powers of ten."""
+def _log_scale(ax, which: str = "x") -> None:
+    """A log axis labelled with plain numbers (0.5, 2, 30), not powers of ten; the 2s and 5s
+    between decades are labelled only when the axis spans less than two decades."""
     from matplotlib.ticker import FuncFormatter
 
-    def minor(value, _):
-        leading = f"{value:e}"[0]
-        return f"{value:g}" if leading in "25" else ""
+    axis = ax.xaxis if which == "x" else ax.yaxis
 
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
-    ax.tick_params(axis="x", which="minor", labelsize=6)
+    def minor(value, _):
+        low, high = sorted(axis.get_view_interval())
+        narrow = low > 0 and high / low < 100
+        return f"{value:g}" if narrow and f"{value:e}"[0] in "25" else ""
+
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+    ax.tick_params(axis=which, which="both", labelsize=7)
 
 
 def _suptitle(figure, run: Run, what: str) -> None:
@@ -95,7 +99,7 @@ def auc_per_model(run: Run, order: list[ModelResult]) -> Figure:
         ax = figure.add_subplot(n_rows, n_cols, i + 1)
         for yi, model in zip(y, order):
             result = model.tasks.get(task)
-            if result is None or result.auc is None:
+            if result is None or result.auc is None or result.constant_output:
                 continue
             low = result.ci_low if result.ci_low is not None else result.auc
             high = result.ci_high if result.ci_high is not None else result.auc
@@ -125,7 +129,9 @@ def auc_per_model(run: Run, order: list[ModelResult]) -> Figure:
     return Figure(path, "AUC per model and task with 95% intervals", [
         "**Definition.** AUC of each task on the test split, as defined in the metric "
         "crosswalk (CVR on clicked impressions only); dotted line 0.5 (no skill), dashed line "
-        "the oracle AUC of the true probabilities when the data is synthetic.",
+        "the oracle AUC of the true probabilities when the data is synthetic. Outputs a model "
+        "does not model (a constant prior, e.g. a single-task model's other tasks) are left "
+        "out.",
         _seed_line(run) + " Crosses: single seeds.",
         _interval_line(run)],
         Table(["model", "task", "AUC", "95% CI", "std over seeds", "per seed"], rows, "llrrrr"),
@@ -162,18 +168,21 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
         points = []
         for model in order:
             result = model.tasks.get(task)
-            if model.model not in cost or result is None or result.auc is None:
+            # The constant floor costs nothing and would stretch the axis over decades.
+            if (model.model not in cost or result is None or result.auc is None
+                    or model.group == "floor" or result.constant_output):
                 continue
             x = cost[model.model]
             points.append((x, result.auc, model.model))
             low = result.ci_low if result.ci_low is not None else result.auc
             high = result.ci_high if result.ci_high is not None else result.auc
             ax.errorbar(x, result.auc, yerr=[[result.auc - low], [high - result.auc]],
-                        fmt="o", color=_color(model), capsize=3, ms=5)
-            ax.annotate(model.name, (x, result.auc), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+                        fmt="o", color=_color(model), capsize=3, ms=5, alpha=0.8)
         front = pareto_front(points)
         by_key = {key: (x, auc) for x, auc, key in points}
+        for key in front:  # names on the front only; every point is in the data table
+            ax.annotate(run.model(key).name, by_key[key], fontsize=7, xytext=(4, -10),
+                        textcoords="offset points")
         if front:
             xs, ys = zip(*(by_key[k] for k in front))
             ax.step(xs, ys, where="post", color="k", lw=0.8, alpha=0.6, label="Pareto front")
@@ -184,12 +193,12 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
             rows.append([key, task, fmt.ms(x), fmt.auc(auc),
                          fmt.interval(result.ci_low, result.ci_high),
                          "yes" if key in front else ""])
-        _log_x(ax)
+        _log_scale(ax, "x")
         ax.set_title(TASK_TITLES[task], fontsize=9)
-        ax.set_xlabel(label, fontsize=7)
         ax.set_ylabel("AUC (95% CI)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    figure.supxlabel(label, fontsize=9)
     _suptitle(figure, run, "Accuracy against serving cost")
     figure.tight_layout()
     path = _save(figure, run, "auc_vs_latency.png")
@@ -201,23 +210,26 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
                  "prediction time over the whole test split per 1,000 rows instead, which "
                  "understates per-request overheads.")
     return Figure(path, "AUC against inference cost, with the Pareto front", [
-        "**Definition.** Each point is a model; the front joins the models that no other "
-        "model beats on both lower cost and higher AUC. " + cost_line,
+        "**Definition.** Each point is a model (the constant floor and outputs a model does "
+        "not model are left out); the front joins the models that no other model beats on "
+        "both lower cost and higher AUC, and only they are named. " + cost_line,
         _seed_line(run), _interval_line(run)],
         Table(["model", "task", "cost (ms)", "AUC", "95% CI", "on the front"], rows, "llrrrc"),
         id="figure-pareto")
 
 
 def training_time(run: Run, order: list[ModelResult]) -> Figure:
-    models = [m for m in order if m.train_s is not None]
-    figure = _new_figure(8, 1.3 + 0.3 * len(models))
+    # The constant floor trains in microseconds; on a log axis it would hide the others.
+    models = [m for m in order if m.train_s is not None and m.group != "floor"]
+    figure = _new_figure(8, 1.3 + 0.3 * max(len(models), 1))
     ax = figure.add_subplot(1, 1, 1)
     y = np.arange(len(models))[::-1]
-    ax.barh(y, [m.train_s for m in models], xerr=[m.train_s_std or 0 for m in models],
-            color=[_color(m) for m in models], capsize=3)
+    spread = [m.train_s_std for m in models]
+    ax.barh(y, [m.train_s for m in models], color=[_color(m) for m in models],
+            xerr=[s or 0 for s in spread] if any(spread) else None, capsize=3)
     ax.set_yticks(y)
     ax.set_yticklabels([m.model for m in models], fontsize=8)
-    _log_x(ax)
+    _log_scale(ax, "x")
     ax.set_xlabel(f"training time, seconds (log; {run.meta.get('threads', '?')} threads)",
                   fontsize=8)
     ax.grid(axis="x", alpha=0.3)
@@ -230,7 +242,8 @@ def training_time(run: Run, order: list[ModelResult]) -> Figure:
     return Figure(path, "Training time per model", [
         "**Definition.** Wall-clock time of `fit` (training with early stopping on the "
         "validation split), timed by the harness, data loading excluded; bars are means over "
-        "seeds, whiskers one standard deviation.",
+        "seeds, whiskers one standard deviation (with several seeds). The constant floor is "
+        "left out (its time is in the costs table).",
         f"**Seeds.** {fmt.seeds(run.seeds)}. No interval: timing is one measurement per seed."],
         Table(["model", "group", "train time", "std over seeds"], rows, "llrr"),
         id="figure-train")
@@ -306,8 +319,8 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
         if lows:
             lo, hi = min(lows) / 1.5, min(1.0, max(lows) * 1.5)
             ax.plot([lo, hi], [lo, hi], color="#999", lw=0.8, ls=":")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _log_scale(ax, "x")
+            _log_scale(ax, "y")
             ax.legend(loc="upper left", fontsize=6)
         ax.set_title(TASK_TITLES[task], fontsize=9)
         ax.set_xlabel("mean predicted probability (log)", fontsize=8)

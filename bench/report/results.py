@@ -123,6 +123,11 @@ class TaskResult:
     reliability: list | None  # of the first seed
     first_seed_ci: tuple[float | None, float | None] = (None, None)
 
+    @property
+    def constant_output(self) -> bool:
+        """The model does not model this task (e.g. a single-task model's other outputs)."""
+        return "constant" in (self.prediction_how or "").lower()
+
 
 @dataclass
 class ModelResult:
@@ -313,8 +318,9 @@ def compare(a: ModelResult, b: ModelResult, task: str):
 
 
 def ranked(models: list[ModelResult], task: str) -> list[ModelResult]:
-    """Models with an AUC on `task`, best first (name breaks ties, for a stable report)."""
-    have = [m for m in models if m.auc(task) is not None]
+    """Models that model `task`, best AUC first (name breaks ties, for a stable report)."""
+    have = [m for m in models if m.auc(task) is not None
+            and not m.tasks[task].constant_output]
     return sorted(have, key=lambda m: (-m.auc(task), m.model))
 
 

@@ -140,6 +140,8 @@ def data_section(run: Run) -> list:
 def _auc_cell(result, best: bool, mark: bool) -> str:
     if result is None or result.auc is None:
         return fmt.DASH
+    if result.constant_output:
+        return f"{fmt.auc(result.auc)} (constant output)"
     text = fmt.auc(result.auc)
     if result.auc_std is not None:
         text += f" ± {result.auc_std:.4f}"
@@ -210,6 +212,8 @@ def leaderboard(run: Run) -> list:
         "95% interval of their paired bootstrap AUC difference includes 0 (see the next "
         "table). With several seeds, this tests the seed-averaged AUCs against resampling of "
         "requests; the seed-to-seed spread is the ± figure.",
+        "(constant output): the model does not model this task and outputs a training prior "
+        "(its `prediction_how` says so), e.g. a single-task model's other outputs. "
         "Rows ordered by CTCVR AUC. Train time: mean wall-clock `fit` time over seeds. "
         + ("Latency: median (p99) time to score one request of 1,000 candidates, on the "
            "fewest threads measured, fastest serving path (named), from the run's latency "
@@ -473,6 +477,7 @@ def summary(run: Run) -> list:
         floor = next((m for m in run.models if m.group == "floor"), None)
         if floor is not None and floor.auc(task) is not None:
             below = [m.model for m in order if m.group != "floor"
+                     and not m.tasks[task].constant_output
                      and m.auc(task) is not None and m.auc(task) <= floor.auc(task)]
             if below:
                 text += f" Not above the constant floor: {', '.join(f'`{b}`' for b in below)}."
