@@ -428,3 +428,23 @@ def test_tiny_profile_run_leaves_every_report_file(tiny_raw_dir, tmp_path, monke
     # The oracle AUCs of the synthetic data appear, as the harness measured them on test rows.
     ctr = next(r for r in harness.read_records(out) if r["task"] == "ctr")
     assert f"CTR {ctr['oracle_auc']:.4f}" in md
+
+
+def test_constant_outputs_are_recognised_and_not_ranked(built):
+    import dataclasses
+
+    from bench.report.results import load_run, ranked
+
+    run_dir, _ = built
+    run = load_run(run_dir)
+    floor = run.model("baselines/constant").tasks["ctr"]
+    real = run.model("neural/mmoe_fake").tasks["ctr"]
+    assert floor.constant_output and not real.constant_output
+    assert "baselines/constant" not in [m.model for m in ranked(run.models, "ctr")]
+    # Declared by the model, or not: "assumes a constant CVR" is a real (derived) output.
+    declared = dataclasses.replace(real, prediction_how="train CVR prior (constant)")
+    derived = dataclasses.replace(real, prediction_how="min(1, pCTCVR / train CVR prior): "
+                                                       "assumes a constant CVR")
+    assert declared.constant_output and not derived.constant_output
+    md = (run_dir / "report.md").read_text()
+    assert "0.5000 (constant output)" in md

@@ -125,8 +125,14 @@ class TaskResult:
 
     @property
     def constant_output(self) -> bool:
-        """The model does not model this task (e.g. a single-task model's other outputs)."""
-        return "constant" in (self.prediction_how or "").lower()
+        """The model does not model this task (e.g. a single-task model's other outputs).
+
+        Seen in the data (every prediction equal: one reliability bin and AUC exactly 0.5) or
+        declared by the model ("train CVR prior (constant)" in its OUTPUTS_HOW).
+        """
+        all_tied = (self.reliability is not None and len(self.reliability) == 1
+                    and self.auc == 0.5)
+        return all_tied or "(constant" in (self.prediction_how or "").lower()
 
 
 @dataclass
