@@ -45,8 +45,10 @@ from bench.data.fingerprint import fingerprint_files
 # Bump when the cache layout or the parsing rules change: old caches then read as stale.
 CACHE_FORMAT = 1
 BLOCK_BYTES = 8 << 20  # raw bytes per CSV block; must exceed the longest line
+ROW_GROUP_BYTES = 64 << 20  # in-memory bytes of parsed blocks per Parquet row group
 EXAMPLES_KEPT = 20  # skipped / repaired lines listed in the report
 MAX_INT_DIGITS = 18  # every id of at most 18 digits fits int64
+PAD = 64  # zero bytes after a block's text: the widest fixed-width read
 WORKERS = min(2, os.cpu_count() or 1)
 MANIFEST = "manifest.json"
 PROGRESS_EVERY_S = 10.0
@@ -224,29 +226,121 @@ def _parse_uints(text: pa.Array, first_bytes: np.ndarray) -> tuple[np.ndarray, n
     return values, ok
 
 
+_U8 = np.uint64
+_ASCII_ZEROS = _U8(0x3030303030303030)
+
+
+def _eight_digits(words: np.ndarray) -> np.ndarray:
+    """Value of 8 ASCII digits held in a uint64 (first digit in the lowest byte), computed
+    for all words at once by pairing digits, then pairs, then quads (SWAR)."""
+    words = words - _ASCII_ZEROS
+    words = words * _U8(10) + (words >> _U8(8))
+    low = _U8(0x000000FF000000FF)
+    return ((words & low) * _U8(100 + (1000000 << 32))
+            + ((words >> _U8(16)) & low) * _U8(1 + (10000 << 32))) >> _U8(32)
+
+
+def _all_digits(words: np.ndarray) -> np.ndarray:
+    """True where every byte of the uint64 is an ASCII digit."""
+    return ((words + _U8(0x4646464646464646)) | (words - _ASCII_ZEROS)) \
+        & _U8(0x8080808080808080) == 0
+
+
+def _digit_words(padded: np.ndarray, starts: np.ndarray, n_digits: np.ndarray) -> np.ndarray:
+    """The n (1..8) bytes at each start, right-aligned in a uint64 behind ASCII zeros."""
+    shift = (_U8(8) - n_digits.astype(np.uint64)) * _U8(8)
+    return (_words_at(padded, starts, n_digits) << shift) | (_ASCII_ZEROS
+                                                              & ((_U8(1) << shift) - _U8(1)))
+
+
+def _parse_ids(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Feature ids padded[starts:ends] (1..18 digits) -> (int64 values, ok mask), read from
+    one or two uint64 words per id instead of gathering the text (ids of 17 or 18 digits,
+    never seen in the real data, take the slower text path)."""
+    lengths = ends - starts
+    low_length = np.clip(lengths, 1, 8)
+    low = _digit_words(padded, starts + lengths - low_length, low_length)
+    ok = _all_digits(low) & (lengths >= 1)
+    values = _eight_digits(low)
+    long = lengths > 8
+    if long.any():
+        high = _digit_words(padded, starts, np.clip(lengths - 8, 1, 8))
+        ok &= _all_digits(high) | ~long
+        values = np.where(long, _eight_digits(high) * _U8(100_000_000) + values, values)
+    values = values.astype(np.int64)
+    very_long = lengths > 16
+    if very_long.any():
+        values[very_long], ok[very_long] = _parse_uints(
+            _gather_text(padded, starts[very_long], ends[very_long]), padded[starts[very_long]])
+    return values, ok
+
+
 def _parse_floats(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """float32 values (pyarrow's float syntax) -> (values, ok mask: parsed and finite)."""
     values, ok = _cast_or_bad(text, pa.float32())
     return values, ok & np.isfinite(values)
 
 
-def _gather_text(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """The byte ranges data[starts:ends] as one contiguous binary array."""
+def _parse_values(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """float32 values of the texts padded[starts:ends] -> (values, ok mask).
+
+    The real data has a few hundred distinct value texts ("1.0", ln(count) with 6 digits...),
+    so texts of up to 8 bytes are read as one uint64 word each, and only the distinct words
+    are parsed (a value never contains a zero byte: that would have failed the separator
+    check)."""
+    lengths = ends - starts
+    values = np.zeros(len(starts), np.float32)
+    ok = np.zeros(len(starts), bool)
+    short = lengths <= 8
+    all_short = short.all()
+    if all_short:  # the usual case: no masked copies
+        short = slice(None)
+    encoded = pc.dictionary_encode(pa.array(_words_at(padded, starts[short], lengths[short])))
+    distinct = encoded.dictionary.to_numpy().astype("<u8").view(np.uint8).reshape(-1, 8)
+    distinct_lengths = (distinct != 0).sum(axis=1)
+    offsets = np.zeros(len(distinct) + 1, np.int32)
+    np.cumsum(distinct_lengths, out=offsets[1:])
+    text = pa.Array.from_buffers(pa.binary(), len(distinct), [
+        None, pa.py_buffer(offsets),
+        pa.py_buffer(distinct[np.arange(8) < distinct_lengths[:, None]])])
+    distinct_values, distinct_ok = _parse_floats(text)
+    codes = encoded.indices.to_numpy()
+    values[short], ok[short] = distinct_values[codes], distinct_ok[codes]
+    if not all_short:
+        long = ~short
+        values[long], ok[long] = _parse_floats(_gather_text(padded, starts[long], ends[long]))
+    return values, ok
+
+
+def _padded(data: np.ndarray) -> np.ndarray:
+    """data followed by PAD zero bytes, so that fixed-width reads never run past the end."""
+    out = np.zeros(len(data) + PAD, np.uint8)
+    out[:len(data)] = data
+    return out
+
+
+def _gather_text(padded: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """The byte ranges padded[starts:ends] as one contiguous binary array."""
     lengths = ends - starts
     offsets = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    source = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    width = int(lengths.max(initial=0))
+    if width <= PAD:
+        # Fixed-width rows, then keep each row's first `length` bytes: small uint8 arrays,
+        # where a per-byte index (the general case below) would be 8 bytes per byte.
+        rows = np.lib.stride_tricks.sliding_window_view(padded, max(width, 1))[starts]
+        text = rows[np.arange(max(width, 1)) < lengths[:, None]]
+    else:
+        text = padded[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
     return pa.Array.from_buffers(pa.binary(), len(starts),
                                  [None, pa.py_buffer(offsets.astype(np.int32)),
-                                  pa.py_buffer(data[source])])
+                                  pa.py_buffer(text)])
 
 
-def _words_at(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _words_at(padded: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The first min(length, 8) bytes at each start as a little-endian uint64, zero-filled."""
-    padded = np.zeros(len(data) + 8, np.uint8)
-    padded[:len(data)] = data
     # A view whose element i is the 8 bytes starting at byte i (unaligned, stride 1).
-    words = np.ndarray(shape=(len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     return words[starts] & _LOW_BYTES[np.minimum(lengths, 8)]
 
 
@@ -267,10 +361,10 @@ def _field_words(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
 _FIELD_WORDS = {"skeleton": _field_words(SKELETON), "common": _field_words(COMMON)}
 
 
-def _field_indexes(layout: _Layout, data: np.ndarray, starts, ends) -> np.ndarray:
-    """Index into layout.fields of each field id data[starts:ends]; -1 when unknown."""
+def _field_indexes(layout: _Layout, padded: np.ndarray, starts, ends) -> np.ndarray:
+    """Index into layout.fields of each field id padded[starts:ends]; -1 when unknown."""
     lengths = ends - starts
-    words = _words_at(data, starts, lengths)
+    words = _words_at(padded, starts, lengths)
     known, index = _FIELD_WORDS[layout.kind]
     at = np.minimum(np.searchsorted(known, words), len(known) - 1)
     return np.where((known[at] == words) & (lengths <= 8), index[at], -1)
@@ -331,10 +425,10 @@ def _parse_feature_lists(layout: _Layout, column: pa.Array) -> tuple[_Triples | 
     value_end[is_last] = line_offsets[1:][has]
     value_end[~is_last] = between
 
-    field_index = _field_indexes(layout, data, field_start, after_field)
-    feature_id, id_ok = _parse_uints(_gather_text(data, after_field + 1, after_id),
-                                     _first_bytes(data, after_field + 1))
-    value, value_ok = _parse_floats(_gather_text(data, after_id + 1, value_end))
+    padded = _padded(data)
+    field_index = _field_indexes(layout, padded, field_start, after_field)
+    feature_id, id_ok = _parse_ids(padded, after_field + 1, after_id)
+    value, value_ok = _parse_values(padded, after_id + 1, value_end)
     triple_bad = (field_index < 0) | ~id_ok | ~value_ok
     if triple_bad.any():
         bad[row[triple_bad]] = True
@@ -683,13 +777,22 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
             stats.purchases += int(purchases.sum())
             stats.click_and_purchase += int((clicks & purchases).sum())
             stats.purchase_without_click += int((purchases & (1 - clicks)).sum())
-        writer.write_table(table)
+        row_group.append(table)
+        if sum(t.nbytes for t in row_group) >= ROW_GROUP_BYTES:
+            flush_row_group()
         stats.rows_written += table.num_rows
         stats.repaired_lines += result.repaired_lines
         stats.repaired_triples += result.repaired_triples
         for line, message in result.repair_examples:
             if len(report.repair_examples) < EXAMPLES_KEPT:
                 report.repair_examples.append([path.name, line, message])
+
+    row_group = []  # parsed blocks waiting to be written as one Parquet row group
+
+    def flush_row_group():
+        if row_group:
+            writer.write_table(pa.concat_tables(row_group))
+            row_group.clear()
 
     pending = deque()  # (future, lines, last line covered by the block), oldest first
     writer = pq.ParquetWriter(out_path, output_schema(layout), compression="zstd",
@@ -722,6 +825,7 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
                               f" MB, {rate:.0f} MB/s", file=sys.stderr, flush=True)
                 while pending:
                     finish_one()
+                flush_row_group()
             finally:
                 for block, _, _ in pending:
                     block.cancel()
