@@ -465,13 +465,15 @@ def summary(run: Run) -> list:
             if m.group != "floor":
                 bests.setdefault(m.group, m)
         if len(bests) >= 2:
+            text += " Best of each group: " + "; ".join(
+                f"{g} `{m.model}` {fmt.auc(m.auc(task))}" for g, m in bests.items()) + "."
             (g1, m1), (g2, m2) = list(bests.items())[:2]
             diff, low, high, _ = compare(m1, m2, task)
-            sig = (" (significant)" if low is not None and low > 0 else
-                   " (not significant)" if low is not None else "")
-            text += (f" By group, {g1} wins over {g2}: `{m1.model}` vs `{m2.model}`, "
-                     f"{fmt.signed(diff)} AUC, 95% CI {fmt.interval(low, high)}{sig}; "
-                     f"{_cost_phrase(m1, m2)}.")
+            sig = ("significant" if low is not None and low > 0 else
+                   "not significant" if low is not None else "untested")
+            text += (f" {g1[:1].upper() + g1[1:]} wins over {g2} by {fmt.signed(diff)} AUC (95% CI "
+                     f"{fmt.interval(low, high)}, {sig}); {_cost_phrase(m1, m2)}; training "
+                     f"{fmt.seconds(m1.train_s)} vs {fmt.seconds(m2.train_s)}.")
         elif len(bests) == 1:
             text += f" Only one group ({next(iter(bests))}) has results."
         floor = next((m for m in run.models if m.group == "floor"), None)
