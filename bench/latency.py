@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import sys
 import time
 from contextlib import contextmanager
@@ -124,6 +125,20 @@ def pinned_threads(threads: int):
                 torch.set_num_threads(before)
 
 
+@contextmanager
+def model_threads(model, threads: int):
+    """Tell a model that pins its own predict threads (an int `threads` attribute) the count."""
+    before = getattr(model, "threads", None)
+    if isinstance(before, int):
+        model.threads = threads
+    try:
+        with pinned_threads(threads):
+            yield
+    finally:
+        if isinstance(before, int):
+            model.threads = before
+
+
 def time_request(score, split: Split, plans: list[RequestPlan], warmup: int = 10,
                  min_repeats: int = 300, budget_s: float = 3.0,
                  max_repeats: int = 5000) -> Timing:
@@ -166,32 +181,39 @@ def max_abs_diff(outputs: dict, reference: dict) -> float:
 
 
 def fit_model(spec, data, profile, seed: int, threads: int, progress: bool = False,
-              overrides: dict | None = None):
+              overrides: dict | None = None, extra: dict | None = None):
     """Fit one registered model as the harness does (seeded, threads pinned, no test split)."""
     from bench.model import FitContext, seed_everything
 
     seed_everything(seed)
     model = spec.build(**(overrides or {}))
-    ctx = FitContext(seed=seed, threads=threads, profile=profile, progress=progress)
+    ctx = FitContext(seed=seed, threads=threads, profile=profile, progress=progress,
+                     extra=dict(extra or {}))
     with pinned_threads(threads):
         model.fit(dataclasses.replace(data, test=None), ctx)
     return model
 
 
-def serving_paths(model) -> dict:
+def serving_paths(model, example: Split | None = None) -> dict:
     """Every way this model can score a request: {path name: split -> outputs dict}.
 
     "library" is the model's own `predict`. A GBDT model that exposes `predict_fast` adds
     "compiled"; a neural model adds what `neural.serving` can build for it (imported only for
-    neural models, so that a GBDT run never imports torch).
+    neural models, so that a GBDT run never imports torch); `example`, a request, is what an
+    exported graph is traced with.
     """
     paths = {"library": model.predict}
-    if callable(getattr(model, "predict_fast", None)):
-        paths["compiled"] = model.predict_fast
+    fast = getattr(model, "predict_fast", None)
+    if callable(fast):
+        if "threads" in inspect.signature(fast).parameters:
+            # Score with the thread count being measured (model_threads sets model.threads).
+            paths["compiled"] = lambda split: fast(split, threads=getattr(model, "threads", 1))
+        else:
+            paths["compiled"] = fast
     if type(model).__module__.split(".")[0] == "neural":
         from neural import serving
 
-        paths.update(serving.serving_paths(model))
+        paths.update(serving.serving_paths(model, example))
     return paths
 
 
@@ -214,7 +236,7 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
                 fields = {**base, "n_candidates": n, "threads": t, "path": path,
                           "n_requests_sampled": len(plans)}
                 try:
-                    with pinned_threads(t):
+                    with model_threads(model, t):
                         diff = max(max_abs_diff(score(assemble(split, plan)), ref)
                                    for plan, ref in zip(plans, reference, strict=False))
                         timing_result = time_request(score, split, plans, **timing)

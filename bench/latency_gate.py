@@ -1,0 +1,373 @@
+"""The CI latency gate: `python -m bench latency --check` against reports/latency_baseline.json.
+
+Shared machines are noisy (run-to-run medians move by +-20%), so the gate never compares
+absolute times. It times every gated (model, path, N) and a fixed reference kernel (numpy
+matmul, gather and a short Python loop: the kinds of work the models do) in the same process,
+in alternation, setting aside samples that another process preempted; an entry's figure is
+the ratio of its time (minimum over several rounds, since noise only adds time) to the
+reference's (median over the whole measurement). An entry fails when its ratio exceeds the
+baseline's by more than the threshold (30%); failing entries are measured again at once, and
+the gate fails only if they fail again. The table is printed either way.
+
+Gated: small, fast-to-train models (the constant prior, a small LightGBM, a small MMoE on
+every neural path but int8) and the request assembly, at N = 100 and 1,000 candidates, at
+one thread, trained on a data set synthesised in-process (`gate_data`: no files, seconds).
+Their sizes are fixed here; a size change shows in the table as a changed parameter count.
+
+Update the baseline on purpose (a model or path got faster or slower for a reason you accept):
+`python -m bench latency --update-baseline`, then commit reports/latency_baseline.json.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import schema
+from bench.data.dataset import Dataset, Ragged, Split
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BASELINE_PATH = REPO_ROOT / "reports" / "latency_baseline.json"
+THRESHOLD = 0.30
+CANDIDATES = (100, 1000)
+THREADS = 1
+GATE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Gated:
+    pattern: str  # registry key, or a glob whose first match is gated
+    paths: tuple[str, ...] = ("library",)
+    extra: dict = field(default_factory=dict)  # model options (FitContext.extra)
+
+
+GATED = (
+    Gated("baselines/constant"),
+    Gated("baselines/lgbm_ctr_x_cvr", ("library", "compiled")),
+    Gated("neural/mmoe", ("library", "eager", "request_shared", "compiled"),
+          {"embedding_dim": 8, "mlp_dims": (64, 32), "tower_dims": (16,), "n_experts": 4}),
+)
+# Fixed budgets: tiny's, with a fixed number of boosting rounds and one epoch.
+PROFILE_OVERRIDES = {"gbdt_max_rounds": "40", "gbdt_early_stopping": "1000",
+                     "neural_max_epochs": "1"}
+
+
+# ---- the data: a small synthetic data set, made in-process ----
+
+def _ragged(rng, n_rows: int, vocab: int, low: int, high: int) -> Ragged:
+    lengths = rng.integers(low, high + 1, n_rows)
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    codes = rng.integers(schema.FIRST_CODE, vocab, offsets[-1]).astype(np.int64)
+    weights = rng.uniform(0.5, 3.0, offsets[-1]).astype(np.float32)
+    return Ragged(offsets, codes, weights)
+
+
+def _split(rng, name: str, n_requests: int, per_request: int, vocab: dict,
+           effects: dict) -> Split:
+    sizes = rng.integers(per_request // 2, per_request * 3 // 2, n_requests)
+    request = np.repeat(np.arange(n_requests), sizes)
+    n = len(request)
+    user_codes = np.stack([rng.integers(schema.FIRST_CODE, vocab[f], n_requests)
+                           for f in schema.USER_SINGLE], axis=1)
+    item_codes = np.stack([rng.integers(schema.FIRST_CODE, vocab[f], n)
+                           for f in schema.IMPRESSION_SINGLE], axis=1)
+    user_multi = {f: _ragged(rng, n_requests, vocab[f], 10, 60) for f in schema.USER_MULTI}
+    item_multi = {f: _ragged(rng, n, vocab[f], 1, 3) for f in schema.ITEM_MULTI}
+    dense = rng.uniform(0, 1, (n, len(schema.DENSE_FEATURES))).astype(np.float32)
+    user_dense = [i for i, f in enumerate(schema.DENSE_FEATURES)
+                  if f.split("_value")[0] not in schema.COMBINATION]
+    dense[:, user_dense] = rng.uniform(0, 1, (n_requests, len(user_dense)))[request]
+    # Clicks and purchases depend on a user field, two item fields and a dense column, so
+    # every model has something to learn and a GBDT grows its full number of trees.
+    logit = (-3.0 + effects["101"][user_codes[request, 0]] + effects["205"][item_codes[:, 0]]
+             + effects["206"][item_codes[:, 1]] + 1.5 * dense[:, 0])
+    p_click = 1 / (1 + np.exp(-logit))
+    p_conversion = 1 / (1 + np.exp(-(-2.0 + effects["206"][item_codes[:, 1]])))
+    click = (rng.uniform(size=n) < p_click).astype(np.int8)
+    purchase = (click & (rng.uniform(size=n) < p_conversion)).astype(np.int8)
+    return Split(name=name, click=click, purchase=purchase, sample_id=np.arange(n),
+                 request=request.astype(np.int64), item_codes=item_codes.astype(np.int64),
+                 item_multi=item_multi, dense=dense,
+                 request_key=np.array([f"{name}{i:08x}" for i in range(n_requests)]),
+                 user_codes=user_codes.astype(np.int64), user_multi=user_multi,
+                 p_click=p_click, p_conversion=p_conversion)
+
+
+def gate_data(seed: int = GATE_SEED) -> Dataset:
+    """About 20,000 train, 4,000 validation and 4,000 test impressions; the same every time."""
+    rng = np.random.default_rng(seed)
+    vocab = {f: 50 for f in schema.ALL_FIELDS}
+    vocab.update({"101": 600, "205": 2000, "206": 120, "207": 400, "216": 300, "301": 5,
+                  "109_14": 120, "110_14": 400, "127_14": 300, "150_14": 200, "210": 200})
+    effects = {f: rng.normal(0, 0.8, vocab[f]) for f in ("101", "205", "206")}
+    splits = {name: _split(rng, name, n_requests, 50, vocab, effects)
+              for name, n_requests in (("train", 400), ("valid", 80), ("test", 80))}
+    return Dataset(name="latency-gate-synthetic", fingerprint=f"latency-gate-v1-seed{seed}",
+                   vocab_sizes=vocab, info={"about": "made in-process by bench.latency_gate"},
+                   **splits)
+
+
+# ---- the reference kernel and the timing of one call ----
+
+_REF = np.random.default_rng(1)
+_REF_A = _REF.standard_normal((192, 192), dtype=np.float32)
+_REF_TABLE = _REF.standard_normal((8_000, 16), dtype=np.float32)
+_REF_INDEX = _REF.integers(0, 8_000, 8_000)
+REFERENCE_KERNEL = ("numpy float32 192x192 matmul + gather of 8,000 random rows of an "
+                    "8,000 x 16 table + 100 scalar steps in a Python loop")
+
+
+def reference_kernel() -> float:
+    product = _REF_A @ _REF_A
+    gathered = _REF_TABLE[_REF_INDEX].sum(axis=0)
+    total = 0.0
+    for i in range(100):
+        total += float(gathered[i % 16] * product[i, i])
+    return total
+
+
+def calls_per_sample(fn, min_sample_s: float = 0.002) -> int:
+    """How many calls make one timed sample last about `min_sample_s` (timer noise aside)."""
+    fn()  # warm
+    started = time.perf_counter()
+    fn()
+    return max(1, int(min_sample_s / max(time.perf_counter() - started, 1e-7)))
+
+
+def sample_s(fn, calls: int) -> tuple[float, bool]:
+    """Seconds per call over one sample, and whether the sample ran without being preempted.
+
+    An involuntary context switch during the sample (another process took the core) marks it
+    unclean; a voluntary one (a sleep, a lock, I/O) does not, so a model that waits is timed
+    with its waits.
+    """
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    seconds = (time.perf_counter() - started) / calls
+    return seconds, resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw == before
+
+
+def robust_s(samples: list[tuple[float, bool]]) -> float:
+    """Median of the unpreempted samples when there are 3 or more; else the fastest sample."""
+    clean = [s for s, ok in samples if ok]
+    return float(np.median(clean)) if len(clean) >= 3 else min(s for s, _ in samples)
+
+
+# ---- what is gated, fitted once per process ----
+
+@dataclass
+class Entry:
+    key: str  # "model|path|N"
+    model: str
+    path: str
+    n_candidates: int
+    call: object  # () -> anything: one request scored (or assembled)
+    n_params: int | None = None
+
+
+def _resolve(pattern: str, specs) -> object | None:
+    return next((s for s in specs if fnmatch.fnmatchcase(s.key, pattern)), None)
+
+
+def build_entries(gated=GATED, candidates=CANDIDATES, progress: bool = True):
+    """Fit the gated models on the gate data; one Entry per (model, path, N), and assembly."""
+    from bench.latency import assemble, fit_model, plan_requests, serving_paths
+    from bench.profiles import get_profile
+    from bench.registry import all_specs
+
+    data = gate_data()
+    profile = get_profile("tiny").with_overrides(PROFILE_OVERRIDES)
+    specs = all_specs()
+    requests = {n: assemble(data.test, plan_requests(data.test, n, n_requests=1,
+                                                     seed=GATE_SEED)[0])
+                for n in candidates}
+    entries, skipped = [], []
+    for n in candidates:
+        plan = plan_requests(data.test, n, n_requests=1, seed=GATE_SEED)[0]
+        entries.append(Entry(f"assembly|-|{n}", "assembly", "-", n,
+                             lambda plan=plan: assemble(data.test, plan)))
+    for gated_model in gated:
+        spec = _resolve(gated_model.pattern, specs)
+        if spec is None:
+            skipped.append(f"{gated_model.pattern}: not registered")
+            continue
+        if progress:
+            print(f"gate: fitting {spec.key} ...", file=sys.stderr, flush=True)
+        model = fit_model(spec, data, profile, GATE_SEED, THREADS,
+                          overrides=None, extra=gated_model.extra)
+        if isinstance(getattr(model, "threads", None), int):
+            model.threads = THREADS
+        paths = serving_paths(model, requests[candidates[0]])
+        n_params = model.n_params() if hasattr(model, "n_params") else None
+        for path in gated_model.paths:
+            if path not in paths:
+                skipped.append(f"{spec.key} {path}: path not available")
+                continue
+            for n in candidates:
+                request = requests[n]
+                entries.append(Entry(f"{spec.key}|{path}|{n}", spec.key, path, n,
+                                     lambda f=paths[path], r=request: f(r), n_params))
+    return entries, skipped
+
+
+@dataclass
+class Measured:
+    ratio: float  # entry time / reference time
+    ms: float  # entry milliseconds per call: the smallest over rounds
+    reference_ms: float  # reference milliseconds per call: the median over the measurement
+
+
+def measure(entries, rounds: int = 5, samples: int = 10) -> dict[str, Measured]:
+    """Each entry's time over the reference kernel's, both sampled in alternation.
+
+    In a round every entry gets `samples` (up to 4x as many, until 3 are unpreempted) samples
+    alternating with samples of the reference kernel. An entry's time is its smallest
+    robust_s over the rounds (noise only adds time); the reference time is the median of its
+    robust_s over every (round, entry) slot, one figure for the whole measurement, so that
+    the reference's own jitter does not move single entries.
+    """
+    from bench.latency import pinned_threads
+
+    own_s: dict[str, float] = {}
+    reference_slots = []
+    with pinned_threads(THREADS):
+        reference_calls = calls_per_sample(reference_kernel)
+        calls = {e.key: calls_per_sample(e.call) for e in entries}
+        for _ in range(rounds):
+            for entry in entries:
+                own, reference = [], []
+                while len(own) < samples or (sum(ok for _, ok in own) < 3
+                                             and len(own) < 4 * samples):
+                    reference.append(sample_s(reference_kernel, reference_calls))
+                    own.append(sample_s(entry.call, calls[entry.key]))
+                reference_slots.append(robust_s(reference))
+                own_s[entry.key] = min(own_s.get(entry.key, np.inf), robust_s(own))
+    reference_s = float(np.median(reference_slots))
+    return {key: Measured(seconds / reference_s, seconds * 1e3, reference_s * 1e3)
+            for key, seconds in own_s.items()}
+
+
+# ---- the baseline file, the comparison, the table ----
+
+def _machine() -> dict:
+    import os
+
+    from bench.meta import cpu_model, library_versions
+
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "libraries": library_versions()}
+
+
+def update_baseline(path: Path, rounds: int = 5, threshold: float | None = None,
+                    gated=GATED, progress: bool = True) -> int:
+    from bench.harness import utc_now
+
+    started = time.perf_counter()
+    entries, skipped = build_entries(gated, progress=progress)
+    measured = measure(entries, rounds)
+    baseline = {
+        "about": "CI latency gate baseline: each entry's time as a ratio to a reference kernel "
+                 "timed in the same process (see bench/latency_gate.py). Update on purpose "
+                 "with `python -m bench latency --update-baseline`.",
+        "threshold": THRESHOLD if threshold is None else threshold,
+        "rounds": rounds, "threads": THREADS, "reference_kernel": REFERENCE_KERNEL,
+        "created_utc": utc_now(), "machine": _machine(),
+        "entries": {e.key: {"model": e.model, "path": e.path, "n_candidates": e.n_candidates,
+                            "ratio": round(measured[e.key].ratio, 4),
+                            "ms": round(measured[e.key].ms, 4),
+                            "reference_ms": round(measured[e.key].reference_ms, 4),
+                            "n_params": e.n_params}
+                    for e in entries},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
+    _print_table(baseline, measured, None, set(), skipped, baseline["threshold"])
+    print(f"baseline written: {path} ({len(entries)} entries, "
+          f"{time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def load_baseline(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no latency baseline at {path}; create one with "
+                                "`python -m bench latency --update-baseline`")
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+    for key, entry in baseline.get("entries", {}).items():
+        if not isinstance(entry.get("ratio"), (int, float)):
+            raise ValueError(f"{path}: entry {key!r} has no numeric 'ratio'")
+    return baseline
+
+
+def regressions(baseline: dict, measured: dict[str, Measured], threshold: float) -> list[str]:
+    return [key for key, entry in baseline["entries"].items()
+            if key in measured and measured[key].ratio > entry["ratio"] * (1 + threshold)]
+
+
+def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None = None,
+          gated=GATED, progress: bool = True, build=None, measure_fn=None) -> int:
+    """0 if no entry regressed beyond the threshold twice in a row; 1 otherwise."""
+    started = time.perf_counter()
+    baseline = load_baseline(path)
+    threshold = baseline.get("threshold", THRESHOLD) if threshold is None else threshold
+    entries, skipped = (build or build_entries)(gated, progress=progress)
+    measure_fn = measure_fn or measure
+    first = measure_fn(entries, rounds)
+    failing = regressions(baseline, first, threshold)
+    second = None
+    if failing:
+        print(f"gate: {len(failing)} entr{'y' if len(failing) == 1 else 'ies'} over the "
+              f"threshold; measuring again: {', '.join(failing)}", flush=True)
+        second = measure_fn([e for e in entries if e.key in failing], rounds)
+    confirmed = set(regressions(baseline, second, threshold)) if second else set()
+    missing = sorted(set(baseline["entries"]) - set(first))
+    _print_table(baseline, first, second, confirmed, skipped, threshold)
+    new = sorted(set(first) - set(baseline["entries"]))
+    if new:
+        print(f"not in the baseline (not gated until it is updated): {', '.join(new)}")
+    if missing:
+        print(f"FAIL: baseline entries not measured: {', '.join(missing)} (a model or path "
+              "was removed or renamed: update the baseline on purpose)")
+    verdict = "FAIL" if confirmed or missing else "ok"
+    print(f"latency gate: {verdict} ({len(first)} entries, threshold +{threshold:.0%}, "
+          f"{time.perf_counter() - started:.0f} s)")
+    if confirmed:
+        print("a slowdown that is intended: `python -m bench latency --update-baseline` and "
+              "commit reports/latency_baseline.json (README, 'Latency')")
+    return 1 if confirmed or missing else 0
+
+
+def _print_table(baseline, first, second, confirmed, skipped, threshold) -> None:
+    header = (f"{'model':<22} {'path':<15} {'N':>5} {'ms':>9} {'ref ms':>7} {'ratio':>8} "
+              f"{'baseline':>8} {'change':>7} {'2nd':>8}  status")
+    print(header)
+    print("-" * len(header))
+    for key, now in first.items():
+        model, path, n = key.split("|")
+        base = baseline["entries"].get(key) if baseline else None
+        base_ratio = base["ratio"] if base else None
+        change = f"{now.ratio / base_ratio - 1:+.0%}" if base_ratio else ""
+        again = second.get(key) if second else None
+        status = "new" if base is None else "ok"
+        if again is not None:
+            status = "FAIL" if key in confirmed else "ok on 2nd attempt"
+        elif base_ratio and now.ratio > base_ratio * (1 + threshold):
+            status = "over"
+        print(f"{model:<22} {path:<15} {n:>5} {now.ms:>9.3f} {now.reference_ms:>7.3f} "
+              f"{now.ratio:>8.3f} {base_ratio if base_ratio else '':>8} {change:>7} "
+              f"{f'{again.ratio:.3f}' if again else '':>8}  {status}")
+    for note in skipped:
+        print(f"skipped: {note}")

@@ -1,0 +1,121 @@
+"""The neural fast paths score exactly like the plain forward (max abs difference <= 1e-5)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from bench.latency import assemble, fit_model, max_abs_diff, plan_requests  # noqa: E402
+from bench.registry import get  # noqa: E402
+
+TOLERANCE = 1e-5
+# Small sizes keep fitting fast; mmoe also runs at the issue's target size below.
+SMALL = {"embedding_dim": 8, "mlp_dims": (32, 16), "tower_dims": (8,)}
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_data, tiny_profile):
+    cache = {}
+
+    def fit(key, extra):
+        name = (key, tuple(sorted(extra.items())))
+        if name not in cache:
+            cache[name] = fit_model(get(key), tiny_data, tiny_profile, seed=0, threads=1,
+                                    extra=extra)
+        return cache[name]
+
+    return fit
+
+
+@pytest.mark.parametrize("key", ["neural/mmoe", "neural/ple", "neural/aitm", "neural/esmm"])
+def test_request_shared_and_compiled_equal_the_plain_forward(key, fitted, tiny_data):
+    from neural.serving import serving_paths
+
+    model = fitted(key, SMALL)
+    paths = serving_paths(model)
+    for n in (1, 100, 1000):
+        for plan in plan_requests(tiny_data.test, n, n_requests=2, seed=n):
+            request = assemble(tiny_data.test, plan)
+            library = model.predict(request)
+            for name in ("eager", "request_shared", "compiled"):
+                if name not in paths:
+                    continue
+                diff = max_abs_diff(paths[name](request), library)
+                assert diff <= TOLERANCE, f"{key} {name} N={n}: max abs diff {diff:.2e}"
+
+
+def test_mmoe_at_the_target_size_is_shared_where_it_matters(fitted, tiny_data):
+    """4 experts [256, 128], embedding 16, towers [64]: the first layers read the split input."""
+    from neural import serving
+
+    model = fitted("neural/mmoe", {})
+    assert (model.config.n_experts, model.config.mlp_dims, model.config.embedding_dim,
+            model.config.tower_dims) == (4, (256, 128), 16, (64,))
+    scorer = serving.RequestScorer(model)
+    built = []
+    real = serving.RequestInput.materialize
+
+    def spy(self):
+        built.append(True)
+        return real(self)
+
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
+    serving.RequestInput.materialize = spy
+    try:
+        shared = scorer.shared(request)
+    finally:
+        serving.RequestInput.materialize = real
+    assert not built, "the full per-candidate input was built: nothing was shared"
+    assert len(scorer.weights.cache) == 2  # the expert bank's first layer and the gates
+    assert max_abs_diff(shared, model.predict(request)) <= TOLERANCE
+    compiled = serving.OnnxScorer(scorer) if _have("onnxruntime") else None
+    if compiled is not None:
+        assert max_abs_diff(compiled(request), model.predict(request)) <= TOLERANCE
+
+
+def test_shared_path_over_a_whole_split_equals_predict(fitted, tiny_data):
+    """Many requests per batch: each row gathers its own user's term."""
+    from neural.serving import RequestScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    expected = model.predict(tiny_data.test)
+    got = RequestScorer(model).predict(tiny_data.test, batch_size=777)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+def test_int8_is_close_but_not_the_same(fitted, tiny_data):
+    from neural.serving import RequestScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 500, n_requests=1)[0])
+    diff = max_abs_diff(RequestScorer(model, int8=True).shared(request), model.predict(request))
+    assert 0 < diff < 0.05
+
+
+def test_a_network_that_uses_its_input_otherwise_stays_correct(fitted, tiny_data):
+    """Anything but a linear layer on x builds the full input: slower, never wrong."""
+    from neural.serving import RequestScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    scorer = RequestScorer(model)
+    network = scorer.network
+    original = network.score
+
+    def score_with_extra_use(x):
+        out = original(x)
+        bump = (x[:, :1] * 0).squeeze(1)  # indexing x: materialised, adds exactly zero
+        return {k: v + bump for k, v in out.items()}
+
+    network.score = score_with_extra_use
+    try:
+        request = assemble(tiny_data.test, plan_requests(tiny_data.test, 50, n_requests=1)[0])
+        assert max_abs_diff(scorer.shared(request), model.predict(request)) <= TOLERANCE
+    finally:
+        del network.score  # back to the class's method
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
