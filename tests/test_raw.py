@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 
@@ -276,3 +277,54 @@ def test_synthetic_tiny_round_trip(tiny_raw_dir, tmp_path):
         assert got["requests"] == truth["requests"] == len(common)
         for name in ("clicks", "purchases", "click_and_purchase", "purchase_without_click"):
             assert got[name] == truth[name]
+
+
+def test_fingerprint_changes_with_content_size_and_settings(tmp_path, monkeypatch):
+    from bench.data import fingerprint
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes(b"0123456789" * 1000)
+    b.write_bytes(b"x" * 500)
+    base = fingerprint.fingerprint_files([a, b], {"lenient": False})
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert fingerprint.fingerprint_files([a, b], {"lenient": False}) == base
+    assert fingerprint.fingerprint_files([a, b], {"lenient": True}) != base
+    assert fingerprint.fingerprint_files([b, a], {"lenient": False}) != base
+    copy = tmp_path / "elsewhere"
+    copy.mkdir()
+    (copy / "a.csv").write_bytes(a.read_bytes())
+    (copy / "b.csv").write_bytes(b.read_bytes())
+    assert fingerprint.fingerprint_files([copy / "a.csv", copy / "b.csv"],
+                                         {"lenient": False}) == base  # location is not content
+    a.write_bytes(b"0123456789" * 999 + b"0123456780")  # same size, one byte differs
+    assert fingerprint.fingerprint_files([a, b], {"lenient": False}) != base
+    # Large files are hashed on sampled blocks: the first and last blocks are always read.
+    monkeypatch.setattr(fingerprint, "FULL_HASH_LIMIT", 1000)
+    monkeypatch.setattr(fingerprint, "SAMPLE_BLOCK_BYTES", 100)
+    a.write_bytes(b"0123456789" * 1000)
+    sampled = fingerprint.fingerprint_files([a], {})
+    assert fingerprint.describe_file(a)["hash_mode"].startswith("sampled")
+    for edit in (b"X" + a.read_bytes()[1:], a.read_bytes()[:-1] + b"X", a.read_bytes() + b"1"):
+        a.write_bytes(edit)
+        assert fingerprint.fingerprint_files([a], {}) != sampled
+    a.write_bytes(b"0123456789" * 1000)
+    assert fingerprint.fingerprint_files([a], {}) == sampled
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bench.data.synth") is None,
+                    reason="synthetic generator not available")
+def test_prepare_bench_measures_two_sizes(tmp_path):
+    from bench.data.prepare_bench import run_prepare_bench
+
+    result = run_prepare_bench(sizes=(1.0, 0.5), work_dir=tmp_path, profile="tiny",
+                               progress=False)
+    small, large = result["runs"]
+    assert (small["scale"], large["scale"]) == (0.5, 1.0)
+    assert 1.5 < large["raw_mb"] / small["raw_mb"] < 2.5
+    assert large["impressions"] > small["impressions"] > 0
+    for run in result["runs"]:
+        assert run["seconds"] > 0 and run["cpu_seconds"] > 0 and run["peak_rss_mib"] > 50
+        assert run["mb_per_s"] == pytest.approx(run["raw_mb"] / run["seconds"], rel=0.01)
+    assert result["size_ratio"] == pytest.approx(large["raw_mb"] / small["raw_mb"], rel=0.01)
+    assert isinstance(result["memory_flat"], bool) and isinstance(result["time_linear"], bool)
+    assert not list(tmp_path.glob("*-cache"))  # caches are removed unless kept
