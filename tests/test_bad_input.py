@@ -308,3 +308,14 @@ def test_vectorised_checks_agree_with_the_per_line_rule(layout, tmp_path):
 def test_schema_names_match_the_layouts():
     assert raw.output_schema(raw.SKELETON).names[:5] == list(schema.SKELETON_BASE_COLUMNS)
     assert raw.output_schema(raw.COMMON).names[:2] == list(schema.COMMON_BASE_COLUMNS)
+
+
+def test_line_longer_than_the_read_block(tmp_path):
+    long_line = line_text([17, 0, 0, KEY], [("210", i, "1.0") for i in range(1, 400)])
+    write_files(tmp_path, with_bad_line(long_line, at=17))
+    error = strict_error(tmp_path, block_bytes=2048)
+    assert error.path.endswith(SKELETON) and error.line is not None and error.line <= 17
+    assert "longer than the read block of 2,048 bytes" in str(error)
+    with pytest.raises(raw.RawFormatError, match="longer than the read block"):
+        convert(tmp_path, lenient=True, block_bytes=2048)  # not a line to skip: the reader
+    assert convert(tmp_path, block_bytes=1 << 16)["splits"]["train"]["impressions"] == 30

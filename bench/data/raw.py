@@ -800,15 +800,19 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
     try:
         reader = _open_reader(path, layout, block_bytes, on_invalid)
         with ThreadPoolExecutor(max_workers=workers) as pool:
+            read_error = None
             try:
                 while True:
                     try:
                         batch = reader.read_next_batch()
                     except StopIteration:
                         break
-                    except pa.ArrowInvalid as error:
-                        raise RawFormatError(path, numbers.next_line, None,
-                                             f"unreadable as CSV: {error}") from None
+                    except pa.ArrowInvalid as error:  # raised after the blocks before it
+                        read_error = RawFormatError(
+                            path, numbers.next_line, None,
+                            f"unreadable from this line on (a line longer than the read block "
+                            f"of {block_bytes:,} bytes?): {error}")
+                        break
                     lines = numbers.take(batch.num_rows)
                     done_bytes += sum(c.buffers()[2].size for c in batch.columns
                                       if c.buffers()[2] is not None) + batch.num_rows * n_columns
@@ -825,6 +829,8 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
                               f" MB, {rate:.0f} MB/s", file=sys.stderr, flush=True)
                 while pending:
                     finish_one()
+                if read_error is not None:
+                    raise read_error
                 flush_row_group()
             finally:
                 for block, _, _ in pending:
@@ -952,6 +958,8 @@ def convert_raw(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool 
     always repaired (first kept) and counted.
     """
     started = time.perf_counter()
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     settings = raw_settings(splits=splits, lenient=lenient)
     paths = raw_paths(data_dir, settings["splits"])
