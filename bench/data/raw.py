@@ -7,14 +7,18 @@ block with pyarrow's CSV reader (every column as bytes) and writes `skeleton_{sp
 
 How a block is parsed, without a Python loop per line or per triple: the feature_list bytes of
 the whole block are one numpy array; the positions of the separator bytes (\\x01 \\x02 \\x03)
-give every triple's field, id and value ranges, and the separator order is checked line by line
-from each separator's rank within its line. Ids are read from fixed-width byte windows, values by
-pyarrow's float cast, fields by a lookup table. The vectorised checks only decide WHICH lines are
-bad; `_row_problem`, plain Python run on a bad line, says why, so the message is the same
-whichever check caught it (the tests compare the two on mutated lines).
+give every triple's field, id and value ranges, and the separator order is checked against each
+separator's predecessor. Field ids are compared as 8-byte words, feature ids are computed from
+one or two 8-byte words each (digit arithmetic on uint64, no text copied), and values by
+pyarrow's float cast of the block's distinct value texts only (a few hundred). The vectorised
+checks only decide WHICH lines are bad; `_row_problem`, plain Python run on a bad line, says why,
+so the message is the same whichever check caught it (the tests compare the two on mutated
+lines). Two worker threads parse blocks while the main thread reads and writes (numpy, pyarrow
+and Parquet release the GIL).
 
-Memory stays flat: a few blocks are in flight at a time; what grows with the data is the set of
-request keys of the current split (~0.9M keys), used for the join check.
+Memory stays flat: a few blocks are in flight and one Parquet row group is buffered; what grows
+with the data is the set of request keys of the current split (~0.9M keys on the real data),
+used for the join check.
 """
 
 from __future__ import annotations
@@ -921,8 +925,9 @@ def cache_is_current(data_dir, cache_dir, settings: dict | None = None) -> bool:
 def _reuse_freed_memory():
     """Keep freed memory in the process while converting. Every block allocates the same
     large temporary arrays; glibc would hand them back to the OS at each free and fault fresh
-    pages in at the next block, which cost a third of the parse time (measured). The defaults
-    are restored afterwards and the kept memory released."""
+    pages in at the next block, which cost a third of the parse time (measured). Afterwards the
+    thresholds are set to the values glibc's own dynamic rule reaches once large arrays have
+    been freed (mmap 32 MiB, trim twice that), and the kept memory is released."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
@@ -935,8 +940,7 @@ def _reuse_freed_memory():
     try:
         yield
     finally:
-        mallopt(m_trim_threshold, 128 << 10)  # glibc's default values
-        mallopt(m_mmap_threshold, 128 << 10)
+        mallopt(m_trim_threshold, 64 << 20)
         malloc_trim(0)
 
 
