@@ -12,6 +12,10 @@ from bench import latency_gate as gate
 from bench.cli import main
 
 CONSTANT_ONLY = (gate.Gated("baselines/constant"),)
+# The test suite shares the machine with other test processes, so the end-to-end tests use a
+# wide threshold: what they show is the mechanism (a 1 ms slowdown of a microsecond predict is
+# a 100-fold ratio). The 30% threshold itself is tested with replayed ratios below.
+WIDE = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,8 @@ def test_baseline_holds_ratios_for_every_gated_entry(baseline):
 
 
 def test_an_unchanged_tree_passes(baseline, capsys):
-    assert gate.check(baseline, rounds=3, gated=CONSTANT_ONLY, progress=False) == 0
+    assert gate.check(baseline, rounds=3, threshold=WIDE, gated=CONSTANT_ONLY,
+                      progress=False) == 0
     out = capsys.readouterr().out
     assert "latency gate: ok" in out and "baselines/constant" in out
 
@@ -48,11 +53,12 @@ def test_a_slower_predict_fails_on_both_attempts(baseline, capsys, monkeypatch):
         return honest(self, split)
 
     monkeypatch.setattr(ConstantPrior, "predict", slower)
-    assert gate.check(baseline, rounds=3, gated=CONSTANT_ONLY, progress=False) == 1
+    assert gate.check(baseline, rounds=3, threshold=WIDE, gated=CONSTANT_ONLY,
+                      progress=False) == 1
     out = capsys.readouterr().out
     assert "measuring again" in out and "latency gate: FAIL" in out
-    failed = [line for line in out.splitlines() if line.endswith("FAIL")]
-    assert failed and all("baselines/constant" in line for line in failed)
+    failed = [line.split()[:3] for line in out.splitlines() if line.endswith("FAIL")]
+    assert failed == [["baselines/constant", "library", str(n)] for n in gate.CANDIDATES]
 
 
 def test_an_injected_sleep_is_caught_through_the_cli(baseline, capsys, monkeypatch):
@@ -62,7 +68,8 @@ def test_an_injected_sleep_is_caught_through_the_cli(baseline, capsys, monkeypat
     monkeypatch.setattr(ConstantPrior, "predict",
                         lambda self, split: (time.sleep(0.002), honest(self, split))[1])
     monkeypatch.setattr(gate, "GATED", CONSTANT_ONLY)
-    assert main(["latency", "--check", "--baseline", str(baseline), "--rounds", "2"]) == 1
+    assert main(["latency", "--check", "--baseline", str(baseline), "--rounds", "2",
+                 "--threshold", str(WIDE)]) == 1
     assert "latency gate: FAIL" in capsys.readouterr().out
 
 
@@ -140,7 +147,9 @@ def test_a_path_missing_for_want_of_an_optional_library_only_warns(tmp_path, cap
     stored["entries"]["m|compiled|100"] = {"ratio": 1.0}
     path.write_text(json.dumps(stored))
     build, measure = _fake([{"m|library|100": 1.0}])
-    skipped_build = (lambda gated, progress: (build(gated, progress)[0],
-                                              ["m compiled: path not available"]))
+
+    def skipped_build(gated, progress):
+        return build(gated, progress)[0], ["m compiled: path not available"]
+
     assert gate.check(path, build=skipped_build, measure_fn=measure, progress=False) == 0
     assert "skipped: m compiled: path not available" in capsys.readouterr().out
