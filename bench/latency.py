@@ -12,12 +12,14 @@ built from the test split of a `Dataset` (see `plan_requests`):
   they were; a server would recompute them for this user, at no cost to the model, and the
   values do not change how long a model takes.
 
-Timing (`time_request`): several different requests per N are assembled and scored in turn;
+Timing (`time_requests`): several different requests per N are assembled and scored in turn;
 after a warm-up, each repeat times feature assembly (gathering the request's codes, lists and
 dense columns from the cached arrays into a one-request `Split`) and model scoring apart, with
-garbage collection paused as timeit does. Repeats run until both a minimum count and a time
-budget are met (or a maximum count is reached), so p99 rests on several samples. Threads are
-pinned with threadpoolctl and `torch.set_num_threads` (`pinned_threads`).
+garbage collection paused as timeit does. A model's paths are timed in alternation, request by
+request, so that a change in the machine's load falls on all of them alike. Repeats run until
+both a minimum count and a time budget are met (or a maximum count is reached), so p99 rests
+on several samples. Threads are pinned with threadpoolctl and `torch.set_num_threads`
+(`pinned_threads`).
 """
 
 from __future__ import annotations
@@ -139,33 +141,44 @@ def model_threads(model, threads: int):
             model.threads = before
 
 
-def time_request(score, split: Split, plans: list[RequestPlan], warmup: int = 10,
-                 min_repeats: int = 300, budget_s: float = 3.0,
-                 max_repeats: int = 5000) -> Timing:
+def time_request(score, split: Split, plans: list[RequestPlan], **timing) -> Timing:
     """Time `score(request_split)` and the assembly of its input, request by request."""
+    return time_requests({"only": score}, split, plans, **timing)["only"]
+
+
+def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup: int = 10,
+                  min_repeats: int = 300, budget_s: float = 3.0,
+                  max_repeats: int = 5000) -> dict[str, Timing]:
+    """Time several scoring paths in turn, request by request, so they share the machine's
+    moods: each repeat assembles and scores the same request once per path."""
     for i in range(warmup):
-        score(assemble(split, plans[i % len(plans)]))
-    assembly, scoring = [], []
+        for score in scorers.values():
+            score(assemble(split, plans[i % len(plans)]))
+    assembly = {name: [] for name in scorers}
+    scoring = {name: [] for name in scorers}
     clock = time.perf_counter
+    budget = budget_s * len(scorers)
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as timeit does: a collection triggered by the harness is not the model's
     try:
-        started = clock()
-        while len(scoring) < max_repeats and (len(scoring) < min_repeats
-                                              or clock() - started < budget_s):
-            plan = plans[len(scoring) % len(plans)]
-            t0 = clock()
-            request = assemble(split, plan)
-            t1 = clock()
-            score(request)
-            t2 = clock()
-            assembly.append(t1 - t0)
-            scoring.append(t2 - t1)
+        started, repeats = clock(), 0
+        while repeats < max_repeats and (repeats < min_repeats or clock() - started < budget):
+            plan = plans[repeats % len(plans)]
+            for name, score in scorers.items():
+                t0 = clock()
+                request = assemble(split, plan)
+                t1 = clock()
+                score(request)
+                t2 = clock()
+                assembly[name].append(t1 - t0)
+                scoring[name].append(t2 - t1)
+            repeats += 1
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(np.array(assembly), np.array(scoring), warmup)
+    return {name: Timing(np.array(assembly[name]), np.array(scoring[name]), warmup)
+            for name in scorers}
 
 
 def summary_ms(seconds: np.ndarray) -> dict[str, float]:
@@ -231,21 +244,22 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
         plans = plan_requests(split, n, seed=seed)
         # Every path must give the library's scores; the first requests are checked.
         reference = [model.predict(assemble(split, plan)) for plan in plans[:2]]
-        for path, score in paths.items():
-            for t in threads:
-                fields = {**base, "n_candidates": n, "threads": t, "path": path,
-                          "n_requests_sampled": len(plans)}
-                try:
-                    with model_threads(model, t):
-                        diff = max(max_abs_diff(score(assemble(split, plan)), ref)
-                                   for plan, ref in zip(plans, reference, strict=False))
-                        timing_result = time_request(score, split, plans, **timing)
-                except Exception as error:  # a failed path is a row, not a crash
-                    records.append({**fields, "p50_ms": None, "utc": utc_now(),
-                                    "error": f"{type(error).__name__}: {error}"})
-                    continue
-                records.append({**fields, **_figures(timing_result, n),
-                                "max_abs_diff_vs_library": diff, "utc": utc_now(),
+        for t in threads:
+            fields = {**base, "n_candidates": n, "threads": t, "n_requests_sampled": len(plans)}
+            with model_threads(model, t):
+                diffs = {}
+                for path, score in paths.items():
+                    try:
+                        diffs[path] = max(max_abs_diff(score(assemble(split, plan)), ref)
+                                          for plan, ref in zip(plans, reference, strict=False))
+                    except Exception as error:  # a failed path is a row, not a crash
+                        records.append({**fields, "path": path, "p50_ms": None,
+                                        "utc": utc_now(),
+                                        "error": f"{type(error).__name__}: {error}"})
+                timings = time_requests({p: paths[p] for p in diffs}, split, plans, **timing)
+            for path, timing_result in timings.items():
+                records.append({**fields, "path": path, **_figures(timing_result, n),
+                                "max_abs_diff_vs_library": diffs[path], "utc": utc_now(),
                                 "error": None})
                 if progress:
                     r = records[-1]
