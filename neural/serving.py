@@ -281,6 +281,24 @@ class OnnxScorer:
         return {k: scores[:, i].astype(np.float64) for i, k in enumerate(OUTPUT_KEYS)}
 
 
+def auc_change(model, split) -> dict[str, float]:
+    """Test AUCs of the int8 path and their change from the library's predict."""
+    from bench.metrics import TASKS, auc
+
+    library = model.predict(split)
+    int8 = RequestScorer(model, int8=True).predict(split)
+    fields = {}
+    for task in ("ctr", "cvr", "ctcvr"):
+        definition = TASKS[task]
+        rows = definition.rows(split.click)
+        labels = definition.labels(split.click, split.purchase)[rows]
+        before = auc(labels, library[definition.prediction][rows])
+        after = auc(labels, int8[definition.prediction][rows])
+        fields[f"auc_{task}"] = after
+        fields[f"auc_change_{task}"] = after - before
+    return fields
+
+
 def serving_paths(model, example_split=None) -> dict:
     """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
     scorer = RequestScorer(model)

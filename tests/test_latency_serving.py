@@ -119,3 +119,12 @@ def _have(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_int8_auc_change_is_measured_on_the_test_split(fitted, tiny_data):
+    from neural.serving import auc_change
+
+    change = auc_change(fitted("neural/mmoe", SMALL), tiny_data.test)
+    assert set(change) == {f"auc_{t}" for t in ("ctr", "cvr", "ctcvr")} | {
+        f"auc_change_{t}" for t in ("ctr", "cvr", "ctcvr")}
+    assert 0.5 < change["auc_ctr"] < 1 and abs(change["auc_change_ctr"]) < 0.02
