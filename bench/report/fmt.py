@@ -30,8 +30,8 @@ def num(x, digits: int = 4) -> str:
 def seconds(x) -> str:
     if missing(x):
         return DASH
-    if x < 1:
-        return f"{x:.2g} s"
+    if x < 0.01:
+        return f"{x:.1g} s"
     return f"{x:.2f} s" if x < 10 else f"{x:.1f} s" if x < 600 else f"{x / 60:.1f} min"
 
 
