@@ -28,14 +28,14 @@ def fitted(tiny_data, tiny_profile):
     return fit
 
 
-@pytest.mark.parametrize("key", ["neural/mmoe", "neural/ple", "neural/aitm", "neural/esmm"])
+@pytest.mark.parametrize("key", ["neural/mmoe", "neural/ple", "neural/aitm"])
 def test_request_shared_and_compiled_equal_the_plain_forward(key, fitted, tiny_data):
     from neural.serving import serving_paths
 
     model = fitted(key, SMALL)
     paths = serving_paths(model)
-    for n in (1, 100, 1000):
-        for plan in plan_requests(tiny_data.test, n, n_requests=2, seed=n):
+    for n in (1, 1000):
+        for plan in plan_requests(tiny_data.test, n, n_requests=1, seed=n):
             request = assemble(tiny_data.test, plan)
             library = model.predict(request)
             for name in ("eager", "request_shared", "compiled"):
