@@ -214,7 +214,9 @@ def _pick_latency(records: list[dict]) -> dict | None:
     compiled trees, ONNX, ...): what a careful deployment would run.
     """
     usable = [r for r in records if r.get("n_candidates") == LATENCY_CANDIDATES
-              and not r.get("error") and r.get("p50_ms") is not None]
+              and not r.get("error") and r.get("p50_ms") is not None
+              # only paths that score like the model's own predict (int8 does not)
+              and (r.get("max_abs_diff_vs_library") or 0.0) <= 1e-5]
     if not usable:
         return None
     fewest = min(r.get("threads") or 0 for r in usable)
