@@ -212,7 +212,11 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
         paths = serving_paths(model, requests[candidates[0]])
         n_params = model.n_params() if hasattr(model, "n_params") else None
         for path in gated_model.paths:
-            if path not in paths:
+            try:
+                if path not in paths:
+                    raise ImportError(path)
+                paths[path](requests[candidates[0]])  # also compiles a lazily built path
+            except ImportError:  # no such path here, or its optional library is missing
                 skipped.append(f"{spec.key} {path}: path not available")
                 continue
             for n in candidates:
