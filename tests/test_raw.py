@@ -327,4 +327,5 @@ def test_prepare_bench_measures_two_sizes(tmp_path):
         assert run["mb_per_s"] == pytest.approx(run["raw_mb"] / run["seconds"], rel=0.01)
     assert result["size_ratio"] == pytest.approx(large["raw_mb"] / small["raw_mb"], rel=0.01)
     assert isinstance(result["memory_flat"], bool) and isinstance(result["time_linear"], bool)
+    assert len(large["rss_mib_by_quarter"]) == 4
     assert not list(tmp_path.glob("*-cache"))  # caches are removed unless kept
