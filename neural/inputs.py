@@ -1,0 +1,271 @@
+"""The input side every neural model shares: column tensors, batches, and the embedding layer.
+
+All 23 fields are embedded from ONE table; each field owns a block of rows (its offset), so a
+batch needs one gather for the single-valued fields and one `embedding_bag` for the lists, not a
+Python loop over fields. Multi-valued fields are pooled with their weights (see
+NeuralConfig.pooling). Dense features are appended as they are (scaled to [0, 1] on train).
+
+User-side features are stored once per request and embedded once per distinct request in a
+batch, then indexed back to impressions: the ~500 behaviour ids of a request are pooled once,
+not once per impression. The embedding layer returns the user block and the item block
+separately so a server can compute the user block once per request.
+
+Input layout of a model's first layer, per impression (all blocks flattened):
+    [13 user fields x d | 10 impression fields x d | 12 dense]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.data import schema
+
+# Field order inside the user and the impression blocks.
+USER_FIELDS = schema.USER_SINGLE + schema.USER_MULTI
+ITEM_FIELDS = schema.IMPRESSION_SINGLE + schema.ITEM_MULTI
+N_DENSE = len(schema.DENSE_FEATURES)
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """Where each field's rows start in the one embedding table."""
+
+    offsets: dict[str, int]
+    n_rows: int
+
+    @classmethod
+    def from_vocab_sizes(cls, vocab_sizes: dict[str, int]) -> FieldLayout:
+        missing = [f for f in schema.ALL_FIELDS if f not in vocab_sizes]
+        if missing:
+            raise ValueError(f"vocab_sizes lacks field(s) {missing}")
+        offsets, start = {}, 0
+        for name in USER_FIELDS + ITEM_FIELDS:
+            offsets[name] = start
+            start += int(vocab_sizes[name])
+        return cls(offsets, start)
+
+    def sizes(self) -> dict[str, int]:
+        names = list(self.offsets)
+        ends = [self.offsets[n] for n in names[1:]] + [self.n_rows]
+        return {n: end - self.offsets[n] for n, end in zip(names, ends)}
+
+
+def input_dim(embedding_dim: int) -> int:
+    return (len(USER_FIELDS) + len(ITEM_FIELDS)) * embedding_dim + N_DENSE
+
+
+@dataclass
+class Bags:
+    """Weighted id lists ready for `embedding_bag`: bag i is index[offsets[i]:offsets[i+1]]."""
+
+    offsets: torch.Tensor  # int64 (n_bags + 1,)
+    index: torch.Tensor  # int64, rows of the embedding table
+    weight: torch.Tensor  # float32, pooling weight per id
+
+    def take(self, bags: torch.Tensor) -> Bags:
+        """The listed bags, in order, gathered without a loop over bags."""
+        starts = self.offsets[bags]
+        lengths = self.offsets[bags + 1] - starts
+        offsets = torch.zeros(len(bags) + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        source = torch.repeat_interleave(starts - offsets[:-1], lengths)
+        source += torch.arange(len(source))
+        return Bags(offsets, self.index[source], self.weight[source])
+
+
+def _code_check(codes: np.ndarray, size: int, field: str, where: str) -> None:
+    if len(codes) and (codes.min() < 0 or codes.max() >= size):
+        raise ValueError(f"{where}: field {field} has code {int(codes.max())} outside its "
+                         f"vocabulary of {size} (was the data encoded with other vocabularies?)")
+
+
+def _bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: str,
+          where: str) -> Bags:
+    """One bag per (row, field), row-major, so row r's bags are r*len(fields) + 0..k-1."""
+    sizes = layout.sizes()
+    n_rows = ragged[fields[0]].n_rows
+    lengths = np.stack([ragged[f].lengths() for f in fields], axis=1)  # (rows, fields)
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths.ravel(), out=offsets[1:])
+    index = np.empty(offsets[-1], dtype=np.int64)
+    weight = np.empty(offsets[-1], dtype=np.float32)
+    for k, f in enumerate(fields):
+        r = ragged[f]
+        _code_check(r.codes, sizes[f], f, where)
+        row_of_value = np.repeat(np.arange(n_rows), r.lengths())
+        rank = np.arange(len(r.codes)) - r.offsets[row_of_value]
+        target = offsets[row_of_value * len(fields) + k] + rank
+        index[target] = r.codes + layout.offsets[f]
+        w = r.weights.astype(np.float32)
+        if pooling == "mean":
+            w = w / np.maximum(r.lengths(), 1)[row_of_value]
+        weight[target] = w
+    return Bags(torch.from_numpy(offsets), torch.from_numpy(index), torch.from_numpy(weight))
+
+
+def _singles(codes: np.ndarray, fields: tuple[str, ...], layout: FieldLayout,
+             where: str) -> torch.Tensor:
+    sizes = layout.sizes()
+    for k, f in enumerate(fields):
+        _code_check(codes[:, k], sizes[f], f, where)
+    shift = np.array([layout.offsets[f] for f in fields], dtype=np.int64)
+    return torch.from_numpy(np.ascontiguousarray(codes + shift))
+
+
+@dataclass
+class Batch:
+    """Model inputs and labels of a set of impressions.
+
+    Id tensors hold rows of the embedding table, or, when `table_rows` is set, positions in
+    `table_rows` (the distinct table rows the batch touches, so that the gradient and the
+    optimiser step cover those rows only).
+    """
+
+    user_single: torch.Tensor  # (U, 9), U = distinct requests of the batch
+    user_bags: Bags  # U * 4 bags
+    user_of_row: torch.Tensor  # (B,) which of the U requests each impression belongs to
+    item_single: torch.Tensor  # (B, 9)
+    item_bags: Bags  # B * 1 bags
+    dense: torch.Tensor  # (B, 12)
+    click: torch.Tensor  # (B,) float32
+    purchase: torch.Tensor  # (B,) float32, purchase labels (only meaningful with a click)
+    table_rows: torch.Tensor | None = None  # (R,) sorted distinct table rows, or None
+
+    def __len__(self) -> int:
+        return len(self.click)
+
+    @property
+    def conversion(self) -> torch.Tensor:
+        """Click and purchase: the CTCVR label."""
+        return self.click * self.purchase
+
+    def compact(self) -> Batch:
+        """The same batch with ids renumbered into its distinct table rows (one sort)."""
+        parts = (self.user_single.reshape(-1), self.user_bags.index,
+                 self.item_single.reshape(-1), self.item_bags.index)
+        table_rows, local = torch.unique(torch.cat(parts), return_inverse=True)
+        user_single, user_ids, item_single, item_ids = local.split([len(p) for p in parts])
+        return Batch(
+            user_single=user_single.view(self.user_single.shape),
+            user_bags=Bags(self.user_bags.offsets, user_ids, self.user_bags.weight),
+            user_of_row=self.user_of_row,
+            item_single=item_single.view(self.item_single.shape),
+            item_bags=Bags(self.item_bags.offsets, item_ids, self.item_bags.weight),
+            dense=self.dense, click=self.click, purchase=self.purchase, table_rows=table_rows)
+
+
+class TensorSplit:
+    """A `Split` as column tensors with table rows; batches are sliced, never built per row."""
+
+    def __init__(self, split, layout: FieldLayout, pooling: str):
+        where = f"split {split.name!r}"
+        self.n = len(split)
+        self.click = torch.from_numpy(split.click.astype(np.float32))
+        self.purchase = torch.from_numpy(split.purchase.astype(np.float32))
+        # Only the requests these impressions belong to (a split of one request keeps the
+        # whole request table; converting all of it would cost more than scoring).
+        used, request = np.unique(split.request, return_inverse=True)
+        self.request = torch.from_numpy(request.astype(np.int64).reshape(-1))
+        self.item_single = _singles(split.item_codes, schema.IMPRESSION_SINGLE, layout, where)
+        self.item_bags = _bags(schema.ITEM_MULTI, split.item_multi, layout, pooling, where)
+        self.dense = torch.from_numpy(np.ascontiguousarray(split.dense, dtype=np.float32))
+        if self.dense.shape[1:] != (N_DENSE,):
+            raise ValueError(f"{where}: dense has shape {tuple(self.dense.shape)}, expected "
+                             f"(rows, {N_DENSE})")
+        all_used = len(used) == split.n_requests
+        user_codes = split.user_codes if all_used else split.user_codes[used]
+        user_multi = split.user_multi if all_used else \
+            {f: r.take(used) for f, r in split.user_multi.items()}
+        self.user_single = _singles(user_codes, schema.USER_SINGLE, layout, where)
+        self.user_bags = _bags(schema.USER_MULTI, user_multi, layout, pooling, where)
+        self.n_item_bags = len(schema.ITEM_MULTI)
+        self.n_user_bags = len(schema.USER_MULTI)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        requests, user_of_row = torch.unique(self.request[rows], return_inverse=True)
+        return Batch(
+            user_single=self.user_single[requests],
+            user_bags=self.user_bags.take(_bag_ids(requests, self.n_user_bags)),
+            user_of_row=user_of_row,
+            item_single=self.item_single[rows],
+            item_bags=self.item_bags.take(_bag_ids(rows, self.n_item_bags)),
+            dense=self.dense[rows],
+            click=self.click[rows],
+            purchase=self.purchase[rows],
+        )
+
+
+def _bag_ids(rows: torch.Tensor, per_row: int) -> torch.Tensor:
+    return (rows[:, None] * per_row + torch.arange(per_row)).reshape(-1)
+
+
+class FeatureEmbedding(nn.Module):
+    """One table for all fields; returns the flat model input (B, input_dim).
+
+    `gradients` says how the table learns: "rows" (a compacted batch gathers its distinct rows
+    into a small leaf tensor; its gradient goes to neural.optim.RowAdam), "sparse" (torch
+    sparse gradients, for SparseAdam) or "dense" (a full-table gradient, for Adam).
+    """
+
+    def __init__(self, layout: FieldLayout, embedding_dim: int, gradients: str = "rows"):
+        super().__init__()
+        if gradients not in ("rows", "sparse", "dense"):
+            raise ValueError(f"embedding gradients must be rows, sparse or dense: {gradients!r}")
+        self.embedding_dim = embedding_dim
+        self.gradients = gradients
+        self.table = nn.Parameter(torch.empty(layout.n_rows, embedding_dim))
+        # Small init keeps the hundred-id pooled lists and single ids on a similar scale.
+        nn.init.normal_(self.table, std=0.01)
+        self.out_dim = input_dim(embedding_dim)
+        # (table rows, leaf tensor of their embeddings) of the last compacted training batch.
+        self.touched: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def weight_for(self, batch: Batch) -> torch.Tensor:
+        """The embedding rows the batch's ids point into."""
+        if batch.table_rows is None:
+            return self.table
+        rows = self.table.detach()[batch.table_rows]  # (R, d)
+        if self.training and torch.is_grad_enabled():
+            rows.requires_grad_(True)
+            self.touched = (batch.table_rows, rows)
+        return rows
+
+    def _lookup(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, weight, sparse=self.gradients == "sparse" and
+                           weight is self.table)
+
+    def _pool(self, bags: Bags, weight: torch.Tensor, n_fields: int) -> torch.Tensor:
+        pooled = F.embedding_bag(bags.index, weight, bags.offsets[:-1], mode="sum",
+                                 per_sample_weights=bags.weight,
+                                 sparse=self.gradients == "sparse" and weight is self.table)
+        return pooled.view(-1, n_fields, self.embedding_dim)
+
+    def user_block(self, user_single: torch.Tensor, user_bags: Bags,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """(U, 13 * d): the user side of each distinct request."""
+        weight = self.table if weight is None else weight
+        single = self._lookup(user_single, weight)  # (U, 9, d)
+        pooled = self._pool(user_bags, weight, len(schema.USER_MULTI))  # (U, 4, d)
+        return torch.cat([single, pooled], dim=1).flatten(1)
+
+    def item_block(self, item_single: torch.Tensor, item_bags: Bags,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 10 * d): the impression side."""
+        weight = self.table if weight is None else weight
+        single = self._lookup(item_single, weight)  # (B, 9, d)
+        pooled = self._pool(item_bags, weight, len(schema.ITEM_MULTI))  # (B, 1, d)
+        return torch.cat([single, pooled], dim=1).flatten(1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        weight = self.weight_for(batch)
+        user = self.user_block(batch.user_single, batch.user_bags, weight)
+        item = self.item_block(batch.item_single, batch.item_bags, weight)
+        return torch.cat([user[batch.user_of_row], item, batch.dense], dim=1)  # (B, input_dim)

@@ -1,0 +1,79 @@
+"""Single-task embedding + MLP baselines: one network per task (the ESMM paper's BASE).
+
+Each learns one task; for the tasks it does not model it outputs the training prior (a
+constant, so its AUC there is exactly 0.5) or a product with that prior, as OUTPUTS_HOW says.
+"""
+
+from __future__ import annotations
+
+from neural.layers import Tower
+from neural.network import RankingNet, bce, from_logits
+
+
+class SingleTaskDNN(RankingNet):
+    TASK = ""
+
+    def __init__(self, layout, config, priors):
+        super().__init__(layout, config, priors)
+        self.tower = Tower(self.in_dim, config.mlp_dims + config.tower_dims, config.dropout,
+                           priors[self.TASK])
+
+    def head(self, x):
+        return from_logits(**{self.TASK: self.tower(x)})
+
+
+class DnnCtr(SingleTaskDNN):
+    TASK = "ctr"
+    TASKS = ("ctr",)
+    CONSTANT_OUTPUTS = ("cvr",)
+    OUTPUTS_HOW = {"ctr": "sigmoid of the one tower", "cvr": "train CVR prior (constant)",
+                   "ctcvr": "pCTR x train CVR prior"}
+
+    def score(self, x):
+        out = self.head(x)
+        out["cvr"] = self.prior_like("cvr", out["ctr"])
+        out["ctcvr"] = out["ctr"] * out["cvr"]
+        return out
+
+    def loss(self, out, batch):
+        return bce(out, "ctr", batch.click)
+
+
+class DnnCvr(SingleTaskDNN):
+    """Trained on clicked impressions only, with purchase as the label."""
+
+    TASK = "cvr"
+    TASKS = ("cvr",)
+    CONSTANT_OUTPUTS = ("ctr",)
+    TRAIN_ROWS = "clicked"
+    OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
+                   "cvr": "sigmoid of the one tower (trained on clicked rows)",
+                   "ctcvr": "train CTR prior x pCVR"}
+
+    def score(self, x):
+        out = self.head(x)
+        out["ctr"] = self.prior_like("ctr", out["cvr"])
+        out["ctcvr"] = out["ctr"] * out["cvr"]
+        return out
+
+    def loss(self, out, batch):
+        # The trainer feeds clicked rows only; the mask keeps the loss right on any batch.
+        return bce(out, "cvr", batch.purchase, mask=batch.click)
+
+
+class DnnCtcvr(SingleTaskDNN):
+    TASK = "ctcvr"
+    TASKS = ("ctcvr",)
+    CONSTANT_OUTPUTS = ("ctr",)
+    OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
+                   "cvr": "min(1, pCTCVR / train CTR prior)",
+                   "ctcvr": "sigmoid of the one tower (click and purchase, all rows)"}
+
+    def score(self, x):
+        out = self.head(x)
+        out["ctr"] = self.prior_like("ctr", out["ctcvr"])
+        out["cvr"] = (out["ctcvr"] / out["ctr"]).clamp(max=1.0)
+        return out
+
+    def loss(self, out, batch):
+        return bce(out, "ctcvr", batch.conversion)

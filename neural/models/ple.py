@@ -1,0 +1,77 @@
+"""PLE (Tang et al., RecSys 2020): progressive layered extraction.
+
+Each level (a CGC, customised gate control) has task-specific experts and shared experts.
+Task t's gate mixes its own experts and the shared ones; below the last level a shared gate
+mixes all experts into the next level's shared input. Default loss: CTR on all rows, CVR on
+clicked rows; the entire-space variant (ple_es) trains CTR and CTCVR = pCTR x pCVR.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neural.layers import ExpertBank, Tower, mix
+from neural.network import CVR_LOSS_HOW, RankingNet, clicked_then_product, from_logits
+
+N_TASKS = 2  # CTR, CVR
+
+
+class CGC(nn.Module):
+    """One extraction level: (task inputs, shared input) -> (task outputs, shared output)."""
+
+    def __init__(self, in_dim, dims, n_task_experts, n_shared_experts, last, dropout):
+        super().__init__()
+        self.n_task, self.last = n_task_experts, last
+        self.task_experts = ExpertBank(in_dim, dims, N_TASKS, n_task_experts, dropout)
+        self.shared_experts = ExpertBank(in_dim, dims, 1, n_shared_experts, dropout)
+        self.task_gates = nn.ModuleList(nn.Linear(in_dim, n_task_experts + n_shared_experts)
+                                        for _ in range(N_TASKS))
+        self.shared_gate = None if last else \
+            nn.Linear(in_dim, N_TASKS * n_task_experts + n_shared_experts)
+
+    def forward(self, task_in, shared_in):
+        # task_in: (B, in) for the first level (all read the embeddings), else (task, B, in).
+        task_experts = self.task_experts(task_in)  # (task * n_task, B, d)
+        shared_experts = self.shared_experts(shared_in)  # (n_shared, B, d)
+        task_out = []
+        for t in range(N_TASKS):
+            own = task_experts[t * self.n_task:(t + 1) * self.n_task]
+            gate_in = task_in if task_in.dim() == 2 else task_in[t]
+            task_out.append(mix(self.task_gates[t](gate_in),
+                                torch.cat([own, shared_experts])))  # (B, d)
+        shared_out = None if self.last else \
+            mix(self.shared_gate(shared_in), torch.cat([task_experts, shared_experts]))
+        return torch.stack(task_out), shared_out  # (task, B, d), (B, d)
+
+
+class PLE(RankingNet):
+    OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the last level's CTR output",
+                   "cvr": "sigmoid of the CVR tower on the last level's CVR output",
+                   "ctcvr": "pCTR x pCVR"}
+
+    def __init__(self, layout, config, priors, cvr_loss: str = "clicked"):
+        super().__init__(layout, config, priors)
+        if config.ple_levels < 1:
+            raise ValueError("PLE needs at least one level")
+        self.cvr_loss = cvr_loss
+        self.loss_how = CVR_LOSS_HOW[cvr_loss]
+        dims = config.mlp_dims
+        self.levels = nn.ModuleList(
+            CGC(self.in_dim if level == 0 else dims[-1], dims, config.n_task_experts,
+                config.n_shared_experts, last=level == config.ple_levels - 1,
+                dropout=config.dropout)
+            for level in range(config.ple_levels))
+        self.ctr_tower = Tower(dims[-1], config.tower_dims, config.dropout, priors["ctr"])
+        self.cvr_tower = Tower(dims[-1], config.tower_dims, config.dropout, priors["cvr"])
+
+    def score(self, x):
+        task_in, shared_in = x, x
+        for level in self.levels:
+            task_in, shared_in = level(task_in, shared_in)
+        out = from_logits(ctr=self.ctr_tower(task_in[0]), cvr=self.cvr_tower(task_in[1]))
+        out["ctcvr"] = out["ctr"] * out["cvr"]
+        return out
+
+    def loss(self, out, batch):
+        return clicked_then_product(out, batch, self.cvr_loss)

@@ -1,0 +1,99 @@
+"""What every model network shares: the input layer, the output contract and loss helpers.
+
+A network maps a `Batch` to a dict of task outputs and defines the loss of its paper; it holds
+no training loop (neural/trainer.py owns fitting, early stopping and prediction).
+
+Outputs are probabilities under "ctr", "cvr", "ctcvr"; a probability that is the sigmoid of
+one logit also comes as "<task>_logit" so its loss is computed stably from the logit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neural.config import NeuralConfig
+from neural.inputs import Batch, FeatureEmbedding, FieldLayout
+
+EPS = 1e-7
+
+
+class RankingNet(nn.Module):
+    OUTPUTS_HOW: dict[str, str] = {}
+    # Tasks the network is trained for: validation AUC of these drives early stopping.
+    TASKS: tuple[str, ...] = ("ctr", "cvr", "ctcvr")
+    # Training rows: "all" impressions, or "clicked" only (the trainer filters them).
+    TRAIN_ROWS = "all"
+    # Outputs that are a constant train prior (single-task models), not an estimate.
+    CONSTANT_OUTPUTS: tuple[str, ...] = ()
+
+    def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float]):
+        super().__init__()
+        self.config = config
+        self.inputs = FeatureEmbedding(layout, config.embedding_dim, config.embedding_gradients)
+        # Train-set rates of each task: the output of a single-task model for tasks it lacks.
+        self.register_buffer("prior", torch.tensor([priors["ctr"], priors["cvr"],
+                                                    priors["ctcvr"]], dtype=torch.float32))
+
+    @property
+    def in_dim(self) -> int:
+        return self.inputs.out_dim
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.score(self.inputs(batch))
+
+    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Task outputs from the flat input (B, in_dim)."""
+        raise NotImplementedError
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:
+        index = ("ctr", "cvr", "ctcvr").index(task)
+        return self.prior[index].expand_as(like)
+
+
+def from_logits(**logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"ctr": sigmoid(a), "ctr_logit": a, ...} for each task given as a logit."""
+    out = {}
+    for task, logit in logits.items():
+        out[task] = torch.sigmoid(logit)
+        out[f"{task}_logit"] = logit
+    return out
+
+
+def bce(out: dict[str, torch.Tensor], task: str, target: torch.Tensor,
+        mask: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of output `task`, averaged over the rows of `mask` (or all rows)."""
+    logit = out.get(f"{task}_logit")
+    if logit is not None:
+        loss = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    else:  # a product of probabilities (e.g. pCTR x pCVR) has no single logit
+        loss = F.binary_cross_entropy(out[task].clamp(EPS, 1 - EPS), target, reduction="none")
+    if weight is not None:
+        loss = loss * weight
+    if mask is None:
+        return loss.mean()
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
+                         cvr_loss: str) -> torch.Tensor:
+    """The loss of a two-tower CTR/CVR model, pCTCVR = pCTR x pCVR, in one of two styles.
+
+    "clicked": CTR on all rows + CVR on clicked rows (the classic multi-task setup, biased by
+    sample selection). "entire_space": CTR on all rows + CTCVR on all rows (ESMM's loss; the
+    CVR tower learns only through the product).
+    """
+    ctr = bce(out, "ctr", batch.click)
+    if cvr_loss == "clicked":
+        return ctr + bce(out, "cvr", batch.purchase, mask=batch.click)
+    if cvr_loss == "entire_space":
+        return ctr + bce(out, "ctcvr", batch.conversion)
+    raise ValueError(f"cvr_loss must be 'clicked' or 'entire_space', got {cvr_loss!r}")
+
+
+CVR_LOSS_HOW = {"clicked": "CTR on all rows + CVR on clicked rows",
+                "entire_space": "CTR and CTCVR = pCTR x pCVR on all rows (ESMM-style)"}

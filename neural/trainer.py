@@ -1,0 +1,252 @@
+"""The one trainer every neural model shares, and the adapter to the bench model protocol.
+
+`NeuralRanker(network="neural.models.mmoe:MMoE", **params)` is what the registry builds. It
+owns everything a model file must not: column tensors, batch order, optimisers, early stopping
+on validation, seeding, threads, progress, and prediction.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from bench.metrics import auc
+from neural.config import NeuralConfig
+from neural.inputs import FieldLayout, TensorSplit
+from neural.network import RankingNet
+from neural.optim import RowAdam
+
+OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
+
+
+def resolve(target: str) -> type[RankingNet]:
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def priors_of(train) -> dict[str, float]:
+    n = max(len(train), 1)
+    clicks = float(train.click.sum())
+    conversions = float((train.click & train.purchase).sum())
+    return {"ctr": clicks / n, "cvr": conversions / max(clicks, 1.0), "ctcvr": conversions / n}
+
+
+def epoch_order(request: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
+    """Positions 0..n-1 in training order for one epoch.
+
+    Requests are visited in a random order with their impressions together, then positions
+    are shuffled within windows of `window` rows: a batch holds rows of few requests (their
+    user lists are pooled once per request) yet is not one request's rows. window <= 0 is a
+    full shuffle.
+    """
+    n = len(request)
+    if window <= 0 or n == 0:
+        return torch.randperm(n, generator=generator)
+    n_requests = int(request.max()) + 1
+    request_rank = torch.randperm(n_requests, generator=generator)
+    grouped = torch.argsort(request_rank[request], stable=True)
+    window_id = torch.arange(n, dtype=torch.float64) // window
+    jitter = torch.rand(n, generator=generator, dtype=torch.float64)
+    return grouped[torch.argsort(window_id + jitter)]
+
+
+def make_optimizers(network: RankingNet, config: NeuralConfig) -> list:
+    """Adam for the dense weights; the table's optimiser follows config.embedding_gradients."""
+    table = network.inputs.table
+    dense = [p for p in network.parameters() if p is not table]
+    adam = {"lr": config.learning_rate, "fused": True}  # fused: one kernel for all tensors
+    if config.embedding_gradients == "rows":
+        return [RowAdam(network.inputs, lr=config.embedding_learning_rate),
+                torch.optim.Adam(dense, **adam)]
+    if config.embedding_gradients == "sparse":
+        return [torch.optim.SparseAdam([table], lr=config.embedding_learning_rate),
+                torch.optim.Adam(dense, **adam)]
+    return [torch.optim.Adam([{"params": [table], "lr": config.embedding_learning_rate},
+                              {"params": dense}], **adam)]
+
+
+@torch.no_grad()
+def predict_tensors(network: RankingNet, data: TensorSplit, batch_size: int,
+                    rows: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Outputs for `rows` (default all) in order; batches of consecutive rows."""
+    network.eval()
+    rows = torch.arange(len(data)) if rows is None else rows
+    parts = {key: [] for key in OUTPUT_KEYS}
+    for start in range(0, len(rows), batch_size):
+        out = network(data.batch(rows[start:start + batch_size]))
+        for key in OUTPUT_KEYS:
+            parts[key].append(out[key].float())
+    return {key: (torch.cat(v).numpy().astype(np.float64) if v else np.zeros(0))
+            for key, v in parts.items()}
+
+
+def validation_aucs(outputs: dict[str, np.ndarray], split, tasks) -> dict[str, float]:
+    """AUC per task on the rows bench.metrics defines (CVR on clicked rows)."""
+    click = split.click.astype(bool)
+    labels = {"ctr": (split.click, slice(None)), "cvr": (split.purchase, click),
+              "ctcvr": (split.click & split.purchase, slice(None))}
+    result = {}
+    for task in tasks:
+        label, rows = labels[task]
+        result[task] = auc(label[rows], outputs[task][rows])
+    return result
+
+
+class Trainer:
+    """Fits one network on one `TensorSplit`: batch order, steps, optimisers."""
+
+    def __init__(self, network: RankingNet, config: NeuralConfig, train: TensorSplit,
+                 train_rows: torch.Tensor, batch_size: int, seed: int):
+        self.network, self.config, self.train = network, config, train
+        self.train_rows, self.batch_size = train_rows, batch_size
+        self.optimizers = make_optimizers(network, config)
+        self.generator = torch.Generator().manual_seed(seed)
+        # "rows" gradients need batches renumbered into their distinct table rows.
+        self.compact = config.embedding_gradients == "rows"
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """This epoch's batches as row tensors (the order is drawn once per epoch)."""
+        window = self.config.shuffle_window * self.batch_size
+        order = self.train_rows[epoch_order(self.train.request[self.train_rows], window,
+                                            self.generator)]
+        return list(order.split(self.batch_size))
+
+    def step(self, rows: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on the impressions `rows`; returns the (detached) loss."""
+        batch = self.train.batch(rows)
+        if self.compact:
+            batch = batch.compact()
+        loss = self.network.loss(self.network(batch), batch)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in self.optimizers:
+            optimizer.step()
+        return loss.detach()
+
+    def epoch(self, label: str, progress: bool) -> float:
+        """One pass over the training rows; the mean training loss."""
+        from tqdm.auto import tqdm
+
+        self.network.train()
+        batches = self.epoch_batches()
+        total, seen = 0.0, 0
+        with tqdm(total=len(batches), desc=f"    {label}", disable=not progress, leave=False,
+                  file=sys.stderr, mininterval=1.0) as bar:
+            for b, rows in enumerate(batches):
+                total += float(self.step(rows)) * len(rows)
+                seen += len(rows)
+                bar.update(1)
+                if b % 50 == 0:
+                    bar.set_postfix(loss=f"{total / max(seen, 1):.5f}", refresh=False)
+        if not np.isfinite(total):
+            raise FloatingPointError(f"training loss became {total} ({label})")
+        return total / max(seen, 1)
+
+
+def setup_torch(threads: int, seed: int) -> None:
+    """Threads pinned, seeds set, deterministic kernels: same seed -> same predictions."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class NeuralRanker:
+    """A network of the zoo behind the bench model protocol (fit / predict / n_params)."""
+
+    def __init__(self, network: str, **params):
+        self.network_cls = resolve(network)
+        self.params = params
+        self.OUTPUTS_HOW = dict(self.network_cls.OUTPUTS_HOW)
+        self.CONSTANT_OUTPUTS = tuple(self.network_cls.CONSTANT_OUTPUTS)
+        self.network: RankingNet | None = None
+        self.config: NeuralConfig | None = None
+        self.layout: FieldLayout | None = None
+        self.threads = 1
+        self.info: dict = {}
+
+    def n_params(self) -> int | None:
+        if self.network is None:
+            return None
+        return sum(p.numel() for p in self.network.parameters())
+
+    def build(self, data, config: NeuralConfig) -> RankingNet:
+        self.layout = FieldLayout.from_vocab_sizes(data.vocab_sizes)
+        self.config = config
+        self.network = self.network_cls(self.layout, config, priors_of(data.train),
+                                        **self.params)
+        return self.network
+
+    def training_rows(self, train) -> torch.Tensor:
+        rule = self.network.TRAIN_ROWS
+        if rule == "all":
+            return torch.arange(len(train))
+        if rule == "clicked":
+            return torch.from_numpy(np.flatnonzero(train.click == 1))
+        raise ValueError(f"unknown TRAIN_ROWS {rule!r}")
+
+    def fit(self, data, ctx) -> None:
+        config = NeuralConfig.with_overrides(ctx.extra)
+        profile = ctx.profile
+        self.threads = ctx.threads
+        setup_torch(ctx.threads, ctx.seed)
+        network = self.build(data, config)
+        train = TensorSplit(data.train, self.layout, config.pooling)
+        valid = TensorSplit(data.valid, self.layout, config.pooling)
+        trainer = Trainer(network, config, train, self.training_rows(data.train),
+                          profile.neural_batch_size, ctx.seed)
+
+        best_score, best_state, best_epoch, bad_epochs = -np.inf, None, 0, 0
+        history, loop_s, rows_seen = [], 0.0, 0
+        for epoch in range(1, profile.neural_max_epochs + 1):
+            started = time.perf_counter()
+            train_loss = trainer.epoch(f"epoch {epoch}", ctx.progress)
+            loop_s += time.perf_counter() - started
+            rows_seen += len(trainer.train_rows)
+            outputs = predict_tensors(network, valid, config.predict_batch_size)
+            aucs = validation_aucs(outputs, data.valid, network.TASKS)
+            finite = [v for v in aucs.values() if np.isfinite(v)]
+            # Early stopping on the mean validation AUC of the tasks the network is trained for.
+            score = float(np.mean(finite)) if finite else -train_loss
+            history.append({"epoch": epoch, "train_loss": round(train_loss, 6),
+                            **{f"valid_auc_{k}": round(v, 6) for k, v in aucs.items()}})
+            if ctx.progress:
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+                print(f"    epoch {epoch}: loss {train_loss:.5f}  valid AUC {shown}  "
+                      f"({len(trainer.train_rows) / (time.perf_counter() - started):,.0f} "
+                      "rows/s incl. validation)", file=sys.stderr, flush=True)
+            if score > best_score:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            else:
+                bad_epochs += 1
+                if bad_epochs > profile.neural_patience:
+                    break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        self.info = {
+            "network": self.network_cls.__name__,
+            **{f"param_{k}": v for k, v in self.params.items() if k != "network"},
+            "loss": getattr(network, "loss_how", ""), "train_rows": network.TRAIN_ROWS,
+            "n_train_rows": len(trainer.train_rows),
+            "epochs_run": len(history), "best_epoch": best_epoch,
+            "best_valid_score": best_score, "early_stop_tasks": ",".join(network.TASKS),
+            "train_loop_s": loop_s, "train_samples_per_s": rows_seen / max(loop_s, 1e-9),
+            "embedding_dim": config.embedding_dim, "mlp_dims": str(config.mlp_dims),
+            "tower_dims": str(config.tower_dims), "pooling": config.pooling,
+            "embedding_gradients": config.embedding_gradients, "batch_size": trainer.batch_size,
+            "shuffle_window": config.shuffle_window, "threads": ctx.threads,
+            "history": json.dumps(history),
+        }
+
+    def predict(self, split) -> dict[str, np.ndarray]:
+        if self.network is None:
+            raise RuntimeError("predict() before fit()")
+        torch.set_num_threads(self.threads)
+        data = TensorSplit(split, self.layout, self.config.pooling)
+        return predict_tensors(self.network, data, self.config.predict_batch_size)

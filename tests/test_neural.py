@@ -1,0 +1,325 @@
+"""The neural zoo: every registered network, its losses, the shared input layer and trainer.
+
+Parameterised over neural/registry.py, so a model is tested the day it is registered. Networks
+are kept tiny (embedding 4, MLP [16, 8]) so the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bench.data import schema  # noqa: E402
+from bench.data.dataset import Dataset, Ragged, Split  # noqa: E402
+from bench.model import FitContext, check_outputs, seed_everything  # noqa: E402
+from neural.config import NeuralConfig  # noqa: E402
+from neural.inputs import Bags, FeatureEmbedding, FieldLayout, TensorSplit  # noqa: E402
+from neural.registry import SPECS  # noqa: E402
+from neural.trainer import epoch_order, priors_of, resolve  # noqa: E402
+
+IDS = [s.name for s in SPECS]
+TINY = {"embedding_dim": 4, "mlp_dims": (16, 8), "tower_dims": (4,), "n_experts": 2,
+        "n_shared_experts": 1, "n_task_experts": 1, "predict_batch_size": 64}
+VOCAB = {f: 12 for f in schema.ALL_FIELDS}
+
+
+# ---- random data in the Dataset layout (labels guaranteed on every split) ----
+
+def _ragged(rng, n_rows, vocab, max_len):
+    lengths = rng.integers(0, max_len + 1, n_rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    codes = rng.integers(0, vocab, offsets[-1]).astype(np.int64)
+    return Ragged(offsets, codes, rng.uniform(0.5, 3.0, offsets[-1]).astype(np.float32))
+
+
+def random_split(name, n, n_requests, rng):
+    request = np.sort(rng.integers(0, n_requests, n)).astype(np.int64)
+    click = (rng.random(n) < 0.3).astype(np.int8)
+    click[:4] = 1
+    purchase = (click & (rng.random(n) < 0.4)).astype(np.int8)
+    purchase[:2] = 1
+    return Split(
+        name=name, click=click, purchase=purchase, sample_id=np.arange(n, dtype=np.int64),
+        request=request,
+        item_codes=rng.integers(0, 12, (n, len(schema.IMPRESSION_SINGLE))).astype(np.int64),
+        item_multi={f: _ragged(rng, n, 12, 3) for f in schema.ITEM_MULTI},
+        dense=rng.random((n, len(schema.DENSE_FEATURES))).astype(np.float32),
+        request_key=np.array([f"r{i}" for i in range(n_requests)]),
+        user_codes=rng.integers(0, 12, (n_requests, len(schema.USER_SINGLE))).astype(np.int64),
+        user_multi={f: _ragged(rng, n_requests, 12, 8) for f in schema.USER_MULTI})
+
+
+@pytest.fixture(scope="module")
+def random_data():
+    rng = np.random.default_rng(7)
+    return Dataset(name="random", fingerprint="random", train=random_split("train", 96, 12, rng),
+                   valid=random_split("valid", 48, 6, rng), test=random_split("test", 48, 6, rng),
+                   vocab_sizes=dict(VOCAB))
+
+
+def build(spec, data=None, **config):
+    params = dict(spec.params)
+    cls = resolve(params.pop("network"))
+    vocab = data.vocab_sizes if data is not None else VOCAB
+    priors = priors_of(data.train) if data is not None else {"ctr": .3, "cvr": .4, "ctcvr": .12}
+    torch.manual_seed(0)
+    return cls(FieldLayout.from_vocab_sizes(vocab),
+               NeuralConfig.with_overrides({**TINY, **config}), priors, **params)
+
+
+def batch_of(split, pooling="mean"):
+    data = TensorSplit(split, FieldLayout.from_vocab_sizes(VOCAB), pooling)
+    return data.batch(torch.arange(len(data)))
+
+
+def fit(spec, data, seed=0, **config):
+    from bench.profiles import get_profile
+
+    seed_everything(seed)
+    model = spec.build()
+    model.fit(dataclasses.replace(data, test=None),
+              FitContext(seed=seed, threads=1, profile=get_profile("tiny"), progress=False,
+                         extra={**TINY, **config}))
+    return model
+
+
+# ---- every registered network ----
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_forward_shapes_ranges_and_finite_loss(spec, random_data):
+    network = build(spec)
+    batch = batch_of(random_data.train)
+    out = network(batch)
+    for task in ("ctr", "cvr", "ctcvr"):
+        assert out[task].shape == (len(batch),), task
+        assert torch.isfinite(out[task]).all(), task
+        assert ((out[task] >= 0) & (out[task] <= 1)).all(), task
+    assert torch.isfinite(network.loss(out, batch))
+    assert set(network.OUTPUTS_HOW) == {"ctr", "cvr", "ctcvr"}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_every_parameter_receives_a_gradient(spec, random_data):
+    # Dense table gradients, so that the table's gradient is an ordinary .grad.
+    network = build(spec, embedding_gradients="dense")
+    batch = batch_of(random_data.train)
+    network.loss(network(batch), batch).backward()
+    starved = [name for name, p in network.named_parameters()
+               if p.grad is None or not torch.any(p.grad != 0)]
+    assert not starved, f"no gradient reaches {starved}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_same_seed_same_predictions_other_seed_other(spec, random_data):
+    first = fit(spec, random_data, seed=5).predict(random_data.test)
+    again = fit(spec, random_data, seed=5).predict(random_data.test)
+    other = fit(spec, random_data, seed=6).predict(random_data.test)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    assert any(not np.array_equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_runs_on_the_real_sample_rows(spec, sample_data):
+    model = fit(spec, sample_data)
+    outputs = check_outputs(model.predict(sample_data.test), len(sample_data.test))
+    assert all(np.isfinite(v).all() for v in outputs.values())
+    assert model.info["epochs_run"] >= 1 and model.n_params() > 0
+
+
+# ---- what each loss trains on ----
+
+def _cvr_grad_only_through_product(network, batch) -> bool:
+    """Whether d loss / d CVR logit flows only through pCTCVR = pCTR x pCVR."""
+    out = network(batch)
+    loss = network.loss(out, batch)
+    grad_logit, grad_ctcvr = torch.autograd.grad(loss, [out["cvr_logit"], out["ctcvr"]],
+                                                 allow_unused=True)
+    if grad_ctcvr is None:
+        return False
+    cvr = out["cvr"].detach()
+    through_product = grad_ctcvr * out["ctr"].detach() * cvr * (1 - cvr)
+    return torch.allclose(grad_logit, through_product, rtol=1e-4, atol=1e-9)
+
+
+def test_esmm_cvr_tower_gets_no_direct_purchase_loss(random_data):
+    batch = batch_of(random_data.train)
+    spec = next(s for s in SPECS if s.name == "esmm")
+    assert _cvr_grad_only_through_product(build(spec), batch)
+    # The check can fail: MMoE's default loss fits pCVR to purchases on clicked rows.
+    mmoe = next(s for s in SPECS if s.name == "mmoe")
+    assert not _cvr_grad_only_through_product(build(mmoe), batch)
+
+
+def test_esmm_loss_ignores_purchase_labels_of_unclicked_rows(random_data):
+    spec = next(s for s in SPECS if s.name == "esmm")
+    network = build(spec)
+    batch = batch_of(random_data.train)
+    out = network(batch)
+    changed = dataclasses.replace(batch, purchase=torch.where(batch.click == 1, batch.purchase,
+                                                              1 - batch.purchase))
+    assert torch.equal(network.loss(out, batch), network.loss(out, changed))
+
+
+def test_dnn_cvr_trains_on_clicked_rows_only(random_data):
+    spec = next(s for s in SPECS if s.name == "dnn_cvr")
+    model = fit(spec, random_data)
+    assert model.info["n_train_rows"] == int(random_data.train.click.sum())
+    # Scrambling the features of unclicked training rows changes nothing ...
+    train = random_data.train
+    unclicked = train.click == 0
+    rng = np.random.default_rng(1)
+    scrambled = dataclasses.replace(
+        train, item_codes=np.where(unclicked[:, None], rng.integers(0, 12, train.item_codes.shape),
+                                   train.item_codes),
+        dense=np.where(unclicked[:, None], rng.random(train.dense.shape, dtype=np.float32),
+                       train.dense))
+    other = dataclasses.replace(random_data, train=scrambled)
+    same = fit(spec, other).predict(random_data.test)
+    base = model.predict(random_data.test)
+    np.testing.assert_array_equal(base["cvr"], same["cvr"])
+    # ... while a model trained on all rows notices (so the check can fail).
+    ctr_spec = next(s for s in SPECS if s.name == "dnn_ctr")
+    assert not np.array_equal(fit(ctr_spec, random_data).predict(random_data.test)["ctr"],
+                              fit(ctr_spec, other).predict(random_data.test)["ctr"])
+
+
+def test_escm2_dr_trains_stably(random_data):
+    spec = next(s for s in SPECS if s.name == "escm2_dr")
+    model = fit(spec, random_data, learning_rate=1e-2)
+    assert all(np.isfinite(v).all() for v in model.predict(random_data.test).values())
+
+
+# ---- the shared input layer ----
+
+def test_bags_take_matches_ragged_take():
+    rng = np.random.default_rng(0)
+    ragged = _ragged(rng, 20, 12, 5)
+    bags = Bags(torch.from_numpy(ragged.offsets), torch.from_numpy(ragged.codes),
+                torch.from_numpy(ragged.weights))
+    rows = np.array([3, 3, 0, 19, 7])
+    want = ragged.take(rows)
+    got = bags.take(torch.from_numpy(rows))
+    np.testing.assert_array_equal(got.offsets.numpy(), want.offsets)
+    np.testing.assert_array_equal(got.index.numpy(), want.codes)
+    np.testing.assert_array_equal(got.weight.numpy(), want.weights)
+
+
+@pytest.mark.parametrize("pooling", ["sum", "mean"])
+def test_input_layer_equals_a_per_row_reference(random_data, pooling):
+    """Per-request pooling indexed back equals pooling each impression's lists one by one."""
+    split = random_data.train
+    layout = FieldLayout.from_vocab_sizes(VOCAB)
+    emb = FeatureEmbedding(layout, 3, "dense")
+    rows = torch.tensor([5, 0, 40, 41, 95])
+    x = emb(TensorSplit(split, layout, pooling).batch(rows))
+    table = emb.table.detach()
+
+    def field_vector(field, code):
+        return table[layout.offsets[field] + code]
+
+    def pooled(field, ragged, row):
+        lo, hi = ragged.offsets[row], ragged.offsets[row + 1]
+        total = sum((float(w) * field_vector(field, int(c))
+                     for c, w in zip(ragged.codes[lo:hi], ragged.weights[lo:hi])),
+                    torch.zeros(3))
+        return total / max(hi - lo, 1) if pooling == "mean" else total
+
+    for i, row in enumerate(rows.tolist()):
+        r = split.request[row]
+        parts = [field_vector(f, split.user_codes[r, k]) for k, f in
+                 enumerate(schema.USER_SINGLE)]
+        parts += [pooled(f, split.user_multi[f], r) for f in schema.USER_MULTI]
+        parts += [field_vector(f, split.item_codes[row, k]) for k, f in
+                  enumerate(schema.IMPRESSION_SINGLE)]
+        parts += [pooled(f, split.item_multi[f], row) for f in schema.ITEM_MULTI]
+        parts.append(torch.from_numpy(split.dense[row]))
+        torch.testing.assert_close(x[i].detach(), torch.cat(parts), rtol=1e-5, atol=1e-6)
+
+
+def test_compacted_batch_gives_the_same_outputs(random_data):
+    spec = next(s for s in SPECS if s.name == "mmoe")
+    network = build(spec).eval()
+    batch = batch_of(random_data.train)
+    with torch.no_grad():
+        plain, compact = network(batch), network(batch.compact())
+    assert len(batch.compact().table_rows) < FieldLayout.from_vocab_sizes(VOCAB).n_rows
+    for key in ("ctr", "cvr", "ctcvr"):
+        torch.testing.assert_close(plain[key], compact[key])
+
+
+def test_row_adam_matches_sparse_adam(random_data):
+    """The rows optimiser is SparseAdam's arithmetic, without sparse tensors."""
+    from neural.optim import RowAdam
+
+    layout = FieldLayout.from_vocab_sizes(VOCAB)
+    data = TensorSplit(random_data.train, layout, "mean")
+    torch.manual_seed(0)
+    rows_emb = FeatureEmbedding(layout, 3, "rows")
+    sparse_emb = FeatureEmbedding(layout, 3, "sparse")
+    sparse_emb.table.data.copy_(rows_emb.table.data)
+    rows_opt = RowAdam(rows_emb, lr=0.05)
+    sparse_opt = torch.optim.SparseAdam([sparse_emb.table], lr=0.05)
+    target = torch.randn(8, rows_emb.out_dim)
+    for step in range(3):
+        batch = data.batch(torch.arange(step * 8, step * 8 + 8))
+        for emb, opt, b in ((rows_emb, rows_opt, batch.compact()), (sparse_emb, sparse_opt, batch)):
+            opt.zero_grad()
+            ((emb(b) - target) ** 2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(rows_emb.table.detach(), sparse_emb.table.detach())
+    assert not torch.equal(rows_emb.table.detach(), FeatureEmbedding(layout, 3).table.detach())
+
+
+def test_out_of_vocabulary_code_is_a_clear_error(random_data):
+    small = {**VOCAB, "205": 3}
+    with pytest.raises(ValueError, match="field 205"):
+        TensorSplit(random_data.train, FieldLayout.from_vocab_sizes(small), "sum")
+
+
+# ---- trainer pieces ----
+
+def test_epoch_order_is_a_permutation_that_keeps_requests_together():
+    request = torch.from_numpy(np.repeat(np.arange(200), 50))  # 200 requests x 50 rows
+    generator = torch.Generator().manual_seed(0)
+    grouped = epoch_order(request, 200, generator)
+    shuffled = epoch_order(request, 0, generator)
+    for order in (grouped, shuffled):
+        assert torch.equal(torch.sort(order).values, torch.arange(len(request)))
+
+    def requests_per_batch(order):
+        return np.mean([len(torch.unique(request[b])) for b in order.split(100)])
+
+    assert requests_per_batch(grouped) <= 6 < 40 < requests_per_batch(shuffled)
+
+
+def test_config_rejects_unknown_settings():
+    with pytest.raises(ValueError, match="unknown neural setting"):
+        NeuralConfig.with_overrides({"embeding_dim": 8})
+    with pytest.raises(ValueError, match="pooling"):
+        NeuralConfig.with_overrides({"pooling": "max"})
+    config = NeuralConfig.with_overrides({"mlp_dims": "32,16", "embedding_dim": "8"})
+    assert config.mlp_dims == (32, 16) and config.embedding_dim == 8
+
+
+def test_fused_experts_equal_separate_mlps():
+    from neural.layers import ExpertBank
+
+    torch.manual_seed(0)
+    bank = ExpertBank(10, (6, 5), n_groups=2, per_group=3)
+    x = torch.randn(7, 10)
+    out = bank(x)  # (6 experts, 7, 5)
+    for e in range(6):
+        group, k = divmod(e, 3)
+        w1 = bank.first_weight[:, group, k * 6:(k + 1) * 6]
+        b1 = bank.first_bias[e * 6:(e + 1) * 6]
+        hidden = torch.relu(x @ w1 + b1)
+        want = torch.relu(hidden @ bank.weights[0][e] + bank.biases[0][e])
+        torch.testing.assert_close(out[e], want)
+    per_group = bank(torch.stack([x, 2 * x]))  # an input per group
+    torch.testing.assert_close(per_group[:3], out[:3])
+    assert not torch.allclose(per_group[3:], out[3:])
