@@ -2,7 +2,27 @@
 
 from bench.registry import ModelSpec
 
+TREES = "baselines.trees:TreeModel"
+TREE_MODES = {
+    "ctr": "click on all impressions; pCVR = train CVR prior",
+    "cvr": "purchase on clicked impressions only; pCTR = train CTR prior",
+    "ctcvr": "click-and-purchase on all impressions, directly",
+    "ctr_x_cvr": "pCTCVR = pCTR x pCVR from the ctr and cvr trees",
+}
+LIBRARIES = {"lgbm": "lightgbm", "xgb": "xgboost"}
+
 SPECS = [
     ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior",
               "training prior of each task for every row (AUC 0.5 floor)"),
+    ModelSpec("logreg", "baselines", "baselines.logreg:LogisticFloor",
+              "logistic regression on one-hot codes and dense features, one per task (floor)"),
 ]
+SPECS += [ModelSpec(f"{short}_{mode}", "baselines", TREES, f"{library}: {how}",
+                    params={"library": library, "mode": mode})
+          for short, library in LIBRARIES.items() for mode, how in TREE_MODES.items()]
+# The AITM paper's LightGBM configuration (KDD 2021): its CTR and CTCVR trees, and the same
+# configuration for the CTR x CVR pair, to compare with our defaults on every task.
+SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,
+                    f"lightgbm, AITM paper's configuration: {TREE_MODES[mode]}",
+                    params={"library": "lightgbm", "mode": mode, "config": "aitm"})
+          for mode in ("ctcvr", "ctr_x_cvr")]

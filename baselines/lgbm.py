@@ -1,0 +1,71 @@
+"""LightGBM for one binary task: the shared TreeBudget in LightGBM's parameter names.
+
+Imported only when a LightGBM model is built, so listing models never imports lightgbm.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from baselines.tree_budget import TreeBudget
+
+# Idle OpenMP threads sleep instead of spinning: on a busy machine (several jobs on 2 cores)
+# spinning threads starved the working ones and made training 10-20x slower. Read when the
+# OpenMP runtime loads, i.e. at the first lightgbm import, so it is set here, before it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def params(budget: TreeBudget, seed: int, threads: int) -> dict:
+    return {
+        "objective": "binary", "metric": "binary_logloss",
+        "learning_rate": budget.learning_rate, "num_leaves": budget.num_leaves,
+        "max_depth": -1, "max_bin": budget.max_bin,
+        "feature_fraction": budget.feature_fraction,
+        "bagging_fraction": budget.bagging_fraction, "bagging_freq": budget.bagging_freq,
+        "lambda_l2": budget.lambda_l2, "min_sum_hessian_in_leaf": budget.min_hessian,
+        "min_data_in_leaf": budget.min_data_in_leaf,
+        # Same seed and threads -> same trees.
+        "seed": seed, "deterministic": True, "force_col_wise": True,
+        "num_threads": threads, "verbosity": -1,
+    }
+
+
+def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
+          budget: TreeBudget, seed: int, threads: int):
+    """A Booster holding only the trees up to the best validation iteration."""
+    import lightgbm
+
+    train_set = lightgbm.Dataset(X, label=y, feature_name=names,
+                                 categorical_feature=categorical, free_raw_data=True)
+    valid_sets, callbacks = [], []
+    if X_valid is not None and len(X_valid):
+        valid_sets = [lightgbm.Dataset(X_valid, label=y_valid, reference=train_set)]
+        callbacks = [lightgbm.early_stopping(budget.early_stopping, verbose=False)]
+    booster = lightgbm.train(params(budget, seed, threads), train_set,
+                             num_boost_round=budget.max_rounds, valid_sets=valid_sets,
+                             callbacks=callbacks)
+    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+    # Drop the trees grown after the best iteration, so every predict path sees the same model.
+    return lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    return booster.predict(X, num_threads=threads)
+
+
+def n_rounds(booster) -> int:
+    return booster.num_trees()
+
+
+def n_nodes(booster) -> int:
+    """Splits plus leaves over all trees: the tree counterpart of a parameter count."""
+    trees = booster.dump_model()["tree_info"]
+    return int(sum(2 * t["num_leaves"] - 1 for t in trees))
+
+
+def to_treelite(booster):
+    import treelite
+
+    return treelite.frontend.from_lightgbm(booster)

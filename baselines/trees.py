@@ -1,0 +1,162 @@
+"""Gradient-boosted trees, LightGBM or XGBoost, for one task or the CTR x CVR decomposition.
+
+The registered variants (baselines/registry.py) are parameters of this one class:
+
+    mode       trains                                     own estimate of
+    ctr        click on all impressions                   pCTR
+    cvr        purchase on clicked impressions only       pCVR
+    ctcvr      click-and-purchase on all impressions      pCTCVR
+    ctr_x_cvr  the ctr and the cvr model above            pCTR, pCVR; pCTCVR = pCTR x pCVR
+
+A model without its own estimate of a task composes it with the train prior of the missing
+factor (OUTPUTS_HOW says which, per mode); a constant output ranks every row equally, so its
+AUC is 0.5 by construction, and the model declares it in CONSTANT_OUTPUTS.
+
+Serving: `features(split)` assembles each forest's input (table lookups), `score(features)`
+scores it with the library's predict (the reference) or, with compiled=True, with the forests
+compiled by lleaves (`compile()` first; baselines/compiled.py). `predict(split)` and
+`predict_fast(split)` chain the two.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+from baselines.tree_budget import TreeBudget
+from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures, task_rows_and_labels
+
+LIBRARIES = {"lightgbm": "baselines.lgbm", "xgboost": "baselines.xgb"}
+MODES = {"ctr": ("ctr",), "cvr": ("cvr",), "ctcvr": ("ctcvr",), "ctr_x_cvr": ("ctr", "cvr")}
+OUTPUTS_HOW = {
+    "ctr": {"ctr": "own model (click, all impressions)",
+            "cvr": "train CVR prior (constant: no own estimate)",
+            "ctcvr": "pCTR x train CVR prior"},
+    "cvr": {"ctr": "train CTR prior (constant: no own estimate)",
+            "cvr": "own model (purchase, clicked impressions only)",
+            "ctcvr": "train CTR prior x pCVR (the clicked-only model applied to all rows)"},
+    "ctcvr": {"ctr": "min(1, pCTCVR / train CVR prior): assumes a constant CVR",
+              "cvr": "min(1, pCTCVR / train CTR prior): assumes a constant CTR",
+              "ctcvr": "own model (click and purchase, all impressions)"},
+    "ctr_x_cvr": {"ctr": "own CTR model (click, all impressions)",
+                  "cvr": "own CVR model (purchase, clicked impressions only)",
+                  "ctcvr": "pCTR x pCVR"},
+}
+CONSTANT = {"ctr": ("cvr",), "cvr": ("ctr",), "ctcvr": (), "ctr_x_cvr": ()}
+
+
+class TreeModel:
+    def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
+                 config: str = "default", encoding: str | None = None):
+        if library not in LIBRARIES:
+            raise ValueError(f"unknown tree library {library!r}; known: {sorted(LIBRARIES)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown tree mode {mode!r}; known: {sorted(MODES)}")
+        self.library, self.mode, self.config = library, mode, config
+        self.encoding = encoding or DEFAULT_ENCODING
+        self.OUTPUTS_HOW = OUTPUTS_HOW[mode]
+        self.CONSTANT_OUTPUTS = CONSTANT[mode]
+        self.encoders: dict[str, TreeFeatures] = {}
+        self.boosters: dict[str, object] = {}  # None for a task whose train labels are constant
+        self.compiled: dict[str, object] = {}
+        self.priors: dict[str, float] = {}
+        self.threads = 1
+        self.info: dict = {}
+
+    @property
+    def lib(self):
+        return importlib.import_module(LIBRARIES[self.library])
+
+    def fit(self, data, ctx) -> None:
+        train = data.train
+        clicks = int(train.click.sum())
+        conversions = int((train.click.astype(bool) & train.purchase.astype(bool)).sum())
+        self.priors = {"ctr": clicks / max(len(train), 1), "cvr": conversions / max(clicks, 1),
+                       "ctcvr": conversions / max(len(train), 1)}
+        self.threads = ctx.threads
+        budget = TreeBudget.from_profile(ctx.profile, self.config)
+        self.info = {"library": self.library, "mode": self.mode, "config": self.config,
+                     "encoding": self.encoding,
+                     "encoding_is_default": self.encoding == DEFAULT_ENCODING,
+                     "encoding_default_why": "best mean validation AUC over ctr/cvr/ctcvr of "
+                                             "the measured encodings: baselines/README.md",
+                     "compiled_path": "lleaves", **budget.as_info()}
+        for task in MODES[self.mode]:
+            self._fit_task(task, data, budget, ctx)
+
+    def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
+        rows, labels = task_rows_and_labels(data.train, task)
+        encoder = TreeFeatures(self.encoding, seed=ctx.seed)
+        X = encoder.fit_transform(data.train, rows, labels, data.vocab_sizes)
+        self.encoders[task] = encoder
+        self.info[f"{task}_train_rows"] = int(len(rows))
+        self.info[f"{task}_n_features"] = int(X.shape[1])
+        if len(rows) < 2 or labels.min() == labels.max():
+            self.boosters[task] = None  # nothing to learn: predict the train rate
+            self.info[f"{task}_rounds"] = 0
+            return
+        valid_rows, valid_labels = task_rows_and_labels(data.valid, task)
+        X_valid = encoder.transform(data.valid.take(valid_rows)) if len(valid_rows) else None
+        booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
+                                 encoder.names, budget, ctx.seed, ctx.threads)
+        self.boosters[task] = booster
+        self.info[f"{task}_rounds"] = int(self.lib.n_rounds(booster))
+
+    # ---- serving ----
+
+    def features(self, split) -> dict[str, np.ndarray]:
+        """Each forest's input matrix for the rows of `split` (feature assembly only)."""
+        return {task: encoder.transform(split) for task, encoder in self.encoders.items()}
+
+    def compile(self) -> float:
+        """Compile every forest with lleaves (cached by content); seconds it took."""
+        from baselines.compiled import compile_booster
+
+        started = time.perf_counter()
+        for task, booster in self.boosters.items():
+            if booster is not None and task not in self.compiled:
+                self.compiled[task] = compile_booster(self.library, booster,
+                                                      self.encoders[task].categorical)
+        return time.perf_counter() - started
+
+    def score(self, features: dict[str, np.ndarray], compiled: bool = False,
+              threads: int | None = None) -> dict[str, np.ndarray]:
+        """pCTR, pCVR, pCTCVR from assembled features; library predict unless `compiled`."""
+        threads = threads or self.threads
+        if compiled and len(self.compiled) < sum(b is not None for b in self.boosters.values()):
+            self.compile()
+        own = {}
+        for task, X in features.items():
+            booster = self.boosters[task]
+            if booster is None:
+                own[task] = np.full(len(X), self.priors[task])
+            elif compiled:
+                own[task] = self.compiled[task].predict(X, threads)
+            else:
+                own[task] = self.lib.predict(booster, X, threads)
+        return self._compose({t: np.asarray(p, dtype=np.float64) for t, p in own.items()})
+
+    def _compose(self, own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        prior = self.priors
+        if self.mode == "ctr_x_cvr":
+            return {"ctr": own["ctr"], "cvr": own["cvr"], "ctcvr": own["ctr"] * own["cvr"]}
+        if self.mode == "ctr":
+            p = own["ctr"]
+            return {"ctr": p, "cvr": np.full(len(p), prior["cvr"]), "ctcvr": p * prior["cvr"]}
+        if self.mode == "cvr":
+            p = own["cvr"]
+            return {"ctr": np.full(len(p), prior["ctr"]), "cvr": p, "ctcvr": prior["ctr"] * p}
+        p = own["ctcvr"]
+        return {"ctr": np.minimum(1.0, p / max(prior["cvr"], 1e-12)),
+                "cvr": np.minimum(1.0, p / max(prior["ctr"], 1e-12)), "ctcvr": p}
+
+    def predict(self, split) -> dict[str, np.ndarray]:
+        return self.score(self.features(split))
+
+    def predict_fast(self, split, threads: int = 1) -> dict[str, np.ndarray]:
+        return self.score(self.features(split), compiled=True, threads=threads)
+
+    def n_params(self) -> int:
+        return sum(self.lib.n_nodes(b) for b in self.boosters.values() if b is not None)

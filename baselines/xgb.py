@@ -1,0 +1,77 @@
+"""XGBoost for one binary task: the shared TreeBudget in XGBoost's parameter names.
+
+Imported only when an XGBoost model is built, so listing models never imports xgboost.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from baselines.tree_budget import TreeBudget
+
+# Idle OpenMP threads sleep instead of spinning: on a busy machine (several jobs on 2 cores)
+# spinning threads starved the working ones and made training 10-20x slower. Read when the
+# OpenMP runtime loads, i.e. at the first xgboost import, so it is set here, before it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def params(budget: TreeBudget, seed: int, threads: int) -> dict:
+    return {
+        "objective": "binary:logistic", "eval_metric": "logloss",
+        "tree_method": "hist", "grow_policy": "lossguide",  # leaf-wise, like LightGBM
+        "max_leaves": budget.num_leaves, "max_depth": 0, "eta": budget.learning_rate,
+        "max_bin": budget.max_bin, "colsample_bytree": budget.feature_fraction,
+        "subsample": budget.bagging_fraction, "reg_lambda": budget.lambda_l2,
+        "min_child_weight": budget.min_hessian,
+        "seed": seed, "nthread": threads, "verbosity": 0,
+    }
+
+
+def _matrix(X, y, categorical: list[int], names: list[str], threads: int):
+    import xgboost
+
+    types = ["c" if j in set(categorical) else "q" for j in range(X.shape[1])]
+    return xgboost.DMatrix(X, label=y, feature_names=names, feature_types=types,
+                           enable_categorical=True, nthread=threads)
+
+
+def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
+          budget: TreeBudget, seed: int, threads: int):
+    """A Booster holding only the trees up to the best validation iteration."""
+    import xgboost
+
+    train_matrix = _matrix(X, y, categorical, names, threads)
+    evals, stopping = [], None
+    if X_valid is not None and len(X_valid):
+        evals = [(_matrix(X_valid, y_valid, categorical, names, threads), "valid")]
+        stopping = budget.early_stopping
+    booster = xgboost.train(params(budget, seed, threads), train_matrix,
+                            num_boost_round=budget.max_rounds, evals=evals,
+                            early_stopping_rounds=stopping, verbose_eval=False)
+    if stopping is not None:
+        booster = booster[: booster.best_iteration + 1]
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    booster.set_param({"nthread": threads})
+    # inplace_predict is XGBoost's own fast path for in-memory arrays (no DMatrix to build).
+    return booster.inplace_predict(X)
+
+
+def n_rounds(booster) -> int:
+    return booster.num_boosted_rounds()
+
+
+def n_nodes(booster) -> int:
+    """Splits plus leaves over all trees: the tree counterpart of a parameter count."""
+    return int(sum(dump.count("\n") for dump in booster.get_dump()))
+
+
+def to_treelite(booster):
+    import treelite
+
+    return treelite.frontend.from_xgboost(booster)

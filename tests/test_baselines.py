@@ -1,0 +1,172 @@
+"""Baselines beyond the registry-wide contract: features, rows, compositions, seeds, imports."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from baselines.tree_features import (
+    HIGH_CARDINALITY,
+    TreeFeatures,
+    field_codes,
+    task_rows_and_labels,
+)
+from bench.model import FitContext
+from bench.registry import get
+
+
+def _fit(name, data, profile, seed=0, **params):
+    model = get(name).build(**params)
+    model.fit(dataclasses.replace(data, test=None),
+              FitContext(seed=seed, threads=1, profile=profile, progress=False))
+    return model
+
+
+def _with_labels(split, click=None, purchase=None):
+    return dataclasses.replace(split, click=split.click if click is None else click,
+                               purchase=split.purchase if purchase is None else purchase)
+
+
+def test_importing_baselines_imports_no_heavy_library():
+    code = ("import sys, baselines.registry, baselines.trees, baselines.tree_features, "
+            "baselines.tree_budget, baselines.logreg, baselines.compiled, "
+            "baselines.xgb_to_lightgbm, baselines.constant\n"
+            "heavy = [m for m in ('torch', 'lightgbm', 'xgboost', 'sklearn', 'lleaves') "
+            "if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import TargetEncoder
+
+    train = tiny_data.train
+    rows, labels = task_rows_and_labels(train, "ctr")
+    features = TreeFeatures("target", seed=7)
+    X_train = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
+    matrix = np.column_stack([field_codes(train)[f] for f in HIGH_CARDINALITY])
+    reference = TargetEncoder(target_type="binary",
+                              cv=StratifiedKFold(5, shuffle=True, random_state=7))
+    expected_oof = reference.fit_transform(matrix, labels)
+    te_columns = [features.names.index(f"f{f}_te") for f in HIGH_CARDINALITY]
+    # Train rows get the cross-fitted encodings, not the full-train ones (which hold each
+    # row's own label)...
+    np.testing.assert_allclose(X_train[:, te_columns], expected_oof)
+    assert not np.allclose(X_train[:, te_columns], reference.transform(matrix))
+    # ...and other rows get the encoder fitted on all train rows, whatever their own labels.
+    test = tiny_data.test
+    test_matrix = np.column_stack([field_codes(test)[f] for f in HIGH_CARDINALITY])
+    X_test = features.transform(test)
+    np.testing.assert_allclose(X_test[:, te_columns], reference.transform(test_matrix))
+    flipped = _with_labels(test, click=1 - test.click)
+    np.testing.assert_array_equal(features.transform(flipped), X_test)
+
+
+def test_validation_labels_never_reach_the_features(tiny_data, tiny_profile):
+    """Early stopping reads validation labels; the encodings must not."""
+    valid = tiny_data.valid
+    shuffled = _with_labels(valid, click=np.random.default_rng(0).permutation(valid.click))
+    model = _fit("lgbm_ctr", tiny_data, tiny_profile)
+    other = _fit("lgbm_ctr", dataclasses.replace(tiny_data, valid=shuffled), tiny_profile)
+    np.testing.assert_array_equal(model.encoders["ctr"].transform(tiny_data.test),
+                                  other.encoders["ctr"].transform(tiny_data.test))
+
+
+def test_count_encoding_counts_train_impressions(tiny_data):
+    train = tiny_data.train
+    rows, labels = task_rows_and_labels(train, "ctr")
+    features = TreeFeatures("count")
+    X = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
+    item = field_codes(train)["205"]
+    column = X[:, features.names.index("f205_count")]
+    for code in np.unique(item[item >= 2])[:20]:
+        assert (column[item == code] == (item == code).sum()).all()
+    assert (column[item == 1] == 0).all()  # the shared rare code says "seen < min_count times"
+
+
+@pytest.mark.parametrize("name", ["lgbm_cvr", "xgb_cvr"])
+def test_cvr_trees_train_on_clicked_rows_only(name, tiny_data, tiny_profile, monkeypatch):
+    import baselines.lgbm
+    import baselines.xgb
+
+    module = baselines.lgbm if name.startswith("lgbm") else baselines.xgb
+    seen = {}
+    real_train = module.train
+
+    def spy(X, y, X_valid, y_valid, *args, **kwargs):
+        seen.update(n_train=len(y), positives=int(y.sum()), n_valid=len(y_valid))
+        return real_train(X, y, X_valid, y_valid, *args, **kwargs)
+
+    monkeypatch.setattr(module, "train", spy)
+    model = _fit(name, tiny_data, tiny_profile)
+    train, valid = tiny_data.train, tiny_data.valid
+    assert seen["n_train"] == train.click.sum() == model.info["cvr_train_rows"]
+    assert seen["positives"] == (train.click & train.purchase).sum()
+    assert seen["n_valid"] == valid.click.sum()  # early stopping on clicked validation rows
+    # What unclicked train rows carry beyond their codes cannot change the model.
+    scrambled = dataclasses.replace(train, dense=train.dense.copy())
+    unclicked = train.click == 0
+    scrambled.dense[unclicked] = np.random.default_rng(1).random(
+        (unclicked.sum(), train.dense.shape[1]), dtype=np.float32)
+    monkeypatch.setattr(module, "train", real_train)
+    again = _fit(name, dataclasses.replace(tiny_data, train=scrambled), tiny_profile)
+    np.testing.assert_array_equal(model.predict(tiny_data.test)["cvr"],
+                                  again.predict(tiny_data.test)["cvr"])
+
+
+def test_outputs_are_composed_as_declared(tiny_data, tiny_profile):
+    test = tiny_data.test
+    pair = _fit("lgbm_ctr_x_cvr", tiny_data, tiny_profile).predict(test)
+    np.testing.assert_allclose(pair["ctcvr"], pair["ctr"] * pair["cvr"])
+    ctr_only = _fit("lgbm_ctr", tiny_data, tiny_profile)
+    out = ctr_only.predict(test)
+    train = tiny_data.train
+    cvr_prior = (train.click & train.purchase).sum() / train.click.sum()
+    np.testing.assert_allclose(out["cvr"], cvr_prior)
+    np.testing.assert_allclose(out["ctr"], pair["ctr"])  # the same tree as the pair's
+    np.testing.assert_allclose(out["ctcvr"], out["ctr"] * cvr_prior)
+    assert ctr_only.CONSTANT_OUTPUTS == ("cvr",)
+
+
+@pytest.mark.parametrize("name", ["lgbm_ctr", "xgb_ctr"])
+def test_seed_changes_the_trees(name, tiny_data, tiny_profile):
+    """Seeds are honoured: column sampling differs between seeds (and repeats within one)."""
+    first = _fit(name, tiny_data, tiny_profile, seed=1).predict(tiny_data.test)["ctr"]
+    second = _fit(name, tiny_data, tiny_profile, seed=2).predict(tiny_data.test)["ctr"]
+    assert not np.array_equal(first, second)
+
+
+def test_threads_and_budget_reach_both_libraries(tiny_profile):
+    from baselines import lgbm, xgb
+    from baselines.tree_budget import TreeBudget
+
+    budget = TreeBudget.from_profile(tiny_profile)
+    light, extreme = lgbm.params(budget, 5, 3), xgb.params(budget, 5, 3)
+    assert light["num_threads"] == extreme["nthread"] == 3
+    assert light["seed"] == extreme["seed"] == 5
+    assert light["learning_rate"] == extreme["eta"] == tiny_profile.gbdt_learning_rate
+    assert light["num_leaves"] == extreme["max_leaves"] == tiny_profile.gbdt_num_leaves
+    assert light["max_bin"] == extreme["max_bin"]
+    aitm = TreeBudget.from_profile(tiny_profile, "aitm")
+    assert (aitm.learning_rate, aitm.num_leaves, aitm.max_bin, aitm.feature_fraction,
+            aitm.bagging_fraction, aitm.bagging_freq) == (0.1, 70, 2000, 0.9, 0.7, 5)
+
+
+@pytest.mark.parametrize("encoding", ["count", "target", "native"])
+def test_every_encoding_trains(encoding, tiny_data, tiny_profile):
+    model = _fit("lgbm_ctr", tiny_data, tiny_profile, encoding=encoding)
+    assert model.info["encoding"] == encoding
+    p = model.predict(tiny_data.test)["ctr"]
+    assert np.isfinite(p).all() and 0 <= p.min() and p.max() <= 1
+
+
+def test_unknown_options_are_rejected():
+    with pytest.raises(ValueError, match="encoding"):
+        TreeFeatures("hashing")
+    with pytest.raises(ValueError, match="mode"):
+        get("lgbm_ctr").build(mode="cvr_only")
