@@ -319,3 +319,13 @@ def test_line_longer_than_the_read_block(tmp_path):
     with pytest.raises(raw.RawFormatError, match="longer than the read block"):
         convert(tmp_path, lenient=True, block_bytes=2048)  # not a line to skip: the reader
     assert convert(tmp_path, block_bytes=1 << 16)["splits"]["train"]["impressions"] == 30
+
+
+def test_lenient_file_with_no_good_line(tmp_path):
+    write_files(tmp_path, [f"{i},0,0" for i in range(1, 50)] + ["x"] * 3)
+    report = convert(tmp_path, lenient=True, block_bytes=128)
+    assert report["files"][SKELETON]["lines"] == 52
+    assert report["files"][SKELETON]["skipped_lines"] == 52
+    assert report["splits"]["train"]["impressions"] == 0
+    assert pq.read_table(tmp_path / "cache" / "skeleton_train.parquet").num_rows == 0
+    assert strict_error(tmp_path, block_bytes=128).line == 1

@@ -781,7 +781,8 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
             stats.purchases += int(purchases.sum())
             stats.click_and_purchase += int((clicks & purchases).sum())
             stats.purchase_without_click += int((purchases & (1 - clicks)).sum())
-        row_group.append(table)
+        if table.num_rows:
+            row_group.append(table)
         if sum(t.nbytes for t in row_group) >= ROW_GROUP_BYTES:
             flush_row_group()
         stats.rows_written += table.num_rows
