@@ -33,11 +33,24 @@ def _color(model: ModelResult) -> str:
     return GROUP_COLORS.get(model.group, OTHER_COLOR)
 
 
+def _group_handles(models: list[ModelResult]) -> list:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=GROUP_COLORS.get(g, OTHER_COLOR), marker="o", ls="", label=g)
+            for g in sorted({m.group for m in models})]
+
+
+def _group_legend(figure, models: list[ModelResult]) -> None:
+    handles = _group_handles(models)
+    figure.legend(handles=handles, loc="outside lower center", ncols=max(len(handles), 1),
+                  fontsize=8)
+
+
 def _new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
-    figure = MplFigure(figsize=(width, height), dpi=110)
+    figure = MplFigure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -123,8 +136,8 @@ def auc_per_model(run: Run, order: list[ModelResult]) -> Figure:
         ax.set_xlabel("AUC (mean over seeds, 95% CI)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
+    _group_legend(figure, order)
     _suptitle(figure, run, "AUC per model and task")
-    figure.tight_layout()
     path = _save(figure, run, "auc.png")
     return Figure(path, "AUC per model and task with 95% intervals", [
         "**Definition.** AUC of each task on the test split, as defined in the metric "
@@ -186,7 +199,9 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
         if front:
             xs, ys = zip(*(by_key[k] for k in front))
             ax.step(xs, ys, where="post", color="k", lw=0.8, alpha=0.6, label="Pareto front")
-            ax.legend(loc="lower right", fontsize=7)
+            plotted = [run.model(key) for _, _, key in points]
+            ax.legend(handles=ax.get_legend_handles_labels()[0] + _group_handles(plotted),
+                      loc="lower right", fontsize=7)
         for x, auc, key in points:
             model = run.model(key)
             result = model.tasks[task]
@@ -200,7 +215,6 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
         ax.grid(alpha=0.3)
     figure.supxlabel(label, fontsize=9)
     _suptitle(figure, run, "Accuracy against serving cost")
-    figure.tight_layout()
     path = _save(figure, run, "auc_vs_latency.png")
     measured = any(m.latency for m in order)
     cost_line = (f"x: median (p50) time to score one request of {LATENCY_CANDIDATES:,} "
@@ -233,8 +247,8 @@ def training_time(run: Run, order: list[ModelResult]) -> Figure:
     ax.set_xlabel(f"training time, seconds (log; {run.meta.get('threads', '?')} threads)",
                   fontsize=8)
     ax.grid(axis="x", alpha=0.3)
+    _group_legend(figure, models)
     _suptitle(figure, run, "Training time per model")
-    figure.tight_layout()
     path = _save(figure, run, "training_time.png")
     rows = [[m.model, m.group, fmt.seconds(m.train_s),
              fmt.seconds(m.train_s_std) if m.train_s_std is not None else fmt.DASH]
@@ -285,7 +299,6 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
             ax.legend(loc="lower right", fontsize=6)
         ax.grid(alpha=0.3)
     _suptitle(figure, run, f"ROC curves, best model of each group (seed {first_seed})")
-    figure.tight_layout()
     path = _save(figure, run, "roc.png")
     return Figure(path, "ROC curves of the best model of each group", [
         "**Definition.** ROC curve on the task's rows for the model of each group (GBDT, "
@@ -328,7 +341,6 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     _suptitle(figure, run, f"Reliability, best model of each group (seed {first_seed})")
-    figure.tight_layout()
     path = _save(figure, run, "reliability.png")
     return Figure(path, "Reliability: predicted against observed rate", [
         "**Definition.** The task's rows are cut into 10 bins of equal row count by predicted "
