@@ -9,11 +9,13 @@ Columns, in order (see `TreeFeatures.names`):
   NaN when the field is absent); `target` = out-of-fold target encoding of this model's own
   label (scikit-learn's TargetEncoder, which cross-fits on train; valid/test rows get the
   encoding fitted on all train rows); `native` = the code itself, split on as a category;
+  `+cross` adds count and target encodings of the user crossed with the item's category, shop
+  and brand (the user's own history with them);
 - the 12 dense columns of `Split.dense` (combination weights, behaviour list mean weights and
   lengths) and the length of the item's intention-node list (210).
 
-Every transform after fitting is a table lookup indexed by code, so scoring a request costs a
-few NumPy gathers, and the tables can be checked against scikit-learn's own transform.
+Every transform after fitting is a lookup in sorted code tables, so scoring a request costs a
+few NumPy searches, and the tables can be checked against scikit-learn's own transform.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from bench.data import schema
 
 LOW_CARDINALITY = ("121", "122", "124", "125", "126", "127", "128", "129", "301")
 HIGH_CARDINALITY = ("101", "205", "206", "207", "216", "508", "509", "702", "853", "210")
-ENCODINGS = ("count", "target", "count+target", "native")
+# The user's own rate on this item's category, shop and brand (crosses of two codes).
+CROSSES = (("101", "206"), ("101", "207"), ("101", "216"))
+ENCODINGS = ("count", "target", "count+target", "native", "count+target+cross")
 DEFAULT_ENCODING = "count+target"  # chosen by measurement: see baselines/README.md
 
 
@@ -59,6 +63,22 @@ def task_rows_and_labels(split, task: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown tree task {task!r}; known: ctr, cvr, ctcvr")
 
 
+class Lookup:
+    """code -> value for the codes seen in train (sorted keys), `default` for any other."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, default: float):
+        order = np.argsort(keys, kind="stable")
+        self.keys = np.asarray(keys, dtype=np.int64)[order]
+        self.values = np.asarray(values, dtype=np.float64)[order]
+        self.default = float(default)
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        if len(self.keys) == 0:
+            return np.full(len(codes), self.default)
+        pos = np.minimum(np.searchsorted(self.keys, codes), len(self.keys) - 1)
+        return np.where(self.keys[pos] == codes, self.values[pos], self.default)
+
+
 class TreeFeatures:
     """Fit on train (all impressions for counts, the task's rows and labels for target
     encoding); `transform(split)` gives a float64 matrix with `names` and `categorical`."""
@@ -69,9 +89,9 @@ class TreeFeatures:
         self.encoding = encoding
         self.seed = seed
         self.cv = cv
-        self.count_tables: dict[str, np.ndarray] = {}
-        self.target_tables: dict[str, np.ndarray] = {}
-        self.target_prior = 0.0
+        self.cross_base: dict[str, int] = {}
+        self.count_tables: dict[str, Lookup] = {}
+        self.target_tables: dict[str, Lookup] = {}
         self.names: list[str] = []
         self.categorical: list[int] = []
 
@@ -83,45 +103,54 @@ class TreeFeatures:
     def uses_target(self) -> bool:
         return "target" in self.encoding
 
+    def _keys(self, codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The code of every encoded column: each high-cardinality field, and each cross."""
+        keys = {name: codes[name] for name in HIGH_CARDINALITY}
+        if "cross" in self.encoding:
+            for a, b in CROSSES:
+                keys[f"{a}x{b}"] = codes[a] * self.cross_base[b] + codes[b]
+        return keys
+
     def fit_transform(self, train, rows: np.ndarray, labels: np.ndarray,
                       vocab_sizes: dict[str, int]) -> np.ndarray:
         """Fit on `train` and return the features of train `rows`; target encodings there are
         out-of-fold, so no row's own label leaks into its features."""
         codes = field_codes(train)
+        self.cross_base = {b: max(vocab_sizes.get(b, 0), int(codes[b].max(initial=0)) + 1)
+                           for _, b in CROSSES}
+        keys = self._keys(codes)
         if self.uses_count:
-            for name in HIGH_CARDINALITY:
-                size = max(vocab_sizes.get(name, 0), int(codes[name].max(initial=0)) + 1)
-                counts = np.bincount(codes[name], minlength=size).astype(np.float64)
-                counts[schema.CODE_RARE] = 0.0  # rare ids were each seen < min_count times
-                counts[schema.CODE_MISSING] = np.nan
-                self.count_tables[name] = counts
-        oof = self._fit_target(codes, rows, labels, vocab_sizes) if self.uses_target else {}
+            for name, key in keys.items():
+                seen, counts = np.unique(key, return_counts=True)
+                counts = counts.astype(np.float64)
+                if name in HIGH_CARDINALITY:
+                    counts[seen == schema.CODE_RARE] = 0.0  # each seen < min_count times
+                    counts[seen == schema.CODE_MISSING] = np.nan
+                self.count_tables[name] = Lookup(seen, counts, 0.0)
+        oof = self._fit_target(keys, rows, labels) if self.uses_target else {}
         return self._assemble(train, rows, oof)
 
-    def _fit_target(self, codes, rows, labels, vocab_sizes) -> dict[str, np.ndarray]:
+    def _fit_target(self, keys, rows, labels) -> dict[str, np.ndarray]:
         from sklearn.model_selection import StratifiedKFold
         from sklearn.preprocessing import TargetEncoder
 
-        matrix = np.column_stack([codes[name][rows] for name in HIGH_CARDINALITY])
+        names = list(keys)
         n_pos = int(labels.sum())
         folds = min(self.cv, n_pos, len(labels) - n_pos)
         prior = float(labels.mean()) if len(labels) else 0.0
         if folds < 2:  # too few of one class to cross-fit: every code gets the prior
-            self.target_prior = prior
-            for name in HIGH_CARDINALITY:
-                self.target_tables[name] = np.full(vocab_sizes.get(name, 2), prior)
-            return {name: np.full(len(rows), prior) for name in HIGH_CARDINALITY}
+            empty = np.zeros(0, dtype=np.int64)
+            self.target_tables = {name: Lookup(empty, empty, prior) for name in names}
+            return {name: np.full(len(rows), prior) for name in names}
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
         encoder = TargetEncoder(target_type="binary", cv=splitter)
-        encoded = encoder.fit_transform(matrix, labels)
-        self.target_prior = float(encoder.target_mean_)
-        for j, name in enumerate(HIGH_CARDINALITY):
-            size = max(vocab_sizes.get(name, 0), int(codes[name].max(initial=0)) + 1)
-            table = np.full(size, encoder.target_mean_)  # unseen codes: the train mean
-            table[encoder.categories_[j].astype(np.int64)] = encoder.encodings_[j]
-            self.target_tables[name] = table
+        encoded = encoder.fit_transform(np.column_stack([keys[n][rows] for n in names]), labels)
+        # Codes not in train get the train mean, as TargetEncoder.transform does.
+        self.target_tables = {name: Lookup(encoder.categories_[j], encoder.encodings_[j],
+                                           encoder.target_mean_)
+                              for j, name in enumerate(names)}
         self.target_encoder_ = encoder  # kept so tests can compare it with the tables
-        return {name: encoded[:, j] for j, name in enumerate(HIGH_CARDINALITY)}
+        return {name: encoded[:, j] for j, name in enumerate(names)}
 
     def transform(self, split) -> np.ndarray:
         return self._assemble(split, None, {})
@@ -138,20 +167,16 @@ class TreeFeatures:
             categorical.append(len(columns))
             columns.append(codes[name].astype(np.float64))
             names.append(f"f{name}")
-        for name in HIGH_CARDINALITY:
+        for name, key in self._keys(codes).items():
             if self.encoding == "native":
                 categorical.append(len(columns))
-                columns.append(codes[name].astype(np.float64))
+                columns.append(key.astype(np.float64))
                 names.append(f"f{name}")
             if self.uses_count:
-                columns.append(_lookup(self.count_tables[name], codes[name], 0.0))
+                columns.append(self.count_tables[name](key))
                 names.append(f"f{name}_count")
             if self.uses_target:
-                if name in oof:
-                    columns.append(oof[name])
-                else:
-                    columns.append(_lookup(self.target_tables[name], codes[name],
-                                           self.target_prior))
+                columns.append(oof[name] if name in oof else self.target_tables[name](key))
                 names.append(f"f{name}_te")
         for j, name in enumerate(schema.DENSE_FEATURES):
             columns.append(dense[:, j].astype(np.float64))
@@ -160,9 +185,3 @@ class TreeFeatures:
         names.append("f210_len")
         self.names, self.categorical = names, categorical
         return np.ascontiguousarray(np.column_stack(columns))
-
-
-def _lookup(table: np.ndarray, codes: np.ndarray, fallback: float) -> np.ndarray:
-    """table[code], with `fallback` for a code beyond the table (not in the train vocabulary)."""
-    inside = codes < len(table)
-    return np.where(inside, table[np.where(inside, codes, 0)], fallback)

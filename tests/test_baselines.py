@@ -18,12 +18,18 @@ from baselines.tree_features import (
 from bench.model import FitContext
 from bench.registry import get
 
+_FITTED = {}
+
 
 def _fit(name, data, profile, seed=0, **params):
-    model = get(name).build(**params)
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=1, profile=profile, progress=False))
-    return model
+    """A fitted model, shared by the tests that only read it (fits are the slow part)."""
+    key = (name, id(data), seed, tuple(sorted(params.items())))
+    if key not in _FITTED:
+        model = get(name).build(**params)
+        model.fit(dataclasses.replace(data, test=None),
+                  FitContext(seed=seed, threads=1, profile=profile, progress=False))
+        _FITTED[key] = (data, model)  # holding `data` keeps its id from being reused
+    return _FITTED[key][1]
 
 
 def _with_labels(split, click=None, purchase=None):
@@ -103,7 +109,7 @@ def test_cvr_trees_train_on_clicked_rows_only(name, tiny_data, tiny_profile, mon
         return real_train(X, y, X_valid, y_valid, *args, **kwargs)
 
     monkeypatch.setattr(module, "train", spy)
-    model = _fit(name, tiny_data, tiny_profile)
+    model = _fit(name, tiny_data, tiny_profile, encoding="count+target")
     train, valid = tiny_data.train, tiny_data.valid
     assert seen["n_train"] == train.click.sum() == model.info["cvr_train_rows"]
     assert seen["positives"] == (train.click & train.purchase).sum()
@@ -157,7 +163,7 @@ def test_threads_and_budget_reach_both_libraries(tiny_profile):
             aitm.bagging_fraction, aitm.bagging_freq) == (0.1, 70, 2000, 0.9, 0.7, 5)
 
 
-@pytest.mark.parametrize("encoding", ["count", "target", "native"])
+@pytest.mark.parametrize("encoding", ["count", "target", "native", "count+target+cross"])
 def test_every_encoding_trains(encoding, tiny_data, tiny_profile):
     model = _fit("lgbm_ctr", tiny_data, tiny_profile, encoding=encoding)
     assert model.info["encoding"] == encoding
