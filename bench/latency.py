@@ -207,13 +207,12 @@ def fit_model(spec, data, profile, seed: int, threads: int, progress: bool = Fal
     return model
 
 
-def serving_paths(model, example: Split | None = None) -> dict:
+def serving_paths(model) -> dict:
     """Every way this model can score a request: {path name: split -> outputs dict}.
 
     "library" is the model's own `predict`. A GBDT model that exposes `predict_fast` adds
     "compiled"; a neural model adds what `neural.serving` can build for it (imported only for
-    neural models, so that a GBDT run never imports torch); `example`, a request, is what an
-    exported graph is traced with.
+    neural models, so that a GBDT run never imports torch).
     """
     paths = {"library": model.predict}
     fast = getattr(model, "predict_fast", None)
@@ -226,7 +225,7 @@ def serving_paths(model, example: Split | None = None) -> dict:
     if type(model).__module__.split(".")[0] == "neural":
         from neural import serving
 
-        paths.update(serving.serving_paths(model, example))
+        paths.update(serving.serving_paths(model))
     return paths
 
 

@@ -209,7 +209,7 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
                           overrides=None, extra=gated_model.extra)
         if isinstance(getattr(model, "threads", None), int):
             model.threads = THREADS
-        paths = serving_paths(model, requests[candidates[0]])
+        paths = serving_paths(model)
         n_params = model.n_params() if hasattr(model, "n_params") else None
         for path in gated_model.paths:
             try:

@@ -299,7 +299,7 @@ def auc_change(model, split) -> dict[str, float]:
     return fields
 
 
-def serving_paths(model, example_split=None) -> dict:
+def serving_paths(model) -> dict:
     """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
     scorer = RequestScorer(model)
     paths = {"eager": scorer.eager, "request_shared": scorer.shared}

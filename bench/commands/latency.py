@@ -105,7 +105,7 @@ def measure(args, argv) -> int:
     from bench import harness, meta
     from bench.commands.run import build_report, link_latest, parse_overrides
     from bench.data.loader import load
-    from bench.latency import assemble, fit_model, measure_model, plan_requests, serving_paths
+    from bench.latency import fit_model, measure_model, serving_paths
     from bench.profiles import get_profile
     from bench.registry import select
 
@@ -143,8 +143,7 @@ def measure(args, argv) -> int:
                 "profile": profile.name, "seed": args.seed}
         try:
             model = fit_model(spec, data, profile, args.seed, profile.threads, progress=False)
-            example = assemble(data.test, plan_requests(data.test, 100, seed=args.seed)[0])
-            paths = serving_paths(model, example)
+            paths = serving_paths(model)
         except Exception as error:  # a model that cannot be fitted is a row, not a crash
             records = [{**base, "kind": "latency", "n_candidates": None, "threads": None,
                         "path": None, "p50_ms": None, "version": harness.bench_version(),
