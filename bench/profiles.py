@@ -21,10 +21,18 @@ class Profile:
     gbdt_early_stopping: int = 50
     gbdt_learning_rate: float = 0.05
     gbdt_num_leaves: int = 63
+    # Rows the trees train and early-stop on, at most: 0 = all; otherwise a uniform sample
+    # drawn with the model seed (recorded in the results), so full Ali-CCP fits in memory.
+    gbdt_max_train_rows: int = 0
+    gbdt_max_valid_rows: int = 0
     # Neural budget, shared by every neural model.
     neural_max_epochs: int = 3
     neural_patience: int = 1
     neural_batch_size: int = 2048
+    # Rows per chunk a neural epoch holds in memory: 0 = automatic (chunks of
+    # bench.data.chunks.AUTO_CHUNK_ROWS when the split is memory-mapped or that long),
+    # -1 = never chunk, N = chunks of N rows.
+    neural_chunk_rows: int = 0
     # Logistic-regression floor.
     linear_max_iter: int = 200
 
@@ -46,7 +54,8 @@ PROFILES = {
     "small": Profile(name="small", synth_profile="small"),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
-                    neural_patience=1),
+                    neural_patience=1, gbdt_max_train_rows=10_000_000,
+                    gbdt_max_valid_rows=2_000_000),
 }
 DEFAULT_PROFILE = "small"
 

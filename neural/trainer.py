@@ -118,12 +118,13 @@ class Trainer:
 
     def step(self, rows: torch.Tensor) -> torch.Tensor:
         """One optimisation step on the impressions `rows`; returns the (detached) loss."""
+        # Before the forward pass: RowAdam.zero_grad forgets the rows a forward pass touched.
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         batch = self.train.batch(rows)
         if self.compact:
             batch = batch.compact()
         loss = self.network.loss(self.network(batch), batch)
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for optimizer in self.optimizers:
             optimizer.step()
@@ -168,6 +169,7 @@ class NeuralRanker:
         self.config: NeuralConfig | None = None
         self.layout: FieldLayout | None = None
         self.threads = 1
+        self.chunk_rows = 0  # the profile's neural_chunk_rows, set by fit
         self.info: dict = {}
 
     def n_params(self) -> int | None:
@@ -190,25 +192,71 @@ class NeuralRanker:
             return torch.from_numpy(np.flatnonzero(train.click == 1))
         raise ValueError(f"unknown TRAIN_ROWS {rule!r}")
 
+    # ---- out of core: a split too large for memory is trained and scored in chunks ----
+
+    def chunks_of(self, split) -> list[tuple[int, int]] | None:
+        """Row ranges to process one at a time, or None for the whole split in memory."""
+        from bench.data.chunks import chunk_bounds, chunk_rows_for
+
+        rows = chunk_rows_for(split, self.chunk_rows)
+        return chunk_bounds(len(split), rows) if rows else None
+
+    def make_trainer(self, network, config, train, train_rows, batch_size, seed) -> Trainer:
+        return Trainer(network, config, train, train_rows, batch_size, seed)
+
+    def train_epoch(self, trainer: Trainer, split, label: str, progress: bool) -> tuple:
+        """(mean loss, rows) of one epoch: the whole split, or its chunks in a random order
+        with rows shuffled within each chunk."""
+        chunks = self.chunks_of(split)
+        if chunks is None:
+            return trainer.epoch(label, progress), len(trainer.train_rows)
+        total, seen = 0.0, 0
+        for k, c in enumerate(torch.randperm(len(chunks), generator=trainer.generator).tolist()):
+            part = split.slice_rows(*chunks[c])
+            trainer.train = TensorSplit(part, self.layout, self.config.pooling)
+            trainer.train_rows = self.training_rows(part)
+            total += trainer.epoch(f"{label} chunk {k + 1}/{len(chunks)}", progress) * len(
+                trainer.train_rows)
+            seen += len(trainer.train_rows)
+        trainer.train = None  # the last chunk is not kept between epochs
+        return total / max(seen, 1), seen
+
+    def score_split(self, split, tensors: TensorSplit | None = None) -> dict[str, np.ndarray]:
+        """Outputs for every row of `split`, chunk by chunk when it is out of core."""
+        size, chunks = self.config.predict_batch_size, self.chunks_of(split)
+        if tensors is None and chunks is None:
+            tensors = TensorSplit(split, self.layout, self.config.pooling)
+        if tensors is not None:
+            return predict_tensors(self.network, tensors, size)
+        parts = [predict_tensors(self.network, TensorSplit(split.slice_rows(start, stop),
+                                                           self.layout, self.config.pooling),
+                                 size) for start, stop in chunks]
+        return {key: np.concatenate([p[key] for p in parts]) for key in OUTPUT_KEYS}
+
     def fit(self, data, ctx) -> None:
         config = NeuralConfig.with_overrides(ctx.extra)
         profile = ctx.profile
         self.threads = ctx.threads
+        self.chunk_rows = getattr(profile, "neural_chunk_rows", 0)
         setup_torch(ctx.threads, ctx.seed)
         network = self.build(data, config)
-        train = TensorSplit(data.train, self.layout, config.pooling)
-        valid = TensorSplit(data.valid, self.layout, config.pooling)
-        trainer = Trainer(network, config, train, self.training_rows(data.train),
-                          profile.neural_batch_size, ctx.seed)
+        in_memory = self.chunks_of(data.train) is None
+        train = TensorSplit(data.train, self.layout, config.pooling) if in_memory else None
+        valid = (TensorSplit(data.valid, self.layout, config.pooling)
+                 if self.chunks_of(data.valid) is None else None)
+        trainer = self.make_trainer(network, config, train,
+                                    self.training_rows(data.train) if in_memory else None,
+                                    profile.neural_batch_size, ctx.seed)
 
         best_score, best_state, best_epoch, bad_epochs = -np.inf, None, 0, 0
         history, loop_s, rows_seen = [], 0.0, 0
         for epoch in range(1, profile.neural_max_epochs + 1):
             started = time.perf_counter()
-            train_loss = trainer.epoch(f"epoch {epoch}", ctx.progress)
+            train_loss, epoch_rows = self.train_epoch(trainer, data.train, f"epoch {epoch}",
+                                                      ctx.progress)
             loop_s += time.perf_counter() - started
-            rows_seen += len(trainer.train_rows)
-            outputs = predict_tensors(network, valid, config.predict_batch_size)
+            rows_seen += epoch_rows
+            outputs = self.score_split(data.valid, valid)
             aucs = validation_aucs(outputs, data.valid, network.TASKS)
             finite = [v for v in aucs.values() if np.isfinite(v)]
             # Early stopping on the mean validation AUC of the tasks the network is trained for.
@@ -218,14 +266,14 @@ class NeuralRanker:
             if ctx.progress:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in aucs.items())
                 print(f"    epoch {epoch}: loss {train_loss:.5f}  valid AUC {shown}  "
-                      f"({len(trainer.train_rows) / (time.perf_counter() - started):,.0f} "
+                      f"({epoch_rows / (time.perf_counter() - started):,.0f} "
                       "rows/s incl. validation)", file=sys.stderr, flush=True)
             if score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
             else:
                 bad_epochs += 1
-                if bad_epochs > profile.neural_patience:
+                if bad_epochs >= profile.neural_patience:
                     break
         if best_state is not None:
             network.load_state_dict(best_state)
@@ -233,7 +281,7 @@ class NeuralRanker:
             "network": self.network_cls.__name__,
             **{f"param_{k}": v for k, v in self.params.items() if k != "network"},
             "loss": getattr(network, "loss_how", ""), "train_rows": network.TRAIN_ROWS,
-            "n_train_rows": len(trainer.train_rows),
+            "n_train_rows": epoch_rows, "train_chunks": len(self.chunks_of(data.train) or [0]),
             "epochs_run": len(history), "best_epoch": best_epoch,
             "best_valid_score": best_score, "early_stop_tasks": ",".join(network.TASKS),
             "train_loop_s": loop_s, "train_samples_per_s": rows_seen / max(loop_s, 1e-9),
@@ -248,5 +296,4 @@ class NeuralRanker:
         if self.network is None:
             raise RuntimeError("predict() before fit()")
         torch.set_num_threads(self.threads)
-        data = TensorSplit(split, self.layout, self.config.pooling)
-        return predict_tensors(self.network, data, self.config.predict_batch_size)
+        return self.score_split(split)

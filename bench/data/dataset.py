@@ -38,6 +38,12 @@ class Ragged:
         source = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
         return Ragged(new_offsets, self.codes[source], self.weights[source])
 
+    def slice(self, start: int, stop: int) -> Ragged:
+        """Rows start:stop as views (contiguous: a memory-mapped list reads only these rows)."""
+        first, last = int(self.offsets[start]), int(self.offsets[stop])
+        return Ragged(np.asarray(self.offsets[start:stop + 1]) - first,
+                      self.codes[first:last], self.weights[first:last])
+
     def row_mean_weight(self) -> np.ndarray:
         sums = np.add.reduceat(self.weights, self.offsets[:-1]) if len(self.weights) else None
         lengths = self.lengths()
@@ -96,6 +102,38 @@ class Split:
             user_multi=self.user_multi,
             p_click=pick(self.p_click),
             p_conversion=pick(self.p_conversion),
+        )
+
+    def slice_rows(self, start: int, stop: int, name: str | None = None,
+                   own_requests: bool = True) -> Split:
+        """Impressions start:stop as contiguous views (a memory-mapped split reads only these).
+
+        own_requests=True: the request table shrinks to the chunk's own requests, re-indexed
+        from 0 (impressions of a request are contiguous, so these are few): the chunk a trainer
+        holds in memory. False: the whole request table is shared, as `take` does."""
+        request = np.asarray(self.request[start:stop])
+        tables = {"request_key": self.request_key, "user_codes": self.user_codes,
+                  "user_multi": self.user_multi}
+        if own_requests:
+            used, request = np.unique(request, return_inverse=True)
+            tables = {"request_key": self.request_key[used], "user_codes": self.user_codes[used],
+                      "user_multi": {f: r.take(used) for f, r in self.user_multi.items()}}
+
+        def part(a):
+            return None if a is None else a[start:stop]
+
+        return Split(
+            name=name or self.name,
+            click=self.click[start:stop],
+            purchase=self.purchase[start:stop],
+            sample_id=self.sample_id[start:stop],
+            request=request.astype(np.int64, copy=False),
+            item_codes=self.item_codes[start:stop],
+            item_multi={f: r.slice(start, stop) for f, r in self.item_multi.items()},
+            dense=self.dense[start:stop],
+            **tables,
+            p_click=part(self.p_click),
+            p_conversion=part(self.p_conversion),
         )
 
     def clicked(self) -> Split:

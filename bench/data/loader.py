@@ -10,6 +10,11 @@ Data sets:
 Raw files are converted once into a Parquet cache (rebuilt when the fingerprint of inputs and
 settings changes); the train file is train, the test file is halved into validation and test by
 request key (bench.data.split).
+
+Out of core: past OUT_OF_CORE_AUTO_BYTES of Parquet cache (or with out_of_core=True), the cache
+is encoded batch by batch into .npy files (bench.data.stream_encode) and loaded memory-mapped,
+so a data set larger than memory loads in seconds and is paged in only where it is used. The
+result equals the in-memory encoding array for array.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ DATA_ROOT = Path(os.environ.get("CCPBENCH_DATA", REPO_ROOT / "data"))
 SAMPLE_DIR_CANDIDATES = (REPO_ROOT.parent / "shared" / "data" / "aliccp-sample",
                          REPO_ROOT / "data" / "aliccp-sample")
 DATASETS = ("synthetic", "aliccp", "aliccp-csv")
+# Parquet cache size above which raw data is encoded out of core and memory-mapped: the
+# in-memory encoding needs several times the cache's size (decoded lists, codes, copies).
+OUT_OF_CORE_AUTO_BYTES = 512 << 20
 
 
 def synthetic_dir(profile: str, seed: int) -> Path:
@@ -74,9 +82,17 @@ def _halve_test(part: RawPart) -> tuple[RawPart, RawPart]:
     return valid, test
 
 
+def use_out_of_core(out_of_core: bool | None, cache_dir: Path) -> bool:
+    """True (forced), False (forced) or, with None, whether the cache is past the auto size."""
+    if out_of_core is not None:
+        return bool(out_of_core)
+    size = sum(p.stat().st_size for p in Path(cache_dir).glob("*.parquet"))
+    return size > OUT_OF_CORE_AUTO_BYTES
+
+
 def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSettings(),
              lenient: bool = False, progress: bool = True, name: str = "aliccp",
-             info: dict | None = None) -> Dataset:
+             info: dict | None = None, out_of_core: bool | None = None) -> Dataset:
     from bench.data import raw
 
     data_dir = Path(data_dir)
@@ -84,12 +100,17 @@ def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSetting
     if not raw.cache_is_current(data_dir, cache_dir, {"lenient": lenient}):
         raw.convert_raw(data_dir, cache_dir, lenient=lenient, progress=progress)
     manifest = json.loads((cache_dir / "manifest.json").read_text())
-    train = _read_cache(cache_dir, "train", data_dir)
-    valid, test = _halve_test(_read_cache(cache_dir, "test", data_dir))
     info = {**(info or {}), "source": str(data_dir), "conversion": manifest,
             "split_rule": "train = train file; validation/test = test file halved by a hash "
                           "of the request key"}
     fingerprint = f"{manifest['fingerprint']}-{_settings_digest(settings)}"
+    if use_out_of_core(out_of_core, cache_dir):
+        from bench.data.stream_encode import encoded_dataset
+
+        return encoded_dataset(cache_dir, data_dir, settings, fingerprint,
+                               manifest["fingerprint"], name, info, progress)
+    train = _read_cache(cache_dir, "train", data_dir)
+    valid, test = _halve_test(_read_cache(cache_dir, "test", data_dir))
     return encode_dataset(name, fingerprint, train, valid, test, settings, info)
 
 
@@ -123,7 +144,8 @@ def _settings_digest(settings: PrepSettings) -> str:
 def load(dataset: str = "synthetic", data_dir: str | Path | None = None,
          synth_profile: str = "small", seed: int = 0, min_count: int = 10,
          keep_purchase_without_click: bool = False, lenient: bool = False,
-         progress: bool = True) -> Dataset:
+         progress: bool = True, out_of_core: bool | None = None) -> Dataset:
+    """out_of_core: None = automatic (by cache size), True/False = forced; raw data only."""
     settings = PrepSettings(min_count=min_count,
                             keep_purchase_without_click=keep_purchase_without_click)
     if dataset == "synthetic":
@@ -131,12 +153,13 @@ def load(dataset: str = "synthetic", data_dir: str | Path | None = None,
         synth_info = json.loads((raw_dir / "synth_info.json").read_text())
         return load_raw(raw_dir, settings=settings, lenient=lenient, progress=progress,
                         name=f"synthetic-{synth_profile}-seed{seed}",
-                        info={"synthetic": synth_info})
+                        info={"synthetic": synth_info}, out_of_core=out_of_core)
     if dataset == "aliccp":
         if data_dir is None:
             raise ValueError("--dataset aliccp needs --data-dir with the raw Tianchi files "
                              "(see shared/ALICCP.md)")
-        return load_raw(Path(data_dir), settings=settings, lenient=lenient, progress=progress)
+        return load_raw(Path(data_dir), settings=settings, lenient=lenient, progress=progress,
+                        out_of_core=out_of_core)
     if dataset == "aliccp-csv":
         return load_processed_csv(Path(data_dir) if data_dir else None, settings)
     raise ValueError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
