@@ -21,6 +21,7 @@ from bench.report.results import (
 ALICCP_REAL = {"train": {"rows": 42_300_135, "clicks": 1_644_256, "conversions": 8_802},
                "test": {"rows": 43_016_840, "clicks": 1_673_447, "conversions": 9_195}}
 NOT_SIGNIFICANT = "†"
+FEW_POSITIVES = 30  # below this, the summary warns that an AUC rests on too few positives
 SHORT_TASK = {"ctr": "CTR", "cvr": "CVR (clicked)", "ctcvr": "CTCVR",
               "cvr_entire": "purchase, entire space"}
 
@@ -454,6 +455,9 @@ def summary(run: Run) -> list:
         text = (f"**{SHORT_TASK[task]}**: best `{top.model}` ({top.group}) AUC "
                 f"{fmt.auc(result.auc)} {fmt.interval(result.ci_low, result.ci_high)}"
                 f"{_headroom(result)}.")
+        if result.n_positives is not None and result.n_positives < FEW_POSITIVES:
+            text += (f" Only {result.n_positives} positive(s) on {fmt.count(result.n_rows)} "
+                     "rows: this AUC and its interval say little.")
         if comparison and comparison.runner_up:
             verdict = {True: "significantly", False: "not significantly",
                        None: "(untested)"}[comparison.significant]
