@@ -16,6 +16,7 @@ Input layout of a model's first layer, per impression (all blocks flattened):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,11 +62,16 @@ def input_dim(embedding_dim: int) -> int:
 
 @dataclass
 class Bags:
-    """Weighted id lists ready for `embedding_bag`: bag i is index[offsets[i]:offsets[i+1]]."""
+    """Weighted id lists in CSR form: bag i is index[offsets[i]:offsets[i+1]]."""
 
     offsets: torch.Tensor  # int64 (n_bags + 1,)
     index: torch.Tensor  # int64, rows of the embedding table
     weight: torch.Tensor  # float32, pooling weight per id
+    segment: torch.Tensor | None = None  # int64, the bag of each id (set by take)
+
+    @property
+    def n_bags(self) -> int:
+        return len(self.offsets) - 1
 
     def take(self, bags: torch.Tensor) -> Bags:
         """The listed bags, in order, gathered without a loop over bags."""
@@ -73,9 +79,9 @@ class Bags:
         lengths = self.offsets[bags + 1] - starts
         offsets = torch.zeros(len(bags) + 1, dtype=torch.int64)
         torch.cumsum(lengths, 0, out=offsets[1:])
-        source = torch.repeat_interleave(starts - offsets[:-1], lengths)
-        source += torch.arange(len(source))
-        return Bags(offsets, self.index[source], self.weight[source])
+        segment = torch.repeat_interleave(torch.arange(len(bags)), lengths)
+        source = (starts - offsets[:-1])[segment] + torch.arange(len(segment))
+        return Bags(offsets, self.index[source], self.weight[source], segment)
 
 
 def _code_check(codes: np.ndarray, size: int, field: str, where: str) -> None:
@@ -152,10 +158,10 @@ class Batch:
         user_single, user_ids, item_single, item_ids = local.split([len(p) for p in parts])
         return Batch(
             user_single=user_single.view(self.user_single.shape),
-            user_bags=Bags(self.user_bags.offsets, user_ids, self.user_bags.weight),
+            user_bags=dataclasses.replace(self.user_bags, index=user_ids),
             user_of_row=self.user_of_row,
             item_single=item_single.view(self.item_single.shape),
-            item_bags=Bags(self.item_bags.offsets, item_ids, self.item_bags.weight),
+            item_bags=dataclasses.replace(self.item_bags, index=item_ids),
             dense=self.dense, click=self.click, purchase=self.purchase, table_rows=table_rows)
 
 
@@ -238,14 +244,26 @@ class FeatureEmbedding(nn.Module):
             self.touched = (batch.table_rows, rows)
         return rows
 
+    def _torch_sparse(self, weight: torch.Tensor) -> bool:
+        return self.gradients == "sparse" and weight is self.table
+
     def _lookup(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, weight, sparse=self.gradients == "sparse" and
-                           weight is self.table)
+        if self._torch_sparse(weight):
+            return F.embedding(ids, weight, sparse=True)
+        # index_select's backward is an index_add: no sort of the ids, unlike F.embedding's.
+        return weight.index_select(0, ids.reshape(-1)).view(*ids.shape, self.embedding_dim)
 
     def _pool(self, bags: Bags, weight: torch.Tensor, n_fields: int) -> torch.Tensor:
-        pooled = F.embedding_bag(bags.index, weight, bags.offsets[:-1], mode="sum",
-                                 per_sample_weights=bags.weight,
-                                 sparse=self.gradients == "sparse" and weight is self.table)
+        if self._torch_sparse(weight) or bags.segment is None:
+            pooled = F.embedding_bag(bags.index, weight, bags.offsets[:-1], mode="sum",
+                                     per_sample_weights=bags.weight,
+                                     sparse=self._torch_sparse(weight))
+        else:
+            # Weighted ids summed into their bags; backward is a gather and an index_add,
+            # cheaper than embedding_bag's sort-based backward on CPU.
+            values = weight.index_select(0, bags.index) * bags.weight.unsqueeze(1)  # (ids, d)
+            pooled = values.new_zeros(bags.n_bags, self.embedding_dim).index_add(
+                0, bags.segment, values)
         return pooled.view(-1, n_fields, self.embedding_dim)
 
     def user_block(self, user_single: torch.Tensor, user_bags: Bags,

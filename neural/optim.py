@@ -26,13 +26,14 @@ class RowAdam:
         self.steps = 0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.embedding.touched = None
+        """Nothing to clear: each batch gathers its rows into a fresh leaf tensor."""
 
     @torch.no_grad()
     def step(self) -> None:
         if self.embedding.touched is None:
             return
         rows, leaf = self.embedding.touched
+        self.embedding.touched = None  # consumed: a second step without a batch does nothing
         grad = leaf.grad
         if grad is None:
             return

@@ -118,7 +118,6 @@ class Trainer:
 
     def step(self, rows: torch.Tensor) -> torch.Tensor:
         """One optimisation step on the impressions `rows`; returns the (detached) loss."""
-        # Before the forward pass: RowAdam.zero_grad forgets the rows a forward pass touched.
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         batch = self.train.batch(rows)

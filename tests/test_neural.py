@@ -323,3 +323,22 @@ def test_fused_experts_equal_separate_mlps():
     per_group = bank(torch.stack([x, 2 * x]))  # an input per group
     torch.testing.assert_close(per_group[:3], out[:3])
     assert not torch.allclose(per_group[3:], out[3:])
+
+
+@pytest.mark.parametrize("gradients", ["rows", "sparse", "dense"])
+def test_training_moves_the_embeddings_and_weights(random_data, gradients):
+    """Every way of updating the table really updates it (and the dense weights too)."""
+    from neural.trainer import Trainer
+
+    spec = next(s for s in SPECS if s.name == "mmoe")
+    network = build(spec, embedding_gradients=gradients)
+    before = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    config = NeuralConfig.with_overrides({**TINY, "embedding_gradients": gradients})
+    data = TensorSplit(random_data.train, FieldLayout.from_vocab_sizes(VOCAB), "mean")
+    trainer = Trainer(network, config, data, torch.arange(len(data)), 32, seed=0)
+    network.train()
+    for rows in trainer.epoch_batches():
+        trainer.step(rows)
+    after = network.state_dict()
+    unchanged = [k for k, v in before.items() if k != "prior" and torch.equal(v, after[k])]
+    assert not unchanged, f"{gradients}: training left {unchanged} unchanged"
