@@ -305,14 +305,16 @@ def oracle_gaps(run: Run) -> list:
 
 def calibration(run: Run) -> list:
     order = leaderboard_order(run.models)
+    # The observed rate is a property of the test rows, the same for every model.
+    observed = {t: next((m.tasks[t].label_rate for m in order if t in m.tasks), None)
+                for t in MAIN_TASKS}
     rows = []
     for m in order:
         row = [f"`{m.model}`"]
         for t in MAIN_TASKS:
             r = m.tasks.get(t)
             row.append(fmt.DASH if r is None else
-                       f"{fmt.num(r.calibration_ratio, 3)} ({fmt.pct(r.mean_prediction, 3)} / "
-                       f"{fmt.pct(r.label_rate, 3)})")
+                       f"{fmt.num(r.calibration_ratio, 3)} ({fmt.pct(r.mean_prediction, 3)})")
         for t in MAIN_TASKS:
             r = m.tasks.get(t)
             row.append(fmt.DASH if r is None else
@@ -321,13 +323,15 @@ def calibration(run: Run) -> list:
     return [
         Heading(2, "Calibration and GAUC (secondary)", "calibration"),
         Para("Predicted / observed: the mean prediction over the task's rows divided by the "
-             "observed label rate (1.000 = calibrated on average; the reliability figure shows "
+             "observed label rate of those rows, given in the column title (1.000 = calibrated "
+             "on average; the reliability figure shows "
              "it bin by bin). GAUC: the AUC within each user (field 101), averaged with weights "
              "equal to the user's rows; users with only one class, rare users (code 1: every "
              "user seen fewer than --min-count times in train shares that code, so they cannot "
              "be told apart) and absent users are left out; the share of the task's rows that "
              "took part is in brackets. Means over seeds."),
-        Table(["model"] + [f"{SHORT_TASK[t]} predicted / observed" for t in MAIN_TASKS]
+        Table(["model"] + [f"{SHORT_TASK[t]} predicted / observed (mean predicted); "
+                           f"observed {fmt.pct(observed.get(t), 3)}" for t in MAIN_TASKS]
               + [f"{SHORT_TASK[t]} GAUC (rows used)" for t in MAIN_TASKS], rows,
               id="calibration-table")]
 
