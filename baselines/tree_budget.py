@@ -1,11 +1,11 @@
 """The one GBDT budget LightGBM and XGBoost share, so neither library is favoured.
 
-Rounds, early stopping, learning rate and leaves come from the run's profile
-(bench/profiles.py `gbdt_*`); both libraries grow leaf-wise to `num_leaves` leaves
-(XGBoost: grow_policy=lossguide, max_leaves, no depth limit), bin features into `max_bin`
-bins, sample `feature_fraction` of the columns per tree, stop when the validation log loss
-of the model's own task has not improved for `early_stopping` rounds, and keep the best
-iteration. How each field maps to each library's names is in baselines/lgbm.py and xgb.py.
+Rounds, early stopping, learning rate, leaves, bins, column sampling, L2 and the minimum
+hessian per leaf come from the run's profile (bench/profiles.py `gbdt_*`). Both libraries grow
+leaf-wise to `num_leaves` leaves (XGBoost: grow_policy=lossguide, max_leaves, no depth limit),
+bin features into `max_bin` bins, sample `feature_fraction` of the columns per tree, stop when
+the validation log loss of the model's own task has not improved for `early_stopping` rounds,
+and keep the best iteration. Each library's names for these fields: baselines/lgbm.py, xgb.py.
 
 `aitm` is the LightGBM configuration the AITM paper (KDD 2021) reports for Ali-CCP: learning
 rate 0.1, 70 leaves, max_bin 2000, feature fraction 0.9, bagging fraction 0.7 every 5
@@ -27,10 +27,10 @@ class TreeBudget:
     learning_rate: float
     num_leaves: int
     max_bin: int = 255
-    feature_fraction: float = 0.8
+    feature_fraction: float = 0.5
     bagging_fraction: float = 1.0  # 1.0 = no row sampling
     bagging_freq: int = 0
-    lambda_l2: float = 1.0
+    lambda_l2: float = 10.0
     min_hessian: float = 1e-3  # LightGBM min_sum_hessian_in_leaf = XGBoost min_child_weight
     min_data_in_leaf: int = 20  # LightGBM only: XGBoost has no row-count limit per leaf
 
@@ -41,8 +41,9 @@ class TreeBudget:
                      learning_rate=profile.gbdt_learning_rate,
                      num_leaves=profile.gbdt_num_leaves,
                      max_bin=getattr(profile, "gbdt_max_bin", 255),
-                     feature_fraction=getattr(profile, "gbdt_feature_fraction", 0.8),
-                     lambda_l2=getattr(profile, "gbdt_lambda_l2", 1.0))
+                     feature_fraction=getattr(profile, "gbdt_feature_fraction", 0.5),
+                     lambda_l2=getattr(profile, "gbdt_lambda_l2", 10.0),
+                     min_hessian=getattr(profile, "gbdt_min_hessian", 1e-3))
         if config == "default":
             return budget
         if config == "aitm":

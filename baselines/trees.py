@@ -87,7 +87,8 @@ class TreeModel:
             self._fit_task(task, data, budget, ctx)
 
     def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
-        rows, labels = task_rows_and_labels(data.train, task)
+        rows, labels = _sample(*task_rows_and_labels(data.train, task),
+                               getattr(ctx.profile, "gbdt_max_train_rows", 0), ctx.seed)
         encoder = TreeFeatures(self.encoding, seed=ctx.seed)
         X = encoder.fit_transform(data.train, rows, labels, data.vocab_sizes)
         self.encoders[task] = encoder
@@ -97,7 +98,10 @@ class TreeModel:
             self.boosters[task] = None  # nothing to learn: predict the train rate
             self.info[f"{task}_rounds"] = 0
             return
-        valid_rows, valid_labels = task_rows_and_labels(data.valid, task)
+        valid_rows, valid_labels = _sample(*task_rows_and_labels(data.valid, task),
+                                           getattr(ctx.profile, "gbdt_max_valid_rows", 0),
+                                           ctx.seed)
+        self.info[f"{task}_valid_rows"] = int(len(valid_rows))
         X_valid = encoder.transform(data.valid.take(valid_rows)) if len(valid_rows) else None
         booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
                                  encoder.names, budget, ctx.seed, ctx.threads)
@@ -160,3 +164,11 @@ class TreeModel:
 
     def n_params(self) -> int:
         return sum(self.lib.n_nodes(b) for b in self.boosters.values() if b is not None)
+
+
+def _sample(rows: np.ndarray, labels: np.ndarray, max_rows: int, seed: int):
+    """At most `max_rows` of the rows (0 = all), uniformly at random with the model seed."""
+    if not max_rows or len(rows) <= max_rows:
+        return rows, labels
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
+    return rows[keep], labels[keep]

@@ -21,6 +21,10 @@ class Profile:
     gbdt_early_stopping: int = 50
     gbdt_learning_rate: float = 0.05
     gbdt_num_leaves: int = 63
+    gbdt_max_bin: int = 255
+    gbdt_feature_fraction: float = 0.5  # columns sampled per tree
+    gbdt_lambda_l2: float = 10.0
+    gbdt_min_hessian: float = 1e-3  # per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight)
     # Rows the trees train and early-stop on, at most: 0 = all; otherwise a uniform sample
     # drawn with the model seed (recorded in the results), so full Ali-CCP fits in memory.
     gbdt_max_train_rows: int = 0

@@ -23,7 +23,7 @@ _FITTED = {}
 
 def _fit(name, data, profile, seed=0, **params):
     """A fitted model, shared by the tests that only read it (fits are the slow part)."""
-    key = (name, id(data), seed, tuple(sorted(params.items())))
+    key = (name, id(data), profile, seed, tuple(sorted(params.items())))
     if key not in _FITTED:
         model = get(name).build(**params)
         model.fit(dataclasses.replace(data, test=None),
@@ -120,7 +120,8 @@ def test_cvr_trees_train_on_clicked_rows_only(name, tiny_data, tiny_profile, mon
     scrambled.dense[unclicked] = np.random.default_rng(1).random(
         (unclicked.sum(), train.dense.shape[1]), dtype=np.float32)
     monkeypatch.setattr(module, "train", real_train)
-    again = _fit(name, dataclasses.replace(tiny_data, train=scrambled), tiny_profile)
+    again = _fit(name, dataclasses.replace(tiny_data, train=scrambled), tiny_profile,
+                 encoding="count+target")
     np.testing.assert_array_equal(model.predict(tiny_data.test)["cvr"],
                                   again.predict(tiny_data.test)["cvr"])
 
@@ -176,3 +177,10 @@ def test_unknown_options_are_rejected():
         TreeFeatures("hashing")
     with pytest.raises(ValueError, match="mode"):
         get("lgbm_ctr").build(mode="cvr_only")
+
+
+def test_row_caps_of_the_profile_are_honoured(tiny_data, tiny_profile):
+    capped = tiny_profile.with_overrides({"gbdt_max_train_rows": "3000",
+                                          "gbdt_max_valid_rows": "2000"})
+    model = _fit("lgbm_ctr", tiny_data, capped)
+    assert model.info["ctr_train_rows"] == 3000 and model.info["ctr_valid_rows"] == 2000

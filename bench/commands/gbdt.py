@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--repeats", type=int, default=300, help="latency: timed calls per size")
     parser.add_argument("--seed", type=int, default=0, help="model seed")
     parser.add_argument("--threads", type=int, help="training threads (default: the profile's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile budget, e.g. --set gbdt_num_leaves=31")
     parser.add_argument("--out", help="write the figures to this JSON file")
     parser.set_defaults(handler=handle)
 
@@ -45,10 +47,11 @@ def _log(message: str) -> None:
 
 
 def handle(args, argv) -> int:
+    from bench.commands.run import parse_overrides
     from bench.data.loader import load
     from bench.profiles import get_profile
 
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
     data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
                 seed=args.data_seed, min_count=args.min_count, lenient=args.lenient,
                 progress=False)
@@ -62,7 +65,9 @@ def handle(args, argv) -> int:
                                  [int(n) for n in args.rows.split(",")], args.repeats,
                                  args.seed, threads)
     result = {"command": "python -m bench " + " ".join(argv), "dataset": data.name,
-              "fingerprint": data.fingerprint, "profile": profile.name, **result}
+              "fingerprint": data.fingerprint, "profile": profile.name,
+              "budget": {k: v for k, v in profile.__dict__.items() if k.startswith("gbdt_")},
+              **result}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
