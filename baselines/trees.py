@@ -157,7 +157,14 @@ class TreeModel:
                 "cvr": np.minimum(1.0, p / max(prior["ctr"], 1e-12)), "ctcvr": p}
 
     def predict(self, split) -> dict[str, np.ndarray]:
-        return self.score(self.features(split))
+        from bench.data.chunks import chunk_bounds, chunk_rows_for
+
+        rows = chunk_rows_for(split, 0)  # a memory-mapped or long split: chunk by chunk
+        if not rows:
+            return self.score(self.features(split))
+        parts = [self.score(self.features(split.slice_rows(start, stop, own_requests=False)))
+                 for start, stop in chunk_bounds(len(split), rows)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def predict_fast(self, split, threads: int = 1) -> dict[str, np.ndarray]:
         return self.score(self.features(split), compiled=True, threads=threads)

@@ -137,13 +137,17 @@ def _nan_to_none(record: dict) -> dict:
 
 
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
-            extra: dict | None = None) -> list[dict]:
-    """Fit and evaluate one model with one seed; records for every task (or one error record)."""
+            extra: dict | None = None, engine: str = "local", workers: int = 1) -> list[dict]:
+    """Fit and evaluate one model with one seed; records for every task (or one error record).
+
+    engine / workers: where the model trained (bench.distributed): "local" in this process,
+    "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`."""
     from threadpoolctl import threadpool_limits
 
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
             "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
-            "split": "test", "seed": seed, "threads": threads, "version": bench_version()}
+            "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
+            "engine": engine, "workers": workers}
     # The model never sees the test split while fitting.
     fit_view = dataclasses.replace(data, test=None)
     try:
@@ -158,6 +162,7 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             started = time.perf_counter()
             outputs = model.predict(data.test)
             predict_s = time.perf_counter() - started
+        base["workers"] = getattr(model, "workers", workers)
         outputs = check_outputs(outputs, len(data.test))
         per_task = evaluate(outputs, data.test, data.fingerprint, profile.n_bootstrap)
     except Exception as error:  # a failed model is a row, not a crash
@@ -179,7 +184,8 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 
 
 def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
-              progress: bool = True, extra: dict | None = None) -> list[dict]:
+              progress: bool = True, extra: dict | None = None, engine: str = "local",
+              workers: int = 1) -> list[dict]:
     run_dir = Path(run_dir)
     all_records = []
     total = len(specs) * len(seeds)
@@ -188,7 +194,8 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         for seed in seeds:
             step += 1
             _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
-            records = run_one(spec, data, profile, seed, threads, progress, extra)
+            records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
+                              workers)
             for record in records:
                 append_record(run_dir, record)
             all_records.extend(records)

@@ -51,6 +51,14 @@ def add_parser(sub) -> None:
                         help="keep an existing --out folder's results and run what is missing")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--engine", default="local", choices=("local", "dask", "torchrun"),
+                        help="where models train: this process (default), a Dask cluster "
+                             "(GBDT) or torchrun processes (neural); see bench/distributed")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="Dask workers of the local cluster / torchrun processes (default 2)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler of a running cluster, e.g. tcp://host:8786 "
+                             "(default: a local cluster of --workers processes)")
     parser.set_defaults(handler=handle)
 
 
@@ -100,15 +108,26 @@ def handle(args, argv) -> int:
     from bench.profiles import get_profile
     from bench.registry import select
 
+    if args.engine == "torchrun":  # every rank runs this command again, under torchrun
+        from bench.distributed.engines import launch_torchrun
+
+        return launch_torchrun(argv[1:], args.workers)
     profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
     threads = args.threads or profile.threads
     specs = select(None if args.all else args.models)
+    if args.engine == "dask":
+        from bench.distributed.engines import dask_specs
+
+        specs = dask_specs(specs, args.scheduler, args.workers)
+    workers = args.workers if args.engine != "local" else 1
     progress = not args.quiet
     data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
                 seed=args.data_seed, min_count=args.min_count,
                 keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient, progress=progress)
+                lenient=args.lenient, progress=progress,
+                # Dask workers read the encoded cache's files themselves.
+                out_of_core=True if args.engine == "dask" else None)
     run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}", args.overwrite,
                               args.resume)
     if args.resume:
@@ -118,10 +137,12 @@ def handle(args, argv) -> int:
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
-                            models=[s.key for s in specs], started_utc=harness.utc_now())
+                            models=[s.key for s in specs], engine=args.engine,
+                            workers=workers, started_utc=harness.utc_now())
     meta_path = run_dir / harness.META_FILE
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
-    records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress)
+    records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
+                                engine=args.engine, workers=workers)
     run_meta["finished_utc"] = harness.utc_now()
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     failed = sorted({r["model"] for r in records if r.get("error")})

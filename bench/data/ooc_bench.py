@@ -1,0 +1,140 @@
+"""Memory of the in-memory and the out-of-core data paths, measured in fresh processes.
+
+Steps, each in its own spawned child (so its peak is its own), on one converted data set:
+  encode-memory   load(out_of_core=False): whole Parquet tables -> in-memory arrays
+  encode-stream   load(out_of_core=True) with no encoded cache yet: the streaming encoder
+  load-stream     load(out_of_core=True) of an existing encoded cache (memory-mapped)
+  epoch-memory    encode-memory, then one epoch of a neural model (and its validation scoring)
+  epoch-stream    load-stream, then the same epoch, chunk by chunk
+
+Reported per step: wall seconds, peak RSS (VmHWM: every resident page, including pages of the
+memory-mapped cache, which the kernel can drop at any time) and peak anonymous memory
+(RssAnon sampled every 50 ms: the memory that cannot be dropped, i.e. what must fit in RAM).
+
+Command line:
+    python -m bench.data.ooc_bench --data-dir DIR [--steps ...] [--model mmoe:MMoE] [--out F]
+DIR holds the raw files of a synthetic or real data set (converted first if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+STEPS = ("encode-memory", "encode-stream", "load-stream", "epoch-memory", "epoch-stream")
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class _AnonPeak:
+    """Peak of RssAnon, sampled in a thread (the kernel keeps no high-water mark for it)."""
+
+    def __init__(self, every_s: float = 0.05):
+        self.peak, self.every_s = 0, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _status_kib("RssAnon"))
+            time.sleep(self.every_s)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, _status_kib("RssAnon"))
+
+
+def _epoch(data, model: str, threads: int, batch_size: int) -> dict:
+    import dataclasses
+
+    from bench.model import FitContext
+    from bench.profiles import get_profile
+    from neural.trainer import NeuralRanker
+
+    profile = get_profile("small").with_overrides(
+        {"neural_max_epochs": 1, "neural_batch_size": batch_size})
+    ranker = NeuralRanker(network=f"neural.models.{model}")
+    ranker.fit(dataclasses.replace(data, test=None), FitContext(0, threads, profile, False))
+    return {"train_rows": ranker.info["n_train_rows"], "chunks": ranker.info["train_chunks"],
+            "history": ranker.info["history"]}
+
+
+def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, queue):
+    try:
+        from bench.data.loader import load
+
+        peak = _AnonPeak()
+        started = time.perf_counter()
+        out_of_core = step.endswith("stream")
+        data = load("aliccp", data_dir, progress=False, out_of_core=out_of_core)
+        result = {"rows": {k: len(s) for k, s in data.splits.items()},
+                  "load_s": round(time.perf_counter() - started, 2)}
+        if step.startswith("epoch"):
+            result["epoch"] = _epoch(data, model, threads, batch_size)
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        result["peak_anon_mib"] = round(peak.stop() / 1024, 1)
+        result["peak_rss_mib"] = round(_status_kib("VmHWM") / 1024, 1)
+        queue.put(result)
+    except BaseException as error:  # reported to the parent
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def measure(step: str, data_dir: Path, model: str = "mmoe:MMoE", threads: int = 2,
+            batch_size: int = 2048) -> dict:
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; known: {STEPS}")
+    if step == "encode-stream":  # measure the encoding itself, not a reuse of its cache
+        for folder in (Path(data_dir) / "cache").glob("encoded-*"):
+            shutil.rmtree(folder)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_child,
+                            args=(step, str(data_dir), model, threads, batch_size, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    if "error" in result:
+        raise RuntimeError(f"{step} on {data_dir} failed: {result['error']}")
+    return {"step": step, **result}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
+    parser.add_argument("--model", default="mmoe:MMoE", help="neural.models module:Class")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--out", help="also write the results here (JSON)")
+    args = parser.parse_args(argv)
+    from bench.data import raw
+
+    data_dir = Path(args.data_dir)
+    if not raw.cache_is_current(data_dir, data_dir / "cache", {"lenient": False}):
+        raw.convert_raw(data_dir, data_dir / "cache")  # not part of any step's figures
+    results = []
+    for step in args.steps:
+        results.append(measure(step, data_dir, args.model, args.threads, args.batch_size))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    text = json.dumps({"data_dir": args.data_dir, "results": results}, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""GBDT on a Dask cluster: lightgbm.dask and xgboost.dask over partitions of the encoded cache.
+
+`DaskTreeModel` is `baselines.trees.TreeModel` with its boosters trained on a Dask cluster: the
+scheduler at `scheduler` (a real cluster), or a LocalCluster of `workers` processes. Each Dask
+partition is a contiguous row range of the memory-mapped encoded cache
+(bench.data.stream_encode), which the worker opens itself and turns into features, so rows are
+never shipped from the client: the cache folder must be readable at the same path on every
+worker (a shared file system on a real cluster).
+
+Features: the encodings without labels ("count", "native") are fitted exactly in one chunked
+pass on the client (count tables are small: one number per code) and applied per partition.
+The out-of-fold target encoding of the local models is not distributed here, so the Dask
+engine uses "count" unless told otherwise; its records say which encoding ran.
+
+Early stopping: xgboost.dask aggregates the validation metric over workers and stops early
+itself. lightgbm.dask cannot (its validation metrics are per worker, and early stopping there
+hangs or stops on one worker's slice: LightGBM issues #6351, #6963), so LightGBM trains the full
+`max_rounds` and the best iteration is chosen afterwards on the client, on the whole validation
+split, by the same rule as lightgbm.early_stopping (stop after `early_stopping` rounds without
+a lower log loss), and the model is cut there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import time
+
+import numpy as np
+
+from baselines.tree_budget import TreeBudget
+from baselines.tree_features import (
+    HIGH_CARDINALITY,
+    Lookup,
+    TreeFeatures,
+    field_codes,
+    task_rows_and_labels,
+)
+from baselines.trees import TreeModel
+from bench.data import schema
+
+# Local-cluster workers inherit this: OpenMP threads that spin while they wait starve the
+# other worker's LightGBM socket exchange when workers share cores (measured: a 2-worker
+# cluster on 2 cores stalled for minutes on the tiny profile without it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+DEFAULT_ENCODING = "count"
+DISTRIBUTED_ENCODINGS = ("count", "native")
+PARTITION_ROWS = 2_000_000  # rows per Dask partition, at most (float64 features: ~0.6 GB)
+CHUNK_ROWS = 1 << 20  # rows per chunk when the client counts codes
+
+_CLIENTS: dict = {}
+
+
+def get_client(scheduler: str | None, workers: int, threads: int):
+    """A Dask client: to `scheduler`, or to a LocalCluster kept for the life of the process."""
+    key = (scheduler, workers, threads)
+    if key not in _CLIENTS:
+        from distributed import Client, LocalCluster
+
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                   processes=True, dashboard_address=None,
+                                   silence_logs=int(os.environ.get("CCPBENCH_DASK_LOG_LEVEL", 50)))
+            client = Client(cluster)
+        _CLIENTS[key] = client
+    return _CLIENTS[key]
+
+
+@atexit.register
+def close_clients() -> None:
+    for client in _CLIENTS.values():
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    _CLIENTS.clear()
+
+
+def cache_folder(data) -> str:
+    """The encoded-cache folder a memory-mapped data set was loaded from."""
+    folder = (data.info.get("encoded_cache") or {}).get("folder")
+    if folder is None:
+        raise ValueError("the Dask engine reads partitions of the encoded cache: load the data "
+                         "with out_of_core=True (python -m bench run --engine dask does)")
+    return folder
+
+
+# ---------------------------------------------------------------- on the workers
+
+
+@functools.lru_cache(maxsize=4)
+def _open_cache(folder: str):
+    from bench.data.stream_encode import load_encoded
+
+    return load_encoded(folder, name="dask-partition")
+
+
+def partition_features(folder: str, split_name: str, start: int, stop: int,
+                       encoder: TreeFeatures, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of one task's rows among rows start:stop of a cached split."""
+    split = _open_cache(folder).splits[split_name].slice_rows(start, stop, own_requests=False)
+    rows, labels = task_rows_and_labels(split, task)
+    return encoder.transform(split.take(rows)), labels.astype(np.float64)
+
+
+# ---------------------------------------------------------------- on the client
+
+
+def fit_count_encoder(train, vocab_sizes: dict, encoding: str, seed: int) -> TreeFeatures:
+    """A TreeFeatures whose count tables are counted chunk by chunk: the same tables as its own
+    fit on the whole split, which needs every code of every row in memory at once."""
+    if encoding not in DISTRIBUTED_ENCODINGS:
+        raise ValueError(f"the Dask engine supports the label-free encodings "
+                         f"{DISTRIBUTED_ENCODINGS}, not {encoding!r}")
+    encoder = TreeFeatures(encoding, seed=seed)
+    if encoder.uses_count:
+        counts = {name: np.zeros(int(vocab_sizes.get(name, 2)), dtype=np.int64)
+                  for name in HIGH_CARDINALITY}
+        for start in range(0, len(train), CHUNK_ROWS):
+            chunk = train.slice_rows(start, min(start + CHUNK_ROWS, len(train)),
+                                     own_requests=False)
+            for name, codes in field_codes(chunk, HIGH_CARDINALITY).items():
+                found = np.bincount(codes, minlength=len(counts[name]))
+                if len(found) > len(counts[name]):  # a code past the vocabulary: grow
+                    counts[name] = np.pad(counts[name], (0, len(found) - len(counts[name])))
+                counts[name] += found
+        for name, table in counts.items():
+            seen = np.flatnonzero(table)
+            values = table[seen].astype(np.float64)
+            values[seen == schema.CODE_RARE] = 0.0  # each rare id was seen < min_count times
+            values[seen == schema.CODE_MISSING] = np.nan
+            encoder.count_tables[name] = Lookup(seen, values, 0.0)
+    encoder.transform(train.slice_rows(0, min(1, len(train)), own_requests=False))  # names
+    return encoder
+
+
+def _bounds(n: int, workers: int, partition_rows: int) -> list[tuple[int, int]]:
+    """Contiguous row ranges: at least one per worker, at most partition_rows each."""
+    parts = max(workers, -(-n // partition_rows))
+    parts = -(-parts // workers) * workers  # a multiple of the workers, to balance them
+    edges = np.linspace(0, n, parts + 1).round().astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def dask_task_arrays(client, folder: str, split, split_name: str, encoder_future, task: str,
+                     n_features: int, partition_rows: int = PARTITION_ROWS):
+    """Dask arrays (X, y) of a task's rows of a cached split, one block per partition, and
+    the futures they are made of.
+
+    Partitions are placed round-robin on the workers, each built where it will be used: the
+    scheduler alone may put two small partitions on one worker, which then trains alone."""
+    import operator
+
+    import dask.array as da
+    from distributed import wait
+
+    workers = sorted(client.scheduler_info()["workers"])
+    click = split.click
+    blocks_x, blocks_y, futures = [], [], []
+    for i, (start, stop) in enumerate(_bounds(len(split), len(workers), partition_rows)):
+        n = (stop - start) if task != "cvr" else int(np.count_nonzero(click[start:stop]))
+        where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
+        part = client.submit(partition_features, folder, split_name, start, stop,
+                             encoder_future, task, **where)
+        x, y = (client.submit(operator.getitem, part, k, **where) for k in (0, 1))
+        futures += [x, y]
+        blocks_x.append(da.from_delayed(x, shape=(n, n_features), dtype=np.float64))
+        blocks_y.append(da.from_delayed(y, shape=(n,), dtype=np.float64))
+    wait(futures)
+    # The caller holds `futures` while it trains: a dask array built on futures does not
+    # keep them alive, and the scheduler forgets data no client holds.
+    return da.concatenate(blocks_x), da.concatenate(blocks_y), futures
+
+
+def lightgbm_best_iteration(booster, X_valid, y_valid, patience: int) -> tuple[int, list]:
+    """Best number of trees by lightgbm.early_stopping's rule, from per-tree raw scores."""
+    from bench.metrics import log_loss
+
+    raw = np.zeros(len(y_valid))
+    best, best_loss, losses = 0, np.inf, []
+    for i in range(booster.num_trees()):
+        raw += booster.predict(X_valid, raw_score=True, start_iteration=i, num_iteration=1)
+        loss = log_loss(y_valid, 1.0 / (1.0 + np.exp(-raw)))
+        losses.append(loss)
+        if loss < best_loss:
+            best, best_loss = i + 1, loss
+        elif i + 1 - best >= patience:
+            break
+    return max(best, 1), losses
+
+
+def _lightgbm_params(budget: TreeBudget, seed: int, threads: int) -> dict:
+    from baselines import lgbm
+
+    params = lgbm.params(budget, seed, threads)
+    for local_only in ("num_threads", "seed", "verbosity", "metric"):
+        params.pop(local_only)
+    return {**params, "n_estimators": budget.max_rounds, "n_jobs": threads,
+            "random_state": seed, "verbose": -1}
+
+
+class DaskTreeModel(TreeModel):
+    """A registered tree model trained with lightgbm.dask / xgboost.dask."""
+
+    def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
+                 config: str = "default", encoding: str | None = None,
+                 scheduler: str | None = None, workers: int = 2,
+                 partition_rows: int = PARTITION_ROWS):
+        super().__init__(library, mode, config, encoding or DEFAULT_ENCODING)
+        if self.encoding not in DISTRIBUTED_ENCODINGS:
+            raise ValueError(f"the Dask engine supports encodings {DISTRIBUTED_ENCODINGS}, "
+                             f"not {self.encoding!r}")
+        self.scheduler, self.requested_workers = scheduler, workers
+        self.partition_rows = partition_rows
+        self.engine, self.workers = "dask", workers
+
+    def fit(self, data, ctx) -> None:
+        started = time.perf_counter()
+        self.client = get_client(self.scheduler, self.requested_workers, ctx.threads)
+        self.workers = len(self.client.scheduler_info()["workers"])
+        self.connect_s = time.perf_counter() - started
+        super().fit(data, ctx)
+        self.info.update({"engine": "dask", "workers": self.workers,
+                          "scheduler": self.scheduler or "LocalCluster",
+                          "connect_s": round(self.connect_s, 3),
+                          "encoding_default_why": "label-free encodings are fitted exactly "
+                                                  "chunk by chunk; see bench/distributed/"
+                                                  "dask_gbdt.py"})
+
+    def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
+        train = data.train
+        if task not in self.encoders:
+            self.encoders[task] = fit_count_encoder(train, data.vocab_sizes, self.encoding,
+                                                    ctx.seed)
+        encoder = self.encoders[task]
+        rows, labels = task_rows_and_labels(train, task)
+        self.info[f"{task}_train_rows"] = int(len(rows))
+        self.info[f"{task}_n_features"] = len(encoder.names)
+        if len(rows) < 2 or labels.min() == labels.max():
+            self.boosters[task] = None
+            self.info[f"{task}_rounds"] = 0
+            return
+        client = self.client
+        # hash=False: a fresh key, never one a previous model is still releasing
+        [encoder_future] = client.scatter([encoder], broadcast=True, hash=False)
+        arrays = {}
+        for name, split in (("train", train), ("valid", data.valid)):
+            arrays[name] = dask_task_arrays(client, cache_folder(data), split, name,
+                                            encoder_future, task, len(encoder.names),
+                                            self.partition_rows)
+        held = [f for name in arrays for f in arrays[name][2]]
+        arrays = {name: value[:2] for name, value in arrays.items()}
+        if self.library == "lightgbm":
+            booster = self._train_lightgbm(arrays, data.valid, task, encoder, budget, ctx)
+        else:
+            booster = self._train_xgboost(arrays, encoder, budget, ctx)
+        del arrays, held, encoder_future  # the partitions and the encoder are released
+        self.boosters[task] = booster
+        self.info[f"{task}_rounds"] = int(self.lib.n_rounds(booster))
+
+    def _train_lightgbm(self, arrays, valid, task, encoder, budget, ctx):
+        import lightgbm
+
+        X, y = arrays["train"]
+        model = lightgbm.DaskLGBMClassifier(client=self.client,
+                                            **_lightgbm_params(budget, ctx.seed, ctx.threads))
+        model.fit(X, y, feature_name=encoder.names, categorical_feature=encoder.categorical)
+        booster = model.to_local().booster_
+        valid_rows, valid_labels = task_rows_and_labels(valid, task)
+        if len(valid_rows) == 0:
+            return booster
+        X_valid = encoder.transform(valid.take(valid_rows))
+        best, losses = lightgbm_best_iteration(booster, X_valid, valid_labels,
+                                               budget.early_stopping)
+        self.info[f"{task}_rounds_trained"] = booster.num_trees()
+        return lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+    def _train_xgboost(self, arrays, encoder, budget, ctx):
+        import xgboost
+        from xgboost import dask as xgb_dask
+
+        from baselines import xgb
+
+        types = ["c" if j in set(encoder.categorical) else "q" for j in range(len(encoder.names))]
+
+        def matrix(X, y):
+            return xgb_dask.DaskDMatrix(self.client, X, y, feature_names=encoder.names,
+                                        feature_types=types, enable_categorical=True)
+
+        dtrain = matrix(*arrays["train"])
+        evals, stopping = [], None
+        if arrays["valid"][0].shape[0]:
+            evals, stopping = [(matrix(*arrays["valid"]), "valid")], budget.early_stopping
+        output = xgb_dask.train(self.client, xgb.params(budget, ctx.seed, ctx.threads), dtrain,
+                                num_boost_round=budget.max_rounds, evals=evals,
+                                early_stopping_rounds=stopping, verbose_eval=False)
+        booster: xgboost.Booster = output["booster"]
+        if stopping is not None:
+            booster = booster[: booster.best_iteration + 1]
+        booster.set_param({"nthread": 1})
+        return booster
