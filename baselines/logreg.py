@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_features import task_rows_and_labels
 from bench.data import schema
 

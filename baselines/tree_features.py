@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from bench.data import schema
 
 LOW_CARDINALITY = ("121", "122", "124", "125", "126", "127", "128", "129", "301")

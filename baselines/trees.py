@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
 from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures, task_rows_and_labels
 

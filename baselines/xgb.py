@@ -5,16 +5,10 @@ Imported only when an XGBoost model is built, so listing models never imports xg
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
-
-# Idle OpenMP threads sleep instead of spinning: on a busy machine (several jobs on 2 cores)
-# spinning threads starved the working ones and made training 10-20x slower. Read when the
-# OpenMP runtime loads, i.e. at the first xgboost import, so it is set here, before it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def params(budget: TreeBudget, seed: int, threads: int) -> dict:

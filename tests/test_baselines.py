@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -43,8 +44,11 @@ def test_importing_baselines_imports_no_heavy_library():
             "baselines.xgb_to_lightgbm, baselines.constant\n"
             "heavy = [m for m in ('torch', 'lightgbm', 'xgboost', 'sklearn', 'lleaves') "
             "if m in sys.modules]\n"
-            "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True)
+            "assert not heavy, heavy\n"
+            # Set before any OpenMP runtime loads (baselines/openmp.py says why).
+            "import os; assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
