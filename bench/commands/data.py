@@ -89,12 +89,13 @@ def handle_bench_prepare(args, argv) -> int:
 
 
 def handle_info(args, argv) -> int:
+    from bench.commands.run import out_of_core_setting
     from bench.data.loader import load
 
     data = load(args.dataset, args.data_dir, synth_profile=args.profile, seed=args.data_seed,
                 min_count=args.min_count,
                 keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient)
+                lenient=args.lenient, out_of_core=out_of_core_setting(args))
     print(json.dumps({"name": data.name, "fingerprint": data.fingerprint, **data.info},
                      indent=2, default=str))
     return 0

@@ -27,6 +27,13 @@ def add_data_arguments(parser) -> None:
                         help="keep purchase-without-click rows (dropped and counted by default)")
     parser.add_argument("--lenient", action="store_true",
                         help="skip bad raw lines (counted and reported) instead of failing")
+    parser.add_argument("--out-of-core", choices=("auto", "on", "off"), default="auto",
+                        help="raw data: encode to a memory-mapped .npy cache (on), in memory "
+                             "(off), or by the cache's size (auto, the default)")
+
+
+def out_of_core_setting(args) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[getattr(args, "out_of_core", "auto")]
 
 
 def add_parser(sub) -> None:
@@ -127,7 +134,7 @@ def handle(args, argv) -> int:
                 keep_purchase_without_click=args.keep_purchase_without_click,
                 lenient=args.lenient, progress=progress,
                 # Dask workers read the encoded cache's files themselves.
-                out_of_core=True if args.engine == "dask" else None)
+                out_of_core=True if args.engine == "dask" else out_of_core_setting(args))
     run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}", args.overwrite,
                               args.resume)
     if args.resume:

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
                         seed=args.data_seed, min_count=args.min_count,
                         keep_purchase_without_click=args.keep_purchase_without_click,
-                        lenient=args.lenient, progress=progress, out_of_core=True)
+                        lenient=args.lenient, progress=progress,
+                        out_of_core=args.out_of_core != "off")  # shards read from the cache
 
         if rank == 0:
             data = load_data()  # generates, converts and encodes once
