@@ -13,7 +13,8 @@ from baselines.tree_budget import TreeBudget
 
 def params(budget: TreeBudget, seed: int, threads: int) -> dict:
     return {
-        "objective": "binary", "metric": "binary_logloss",
+        "objective": "binary",
+        "metric": "auc" if budget.stopping_metric == "auc" else "binary_logloss",
         "learning_rate": budget.learning_rate, "num_leaves": budget.num_leaves,
         "max_depth": -1, "max_bin": budget.max_bin,
         "feature_fraction": budget.feature_fraction,

@@ -4,8 +4,9 @@ Rounds, early stopping, learning rate, leaves, bins, column sampling, L2 and the
 hessian per leaf come from the run's profile (bench/profiles.py `gbdt_*`). Both libraries grow
 leaf-wise to `num_leaves` leaves (XGBoost: grow_policy=lossguide, max_leaves, no depth limit),
 bin features into `max_bin` bins, sample `feature_fraction` of the columns per tree, stop when
-the validation log loss of the model's own task has not improved for `early_stopping` rounds,
-and keep the best iteration. Each library's names for these fields: baselines/lgbm.py, xgb.py.
+the validation log loss (or AUC: `gbdt_stopping_metric`) of the model's own task has not
+improved for `early_stopping` rounds, and keep the best iteration. Each library's names for
+these fields: baselines/lgbm.py, xgb.py.
 
 `aitm` is the LightGBM configuration the AITM paper (KDD 2021) reports for Ali-CCP: learning
 rate 0.1, 70 leaves, max_bin 2000, feature fraction 0.9, bagging fraction 0.7 every 5
@@ -33,6 +34,7 @@ class TreeBudget:
     lambda_l2: float = 10.0
     min_hessian: float = 1e-3  # LightGBM min_sum_hessian_in_leaf = XGBoost min_child_weight
     min_data_in_leaf: int = 20  # LightGBM only: XGBoost has no row-count limit per leaf
+    stopping_metric: str = "logloss"  # validation metric early stopping watches: logloss or auc
 
     @classmethod
     def from_profile(cls, profile, config: str = "default") -> TreeBudget:
@@ -43,7 +45,11 @@ class TreeBudget:
                      max_bin=getattr(profile, "gbdt_max_bin", 255),
                      feature_fraction=getattr(profile, "gbdt_feature_fraction", 0.5),
                      lambda_l2=getattr(profile, "gbdt_lambda_l2", 10.0),
-                     min_hessian=getattr(profile, "gbdt_min_hessian", 1e-3))
+                     min_hessian=getattr(profile, "gbdt_min_hessian", 1e-3),
+                     stopping_metric=getattr(profile, "gbdt_stopping_metric", "logloss"))
+        if budget.stopping_metric not in ("logloss", "auc"):
+            raise ValueError(f"gbdt_stopping_metric must be logloss or auc, not "
+                             f"{budget.stopping_metric!r}")
         if config == "default":
             return budget
         if config == "aitm":

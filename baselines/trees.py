@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -104,6 +105,8 @@ class TreeModel:
                                            ctx.seed)
         self.info[f"{task}_valid_rows"] = int(len(valid_rows))
         X_valid = encoder.transform(data.valid.take(valid_rows)) if len(valid_rows) else None
+        if len(valid_rows) and valid_labels.min() == valid_labels.max():
+            budget = replace(budget, stopping_metric="logloss")  # AUC needs both classes
         booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
                                  encoder.names, budget, ctx.seed, ctx.threads)
         self.boosters[task] = booster

@@ -13,7 +13,8 @@ from baselines.tree_budget import TreeBudget
 
 def params(budget: TreeBudget, seed: int, threads: int) -> dict:
     return {
-        "objective": "binary:logistic", "eval_metric": "logloss",
+        "objective": "binary:logistic",
+        "eval_metric": "auc" if budget.stopping_metric == "auc" else "logloss",
         "tree_method": "hist", "grow_policy": "lossguide",  # leaf-wise, like LightGBM
         "max_leaves": budget.num_leaves, "max_depth": 0, "eta": budget.learning_rate,
         "max_bin": budget.max_bin, "colsample_bytree": budget.feature_fraction,

@@ -25,6 +25,7 @@ class Profile:
     gbdt_feature_fraction: float = 0.5  # columns sampled per tree
     gbdt_lambda_l2: float = 10.0
     gbdt_min_hessian: float = 1e-3  # per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight)
+    gbdt_stopping_metric: str = "logloss"  # validation metric of early stopping: logloss or auc
     # Rows the trees train and early-stop on, at most: 0 = all; otherwise a uniform sample
     # drawn with the model seed (recorded in the results), so full Ali-CCP fits in memory.
     gbdt_max_train_rows: int = 0
