@@ -177,6 +177,8 @@ def test_report_contents_follow_the_records(built):
     # The summary names the best CTCVR model, and its mean AUC over seeds is printed in bold.
     mean = np.mean([r["auc"] for r in records if r["model"] == best])
     assert f"best `{best}`" in md
+    # The fake neural models are far better than the fake GBDT: the summary says who wins.
+    assert "Neural wins over GBDT by +0.1" in md
     assert f"**{mean:.4f} ± " in md
     for heading in ("## Summary", "## Leaderboard", "## Metric crosswalk", "## Oracle gap",
                     "## Calibration and GAUC", "## Costs", "## Run and data", "## Figures"):

@@ -424,8 +424,8 @@ def _cost_phrase(a: ModelResult, b: ModelResult) -> str:
         return "cost not comparable (no timings)"
     if not x or not y:
         return what
-    return (f"{what}: the winner costs {x / y:.1f}× as much" if x >= y else
-            f"{what}: the winner is also {y / x:.1f}× cheaper")
+    return (f"{what}: the leader costs {x / y:.1f}× as much" if x >= y else
+            f"{what}: the leader is also {y / x:.1f}× cheaper")
 
 
 def title(run: Run) -> list:
@@ -477,11 +477,17 @@ def summary(run: Run) -> list:
                 f"{g} `{m.model}` {fmt.auc(m.auc(task))}" for g, m in bests.items()) + "."
             (g1, m1), (g2, m2) = list(bests.items())[:2]
             diff, low, high, _ = compare(m1, m2, task)
-            sig = ("significant" if low is not None and low > 0 else
-                   "not significant" if low is not None else "untested")
-            text += (f" {g1[:1].upper() + g1[1:]} wins over {g2} by {fmt.signed(diff)} AUC (95% CI "
-                     f"{fmt.interval(low, high)}, {sig}); {_cost_phrase(m1, m2)}; training "
-                     f"{fmt.seconds(m1.train_s)} vs {fmt.seconds(m2.train_s)}.")
+            lead = g1[:1].upper() + g1[1:]
+            if low is not None and low > 0:
+                verdict = f"{lead} wins over {g2}"
+                sig = "significant"
+            else:
+                verdict = f"{lead} is ahead of {g2}"
+                sig = ("not significant: no group clearly wins this task here"
+                       if low is not None else "untested")
+            text += (f" {verdict} by {fmt.signed(diff)} AUC (95% CI {fmt.interval(low, high)}, "
+                     f"{sig}); {_cost_phrase(m1, m2)}; training {fmt.seconds(m1.train_s)} vs "
+                     f"{fmt.seconds(m2.train_s)}.")
         elif len(bests) == 1:
             text += f" Only one group ({next(iter(bests))}) has results."
         floor = next((m for m in run.models if m.group == "floor"), None)
