@@ -118,3 +118,22 @@ def test_torchrun_two_ranks_match_one_process(tiny_data, tiny_raw_dir, tiny_prof
     for task in TASKS:
         assert abs(by_task[task]["auc"] - want[task]) <= DDP_TOLERANCE[task], (
             task, by_task[task]["auc"], want[task])
+
+
+def test_lightgbm_best_round_chosen_afterwards_equals_early_stopping():
+    lightgbm = pytest.importorskip("lightgbm")
+    from bench.distributed.dask_gbdt import lightgbm_best_iteration
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 5))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=3000) > 1).astype(float)
+    params = {"objective": "binary", "learning_rate": 0.3, "num_leaves": 31, "verbosity": -1,
+              "seed": 0, "deterministic": True, "num_threads": 1}
+    train = lightgbm.Dataset(X[:2000], y[:2000])
+    stopped = lightgbm.train(params, train, 300, valid_sets=[
+        lightgbm.Dataset(X[2000:], y[2000:], reference=train)],
+        callbacks=[lightgbm.early_stopping(10, verbose=False)])
+    everything = lightgbm.train(params, lightgbm.Dataset(X[:2000], y[:2000]), 300)
+    best, losses = lightgbm_best_iteration(everything, X[2000:], y[2000:], patience=10)
+    assert 1 < best < 300 and len(losses) == best + 10  # it stopped early, as LightGBM did
+    assert best == stopped.best_iteration

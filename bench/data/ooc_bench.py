@@ -4,7 +4,8 @@ Steps, each in its own spawned child (so its peak is its own), on one converted 
   encode-memory   load(out_of_core=False): whole Parquet tables -> in-memory arrays
   encode-stream   load(out_of_core=True) with no encoded cache yet: the streaming encoder
   load-stream     load(out_of_core=True) of an existing encoded cache (memory-mapped)
-  epoch-memory    encode-memory, then one epoch of a neural model (and its validation scoring)
+  epoch-memory    encode-memory, then one epoch of a neural model (and its validation
+                  scoring) on the whole split as tensors
   epoch-stream    load-stream, then the same epoch, chunk by chunk
 
 Reported per step: wall seconds, peak RSS (VmHWM: every resident page, including pages of the
@@ -57,7 +58,7 @@ class _AnonPeak:
         return max(self.peak, _status_kib("RssAnon"))
 
 
-def _epoch(data, model: str, threads: int, batch_size: int) -> dict:
+def _epoch(data, model: str, threads: int, batch_size: int, chunk_rows: int) -> dict:
     import dataclasses
 
     from bench.model import FitContext
@@ -65,7 +66,8 @@ def _epoch(data, model: str, threads: int, batch_size: int) -> dict:
     from neural.trainer import NeuralRanker
 
     profile = get_profile("small").with_overrides(
-        {"neural_max_epochs": 1, "neural_batch_size": batch_size})
+        {"neural_max_epochs": 1, "neural_batch_size": batch_size,
+         "neural_chunk_rows": chunk_rows})
     ranker = NeuralRanker(network=f"neural.models.{model}")
     ranker.fit(dataclasses.replace(data, test=None), FitContext(0, threads, profile, False))
     return {"train_rows": ranker.info["n_train_rows"], "chunks": ranker.info["train_chunks"],
@@ -83,7 +85,9 @@ def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, 
         result = {"rows": {k: len(s) for k, s in data.splits.items()},
                   "load_s": round(time.perf_counter() - started, 2)}
         if step.startswith("epoch"):
-            result["epoch"] = _epoch(data, model, threads, batch_size)
+            # The in-memory path as it was: the whole split as tensors (-1: never chunk).
+            result["epoch"] = _epoch(data, model, threads, batch_size,
+                                     0 if out_of_core else -1)
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["peak_anon_mib"] = round(peak.stop() / 1024, 1)
         result["peak_rss_mib"] = round(_status_kib("VmHWM") / 1024, 1)
