@@ -65,15 +65,29 @@ def task_rows_and_labels(split, task: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Lookup:
-    """code -> value for the codes seen in train (sorted keys), `default` for any other."""
+    """code -> value for the codes seen in train, `default` for any other code.
+
+    Codes below DENSE_LIMIT (every single field's codes) index a dense array; larger codes
+    (crosses of two fields) are found by binary search in the sorted seen codes.
+    """
+
+    DENSE_LIMIT = 1 << 20
 
     def __init__(self, keys: np.ndarray, values: np.ndarray, default: float):
-        order = np.argsort(keys, kind="stable")
-        self.keys = np.asarray(keys, dtype=np.int64)[order]
-        self.values = np.asarray(values, dtype=np.float64)[order]
+        keys = np.asarray(keys, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
         self.default = float(default)
+        self.dense = None
+        if len(keys) and 0 <= keys.min() and keys.max() < self.DENSE_LIMIT:
+            self.dense = np.full(int(keys.max()) + 1, self.default)
+            self.dense[keys] = values
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.values = keys[order], values[order]
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            inside = (codes >= 0) & (codes < len(self.dense))
+            return np.where(inside, self.dense[np.where(inside, codes, 0)], self.default)
         if len(self.keys) == 0:
             return np.full(len(codes), self.default)
         pos = np.minimum(np.searchsorted(self.keys, codes), len(self.keys) - 1)

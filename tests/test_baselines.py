@@ -163,6 +163,9 @@ def test_threads_and_budget_reach_both_libraries(tiny_profile):
     assert light["learning_rate"] == extreme["eta"] == tiny_profile.gbdt_learning_rate
     assert light["num_leaves"] == extreme["max_leaves"] == tiny_profile.gbdt_num_leaves
     assert light["max_bin"] == extreme["max_bin"]
+    assert light["metric"] == "binary_logloss" and extreme["eval_metric"] == "logloss"
+    by_auc = TreeBudget.from_profile(tiny_profile.with_overrides({"gbdt_stopping_metric": "auc"}))
+    assert lgbm.params(by_auc, 5, 3)["metric"] == xgb.params(by_auc, 5, 3)["eval_metric"] == "auc"
     aitm = TreeBudget.from_profile(tiny_profile, "aitm")
     assert (aitm.learning_rate, aitm.num_leaves, aitm.max_bin, aitm.feature_fraction,
             aitm.bagging_fraction, aitm.bagging_freq) == (0.1, 70, 2000, 0.9, 0.7, 5)
