@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         dist.barrier()
         if rank != 0:
             data = load_data()
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out (the run folder to resume)")
         run_dir = None
         if rank == 0:
             run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}-ddp{size}",
@@ -230,8 +232,17 @@ def main(argv: list[str] | None = None) -> int:
                                     started_utc=harness.utc_now())
             (run_dir / harness.META_FILE).write_text(
                 json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+        # Every rank skips the same finished runs: rank 0's decision is broadcast.
+        done = [None]
+        if rank == 0 and args.resume:
+            done = [sorted((r["model"], r["seed"]) for r in harness.read_records(run_dir)
+                           if r.get("error") is None)]
+        dist.broadcast_object_list(done, src=0)
+        finished = {tuple(key) for key in (done[0] or [])}
         for spec in specs:
             for seed in seeds:
+                if (spec.key, seed) in finished:
+                    continue
                 if progress:
                     print(f"{spec.key} seed {seed} on {size} ranks ...", file=sys.stderr,
                           flush=True)
