@@ -335,7 +335,7 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
             _log_scale(ax, "x")
             _log_scale(ax, "y")
             ax.legend(loc="upper left", fontsize=6)
-        ax.set_title(TASK_TITLES[task], fontsize=9)
+        ax.set_title(TASK_TITLES[task].replace(" AUC", ""), fontsize=9)
         ax.set_xlabel("mean predicted probability (log)", fontsize=8)
         ax.set_ylabel("observed rate (log)", fontsize=8)
         ax.tick_params(labelsize=7)
