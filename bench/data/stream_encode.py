@@ -130,8 +130,12 @@ class _Range:
 
 
 def _batches(path: Path, batch_rows: int, columns=None):
-    """Record batches of a Parquet file, each as a one-chunk Table (encode.py's helpers)."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+    """Record batches of a Parquet file, each as a one-chunk Table (encode.py's helpers).
+
+    pre_buffer=False: by default Arrow reads ahead the column chunks of every row group, so
+    its memory grew with the file (measured: +58 MB of peak per +2M impressions)."""
+    reader = pq.ParquetFile(path, pre_buffer=False)
+    for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
         yield pa.Table.from_batches([batch])
 
 
