@@ -200,7 +200,8 @@ def _lightgbm_params(budget: TreeBudget, seed: int, threads: int) -> dict:
     params = lgbm.params(budget, seed, threads)
     for local_only in ("num_threads", "seed", "verbosity", "metric"):
         params.pop(local_only)
-    return {**params, "n_estimators": budget.max_rounds, "n_jobs": threads,
+    # Threads: lightgbm.dask uses each worker's own thread count.
+    return {**params, "n_estimators": budget.max_rounds,
             "random_state": seed, "verbose": -1}
 
 
