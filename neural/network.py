@@ -31,7 +31,8 @@ class RankingNet(nn.Module):
     def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float]):
         super().__init__()
         self.config = config
-        self.inputs = FeatureEmbedding(layout, config.embedding_dim, config.embedding_gradients)
+        self.inputs = FeatureEmbedding(layout, config.embedding_dim,
+                                       config.gradients_for(layout.n_rows))
         # Train-set rates of each task: the output of a single-task model for tasks it lacks.
         self.register_buffer("prior", torch.tensor([priors["ctr"], priors["cvr"],
                                                     priors["ctcvr"]], dtype=torch.float32))

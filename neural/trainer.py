@@ -57,14 +57,15 @@ def epoch_order(request: torch.Tensor, window: int, generator: torch.Generator) 
 
 
 def make_optimizers(network: RankingNet, config: NeuralConfig) -> list:
-    """Adam for the dense weights; the table's optimiser follows config.embedding_gradients."""
+    """Adam for the dense weights; the table's follows how the embedding layer learns."""
     table = network.inputs.table
     dense = [p for p in network.parameters() if p is not table]
     adam = {"lr": config.learning_rate, "fused": True}  # fused: one kernel for all tensors
-    if config.embedding_gradients == "rows":
+    gradients = network.inputs.gradients
+    if gradients == "rows":
         return [RowAdam(network.inputs, lr=config.embedding_learning_rate),
                 torch.optim.Adam(dense, **adam)]
-    if config.embedding_gradients == "sparse":
+    if gradients == "sparse":
         return [torch.optim.SparseAdam([table], lr=config.embedding_learning_rate),
                 torch.optim.Adam(dense, **adam)]
     return [torch.optim.Adam([{"params": [table], "lr": config.embedding_learning_rate},
@@ -108,7 +109,7 @@ class Trainer:
         self.optimizers = make_optimizers(network, config)
         self.generator = torch.Generator().manual_seed(seed)
         # "rows" gradients need batches renumbered into their distinct table rows.
-        self.compact = config.embedding_gradients == "rows"
+        self.compact = network.inputs.gradients == "rows"
 
     def epoch_batches(self) -> list[torch.Tensor]:
         """This epoch's batches as row tensors (the order is drawn once per epoch)."""
@@ -293,7 +294,7 @@ class NeuralRanker:
             "loadavg_end": os.getloadavg()[0],
             "embedding_dim": config.embedding_dim, "mlp_dims": str(config.mlp_dims),
             "tower_dims": str(config.tower_dims), "pooling": config.pooling,
-            "embedding_gradients": config.embedding_gradients, "batch_size": trainer.batch_size,
+            "embedding_gradients": network.inputs.gradients, "batch_size": trainer.batch_size,
             "shuffle_window": config.shuffle_window, "threads": ctx.threads,
             "history": json.dumps(history),
         }

@@ -342,3 +342,13 @@ def test_training_moves_the_embeddings_and_weights(random_data, gradients):
     after = network.state_dict()
     unchanged = [k for k, v in before.items() if k != "prior" and torch.equal(v, after[k])]
     assert not unchanged, f"{gradients}: training left {unchanged} unchanged"
+
+
+def test_auto_embedding_gradients_follow_table_size():
+    from neural.config import DENSE_TABLE_MAX_ROWS
+
+    config = NeuralConfig()
+    assert config.gradients_for(DENSE_TABLE_MAX_ROWS) == "dense"
+    assert config.gradients_for(DENSE_TABLE_MAX_ROWS + 1) == "rows"
+    assert NeuralConfig.with_overrides({"embedding_gradients": "sparse"}).gradients_for(10) == \
+        "sparse"

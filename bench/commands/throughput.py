@@ -61,9 +61,11 @@ def handle(args, argv) -> int:
         raise ValueError(f"no neural model matches {args.models}")
     data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
                 seed=args.data_seed, min_count=args.min_count, progress=True)
+    # Repeats go round the settings (A B A B, not A A B B), so a change in the machine's load
+    # during the measurement does not favour one setting.
     for spec in specs:
-        for overrides in settings_grid(args.set):
-            for _ in range(args.repeat):
+        for _ in range(args.repeat):
+            for overrides in settings_grid(args.set):
                 record = measure(spec, data, threads, args.batch_size, args.steps, args.warmup,
                                  overrides, args.table_rows)
                 record["command"] = " ".join(["python -m bench", *argv])
