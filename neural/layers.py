@@ -92,4 +92,11 @@ class ExpertBank(nn.Module):
 def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """Softmax-gated sum of experts: gates (B, n), experts (n, B, d) -> (B, d)."""
     gates = torch.softmax(gate_logits, dim=-1)
+    if torch.onnx.is_in_onnx_export():
+        # The same sum, one expert at a time: ONNX Runtime's Einsum (or ReduceSum over the
+        # experts) took 0.4 ms per gate of an 8 ms MMoE request; these few Mul/Add take ~0.05.
+        mixed = gates[:, :1] * experts[0]
+        for i in range(1, len(experts)):
+            mixed = mixed + gates[:, i:i + 1] * experts[i]
+        return mixed
     return torch.einsum("bn,nbd->bd", gates, experts)

@@ -103,4 +103,29 @@ def test_unknown_profile_setting_is_rejected(sample_dir, tmp_path, capsys):
                  "--data-dir", str(sample_dir), "--profile", "tiny", "--set", "bogus=1",
                  "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 2
-    assert "unknown profile setting" in capsys.readouterr().err
+    assert "unknown --set key(s) ['bogus']" in capsys.readouterr().err
+
+
+def test_set_routes_neural_settings_to_the_neural_models(sample_dir, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "r"
+    code = main(["run", "--models", "neural/dnn_ctr", "baselines/constant",
+                 "--dataset", "aliccp-csv", "--data-dir", str(sample_dir), "--profile", "tiny",
+                 "--set", "pooling=sum", "--set", "neural_max_epochs=1", "--out", str(out),
+                 "--quiet", "--no-report"])
+    assert code == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    neural = [r for r in records if r["model"] == "neural/dnn_ctr"]
+    assert neural and all(r["error"] is None for r in records)
+    assert {r["model_info"]["pooling"] for r in neural} == {"sum"}
+    assert {r["model_info"]["epochs_run"] for r in neural} == {1}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["neural_settings"] == {"pooling": "sum"}
+
+
+def test_set_rejects_a_bad_neural_value(sample_dir, tmp_path, capsys):
+    code = main(["run", "--models", "baselines/constant", "--dataset", "aliccp-csv",
+                 "--data-dir", str(sample_dir), "--profile", "tiny", "--set", "pooling=max",
+                 "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert "pooling must be 'sum' or 'mean'" in capsys.readouterr().err

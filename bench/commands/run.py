@@ -50,7 +50,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--seeds", help="comma-separated model seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, help="threads per model (default: the profile's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile budget, e.g. --set neural_max_epochs=2")
+                        help="override a profile budget (bench/profiles.py), e.g. --set "
+                             "neural_max_epochs=2, or a neural setting (neural/config.py), "
+                             "e.g. --set pooling=sum")
     parser.add_argument("--out", help="run folder (default reports/runs/<utc>-<data>-<profile>)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an existing --out folder")
@@ -77,6 +79,28 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, value = pair.split("=", 1)
         overrides[key.strip()] = value.strip()
     return overrides
+
+
+def split_settings(overrides: dict) -> tuple[dict, dict]:
+    """--set pairs as (profile budgets, neural settings); a key that is neither is an error.
+
+    Neural settings reach every neural model (FitContext.extra); other models ignore them.
+    """
+    from dataclasses import fields
+
+    from bench.profiles import Profile
+    from neural.config import NeuralConfig  # dataclasses only: no torch import
+
+    budgets = {f.name for f in fields(Profile)}
+    neural = {f.name for f in fields(NeuralConfig)}
+    unknown = sorted(set(overrides) - budgets - neural)
+    if unknown:
+        raise ValueError(f"unknown --set key(s) {unknown}; profile budgets: {sorted(budgets)}; "
+                         f"neural settings: {sorted(neural)}")
+    if neural & set(overrides):
+        NeuralConfig.with_overrides({k: v for k, v in overrides.items() if k in neural})
+    return ({k: v for k, v in overrides.items() if k in budgets},
+            {k: v for k, v in overrides.items() if k in neural})
 
 
 def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -> Path:
@@ -119,7 +143,8 @@ def handle(args, argv) -> int:
         from bench.distributed.engines import launch_torchrun
 
         return launch_torchrun(argv[1:], args.workers)
-    profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
+    profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+    profile = get_profile(args.profile).with_overrides(profile_settings)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
     threads = args.threads or profile.threads
     specs = select(None if args.all else args.models)
@@ -145,11 +170,12 @@ def handle(args, argv) -> int:
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
                             models=[s.key for s in specs], engine=args.engine,
-                            workers=workers, started_utc=harness.utc_now())
+                            workers=workers, neural_settings=neural_settings,
+                            started_utc=harness.utc_now())
     meta_path = run_dir / harness.META_FILE
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
-                                engine=args.engine, workers=workers)
+                                extra=neural_settings, engine=args.engine, workers=workers)
     run_meta["finished_utc"] = harness.utc_now()
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     failed = sorted({r["model"] for r in records if r.get("error")})

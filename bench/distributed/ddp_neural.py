@@ -186,7 +186,7 @@ def parse_run_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     from bench import harness, meta
-    from bench.commands.run import link_latest, parse_overrides, prepare_run_dir
+    from bench.commands.run import link_latest, parse_overrides, prepare_run_dir, split_settings
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     dist.init_process_group("gloo")
     rank, size = world()
     try:
-        profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
+        profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+        profile = get_profile(args.profile).with_overrides(profile_settings)
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
         threads = args.threads or max(1, profile.threads // size)
         specs = [dataclasses.replace(s, target="bench.distributed.ddp_neural:DdpNeuralRanker")
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{spec.key} seed {seed} on {size} ranks ...", file=sys.stderr,
                           flush=True)
                 records = harness.run_one(spec, data, profile, seed, threads, progress,
-                                          engine=ENGINE, workers=size)
+                                          neural_settings, engine=ENGINE, workers=size)
                 if rank == 0:
                     for record in records:
                         harness.append_record(run_dir, record)
