@@ -4,10 +4,11 @@ Shared machines are noisy (run-to-run medians move by +-20%), so the gate never 
 absolute times. It times every gated (model, path, N) and a fixed reference kernel (numpy
 matmul, gather and a short Python loop: the kinds of work the models do) in the same process,
 in alternation, setting aside samples that another process preempted; an entry's figure is
-the ratio of its time (minimum over several rounds, since noise only adds time) to the
-reference's (median over the whole measurement). An entry fails when its ratio exceeds the
-baseline's by more than the threshold (30%); failing entries are measured again at once, and
-the gate fails only if they fail again. The table is printed either way.
+the ratio of its time to the reference's, each the fastest of samples taken in alternation
+within one round, and the smallest ratio over several rounds (noise only adds time). An
+entry fails when its ratio exceeds the baseline's by more than the threshold (30%); failing
+entries are measured again at once, for up to RETRY_S seconds, and the gate fails only if
+they fail again. The table is printed either way.
 
 Gated: small, fast-to-train models (the constant prior, a small LightGBM, a small MMoE on
 every neural path but int8) and the request assembly, at N = 100 and 1,000 candidates, at
@@ -37,6 +38,8 @@ from bench.data.dataset import Dataset, Ragged, Split
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_PATH = REPO_ROOT / "reports" / "latency_baseline.json"
 THRESHOLD = 0.30
+# How long the second attempt may keep re-measuring failing entries (see `check`).
+RETRY_S = 40.0
 CANDIDATES = (100, 1000)
 THREADS = 1
 GATE_SEED = 0
@@ -228,24 +231,28 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
 
 @dataclass
 class Measured:
-    ratio: float  # entry time / reference time
+    ratio: float  # entry time / reference time in the same round: the smallest over rounds
     ms: float  # entry milliseconds per call: the smallest over rounds
-    reference_ms: float  # reference milliseconds per call: the median over the measurement
+    reference_ms: float  # reference milliseconds per call: the smallest over the measurement
 
 
 def measure(entries, rounds: int = 5, samples: int = 10) -> dict[str, Measured]:
     """Each entry's time over the reference kernel's, both sampled in alternation.
 
     In a round every entry gets `samples` (up to 4x as many, until 3 are unpreempted) samples
-    alternating with samples of the reference kernel; robust_s keeps the fastest clean one.
-    An entry's time is its smallest robust_s over the rounds (noise only adds time); the
-    reference time is the median of its robust_s over every (round, entry) slot, so that
-    the reference's own jitter does not move single entries.
+    alternating with samples of the reference kernel; robust_s keeps the fastest clean one of
+    each. That pair, tens of milliseconds apart, saw the same machine, so its ratio cancels the
+    machine's speed; an entry's ratio is the smallest over the rounds (noise only adds time).
+    (Two earlier rules compared an entry's minimum over rounds with the reference's median,
+    then its minimum, over the whole measurement. This VM slows by 40-100% for seconds at a
+    time; a spell that fell on an entry's rounds but not on the reference's statistic failed
+    one check in twelve by 30-80%.)
     """
     from bench.latency import pinned_threads
 
+    ratios: dict[str, float] = {}
     own_s: dict[str, float] = {}
-    reference_slots = []
+    reference_s = np.inf
     with pinned_threads(THREADS):
         reference_calls = calls_per_sample(reference_kernel)
         calls = {e.key: calls_per_sample(e.call) for e in entries}
@@ -256,11 +263,13 @@ def measure(entries, rounds: int = 5, samples: int = 10) -> dict[str, Measured]:
                                              and len(own) < 4 * samples):
                     reference.append(sample_s(reference_kernel, reference_calls))
                     own.append(sample_s(entry.call, calls[entry.key]))
-                reference_slots.append(robust_s(reference))
-                own_s[entry.key] = min(own_s.get(entry.key, np.inf), robust_s(own))
-    reference_s = float(np.median(reference_slots))
-    return {key: Measured(seconds / reference_s, seconds * 1e3, reference_s * 1e3)
-            for key, seconds in own_s.items()}
+                own_robust, reference_robust = robust_s(own), robust_s(reference)
+                ratios[entry.key] = min(ratios.get(entry.key, np.inf),
+                                        own_robust / reference_robust)
+                own_s[entry.key] = min(own_s.get(entry.key, np.inf), own_robust)
+                reference_s = min(reference_s, reference_robust)
+    return {key: Measured(ratio, own_s[key] * 1e3, reference_s * 1e3)
+            for key, ratio in ratios.items()}
 
 
 # ---- the baseline file, the comparison, the table ----
@@ -329,8 +338,14 @@ def regressions(baseline: dict, measured: dict[str, Measured], threshold: float)
 
 
 def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None = None,
-          gated=None, progress: bool = True, build=None, measure_fn=None) -> int:
-    """0 if no entry regressed beyond the threshold twice in a row; 1 otherwise."""
+          gated=None, progress: bool = True, build=None, measure_fn=None,
+          retry_s: float = RETRY_S) -> int:
+    """0 if no entry regressed beyond the threshold twice in a row; 1 otherwise.
+
+    The second attempt measures only the failing entries, in passes of 4x the rounds, each
+    entry keeping its best ratio, until every one is back under the threshold or `retry_s`
+    seconds have passed (at least one pass).
+    """
     started = time.perf_counter()
     baseline = load_baseline(path)
     threshold = baseline.get("threshold", THRESHOLD) if threshold is None else threshold
@@ -342,9 +357,21 @@ def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None =
     if failing:
         print(f"gate: {len(failing)} entr{'y' if len(failing) == 1 else 'ies'} over the "
               f"threshold; measuring again: {', '.join(failing)}", flush=True)
-        # Twice the rounds: only the failing entries, so it is cheap, and a longer look
-        # is likelier to catch the machine at a quiet moment if the first one was noise.
-        second = measure_fn([e for e in entries if e.key in failing], 2 * rounds)
+        # A longer look, only at the failing entries: this VM has slow spells of seconds to
+        # tens of seconds (30-80% slower, and not equally for the reference kernel), in
+        # which a single second pass of 2x or 4x the rounds still failed 1-2 checks in 12.
+        # A real regression stays over the threshold in every pass.
+        second = {}
+        retry_until = time.perf_counter() + retry_s
+        pending = [e for e in entries if e.key in failing]
+        while pending:
+            for key, measured in measure_fn(pending, 4 * rounds).items():
+                if key not in second or measured.ratio < second[key].ratio:
+                    second[key] = measured
+            still = set(regressions(baseline, second, threshold))
+            pending = [e for e in pending if e.key in still]
+            if time.perf_counter() >= retry_until:
+                break
     confirmed = set(regressions(baseline, second, threshold)) if second else set()
     # An optional library missing here (e.g. no onnxruntime) leaves a path out: a warning. A
     # gated model or path that is gone from the code fails: update the baseline on purpose.

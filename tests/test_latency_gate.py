@@ -54,7 +54,7 @@ def test_a_slower_predict_fails_on_both_attempts(baseline, capsys, monkeypatch):
 
     monkeypatch.setattr(ConstantPrior, "predict", slower)
     assert gate.check(baseline, rounds=3, threshold=WIDE, gated=CONSTANT_ONLY,
-                      progress=False) == 1
+                      progress=False, retry_s=0) == 1
     out = capsys.readouterr().out
     assert "measuring again" in out and "latency gate: FAIL" in out
     failed = [line.split()[:3] for line in out.splitlines() if line.endswith("FAIL")]
@@ -69,17 +69,17 @@ def test_an_injected_sleep_is_caught_through_the_cli(baseline, capsys, monkeypat
                         lambda self, split: (time.sleep(0.002), honest(self, split))[1])
     monkeypatch.setattr(gate, "GATED", CONSTANT_ONLY)
     assert main(["latency", "--check", "--baseline", str(baseline), "--rounds", "2",
-                 "--threshold", str(WIDE)]) == 1
+                 "--threshold", str(WIDE), "--retry-s", "1"]) == 1
     assert "latency gate: FAIL" in capsys.readouterr().out
 
 
 def _fake(ratios_by_attempt):
     """A build and a measure that replay given ratios, attempt by attempt."""
-    attempts = iter(ratios_by_attempt)
+    attempts = list(ratios_by_attempt)
     entries = [gate.Entry("m|library|100", "m", "library", 100, lambda: None)]
 
     def measure(chosen, rounds):
-        ratios = next(attempts)
+        ratios = attempts.pop(0) if len(attempts) > 1 else attempts[0]  # the last repeats
         return {e.key: gate.Measured(ratios[e.key], 1.0, 1.0) for e in chosen}
 
     return (lambda gated, progress: (entries, [])), measure
@@ -105,7 +105,29 @@ def test_a_slowdown_that_does_not_repeat_passes(tmp_path, capsys):
 def test_threshold_is_thirty_percent_over_the_baseline(first, second, expected, tmp_path):
     build, measure = _fake([{"m|library|100": first}, {"m|library|100": second}])
     assert gate.check(_baseline_file(tmp_path), build=build, measure_fn=measure,
-                      progress=False) == expected
+                      progress=False, retry_s=0) == expected
+
+
+def test_second_attempt_keeps_looking_while_it_fails_and_time_remains(tmp_path, capsys):
+    """A slow spell that outlasts one pass of the second attempt passes once it ends; a
+    slowdown that stays fails when the time is up."""
+    passes = []
+    build, replay = _fake([{"m|library|100": 1.5}, {"m|library|100": 1.4},
+                           {"m|library|100": 1.35}, {"m|library|100": 1.05}])
+
+    def measure(chosen, rounds):
+        passes.append(rounds)
+        return replay(chosen, rounds)
+
+    assert gate.check(_baseline_file(tmp_path), build=build, measure_fn=measure,
+                      progress=False, rounds=2, retry_s=60) == 0
+    assert passes == [2, 8, 8, 8]  # first attempt, then three passes of 4x the rounds
+    assert "ok on 2nd attempt" in capsys.readouterr().out
+    build, stays = _fake([{"m|library|100": 1.5}])
+    started = time.perf_counter()
+    assert gate.check(_baseline_file(tmp_path), build=build, measure_fn=stays,
+                      progress=False, retry_s=0.2) == 1
+    assert time.perf_counter() - started < 5
 
 
 def test_a_baseline_entry_that_is_no_longer_measured_fails(tmp_path, capsys):
