@@ -11,7 +11,11 @@ per request as well (the shared input layer already pools them once per distinct
 
 Paths (`serving_paths`), each `split -> {"ctr", "cvr", "ctcvr"}`, each checked against the
 library's predict by bench.latency:
-    eager           the plain forward under torch.inference_mode (the reference to beat)
+    eager_per_candidate  the plain forward with the user context copied into every
+                    candidate (no sharing at all: the textbook reference)
+    eager           the plain forward under torch.inference_mode (the reference to beat); its
+                    input layer already embeds and pools each distinct request's user lists
+                    once, as in training
     request_shared  the above, eager
     compiled        the request-shared graph exported to ONNX and run by ONNX Runtime, chosen
                     over torch.export + AOTInductor by measurement (same speed, seconds to
@@ -193,6 +197,23 @@ class RequestScorer:
         with torch.inference_mode():
             return _numpy(self.network(self.batch(split)))
 
+    def per_candidate(self, split) -> dict[str, np.ndarray]:
+        """The plain forward with the user context copied into every candidate's row, as a
+        pipeline that stores user features in each impression scores: the user's embeddings
+        and behaviour lists are looked up and pooled once per candidate, not once per request
+        (which the shared input layer does even in `eager`)."""
+        with torch.inference_mode():
+            data = TensorSplit(split, self.layout, self.pooling)
+            if split.n_requests != 1:
+                raise ValueError("the per-candidate path scores one request at a time")
+            n, bags = len(data), data.user_bags.n_bags
+            batch = Batch(user_single=data.user_single.expand(n, -1).contiguous(),
+                          user_bags=data.user_bags.take(torch.arange(bags).repeat(n)),
+                          user_of_row=torch.arange(n), item_single=data.item_single,
+                          item_bags=data.item_bags, dense=data.dense, click=data.click,
+                          purchase=data.purchase)
+            return _numpy(self.network(batch))
+
     def shared(self, split) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             return _numpy(self.score_parts(*self.parts(self.batch(split))))
@@ -302,7 +323,8 @@ def auc_change(model, split) -> dict[str, float]:
 def serving_paths(model) -> dict:
     """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
     scorer = RequestScorer(model)
-    paths = {"eager": scorer.eager, "request_shared": scorer.shared}
+    paths = {"eager_per_candidate": scorer.per_candidate, "eager": scorer.eager,
+             "request_shared": scorer.shared}
     try:
         paths["compiled"] = OnnxScorer(scorer)
     except ImportError:

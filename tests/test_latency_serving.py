@@ -38,7 +38,7 @@ def test_request_shared_and_compiled_equal_the_plain_forward(key, fitted, tiny_d
         for plan in plan_requests(tiny_data.test, n, n_requests=1, seed=n):
             request = assemble(tiny_data.test, plan)
             library = model.predict(request)
-            for name in ("eager", "request_shared", "compiled"):
+            for name in ("eager_per_candidate", "eager", "request_shared", "compiled"):
                 if name not in paths:
                     continue
                 diff = max_abs_diff(paths[name](request), library)
