@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -143,3 +144,25 @@ def test_latency_of_a_non_neural_model_never_imports_torch(model, sample_dir, tm
             f"'--no-report', '--out', r'{tmp_path / 'run'}']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_cli_passes_neural_settings_to_the_models_it_fits(sample_dir, sample_data,
+                                                         tiny_profile, tmp_path):
+    pytest.importorskip("torch")
+    from bench.latency import fit_model
+    from bench.registry import get
+    out = tmp_path / "run"
+    assert main(["latency", "--models", "neural/dnn_ctr", "--dataset", "aliccp-csv",
+                 "--data-dir", str(sample_dir), "--profile", "tiny", "--out", str(out),
+                 "--candidates", "5", "--threads", "1", "--min-repeats", "3", "--budget-s", "0",
+                 "--warmup", "1", "--paths", "library", "--min-count", "1",
+                 "--set", "embedding_dim=4",
+                 "--set", "mlp_dims=8,4", "--quiet", "--no-report"]) == 0
+    records = [r for r in harness.read_records(out) if r.get("kind") == "latency"]
+    assert records and all(r["error"] is None for r in records)
+    settings = {"embedding_dim": "4", "mlp_dims": "8,4"}
+    small = fit_model(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1, extra=settings)
+    default = fit_model(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1)
+    assert {r["n_params"] for r in records} == {small.n_params()} != {default.n_params()}
+    assert json.loads((out / "meta.json").read_text())["latency_runs"][0][
+        "neural_settings"] == {"embedding_dim": "4", "mlp_dims": "8,4"}

@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
                         help="keep timing a setting until this many seconds (default 3)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests first")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile budget, e.g. --set neural_max_epochs=1")
+                        help="override a profile budget, e.g. --set neural_max_epochs=1, or "
+                             "a neural setting, e.g. --set embedding_dim=32")
     parser.add_argument("--out", help="run folder to append latency records to (e.g. the folder "
                                       "of a `bench run`, so its report shows them); default: "
                                       "a new folder under reports/runs/")
@@ -108,13 +109,14 @@ def _with_int8_auc(model, split, records: list[dict]) -> list[dict]:
 
 def measure(args, argv) -> int:
     from bench import harness, meta
-    from bench.commands.run import build_report, link_latest, parse_overrides
+    from bench.commands.run import build_report, link_latest, parse_overrides, split_settings
     from bench.data.loader import load
     from bench.latency import fit_model, measure_model, serving_paths
     from bench.profiles import get_profile
     from bench.registry import select
 
-    profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
+    profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+    profile = get_profile(args.profile).with_overrides(profile_settings)
     threads, candidates = _ints(args.threads), _ints(args.candidates)
     specs = select(args.models)
     progress = not args.quiet
@@ -127,6 +129,7 @@ def measure(args, argv) -> int:
     latency_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                                 profile=profile.__dict__, seed=args.seed, threads=list(threads),
                                 candidates=list(candidates), models=[s.key for s in specs],
+                                neural_settings=neural_settings,
                                 started_utc=harness.utc_now())
     run_meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if run_meta is not None and run_meta.get("fingerprint") not in (None, data.fingerprint):
@@ -147,7 +150,8 @@ def measure(args, argv) -> int:
                 "dataset": data.name, "fingerprint": data.fingerprint,
                 "profile": profile.name, "seed": args.seed}
         try:
-            model = fit_model(spec, data, profile, args.seed, profile.threads, progress=False)
+            model = fit_model(spec, data, profile, args.seed, profile.threads, progress=False,
+                              extra=neural_settings)
             paths = serving_paths(model)
         except Exception as error:  # a model that cannot be fitted is a row, not a crash
             records = [{**base, "kind": "latency", "n_candidates": None, "threads": None,
