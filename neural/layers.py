@@ -33,7 +33,13 @@ class Tower(nn.Module):
             nn.init.constant_(self.logit.bias, math.log(prior / (1 - prior)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logit(self.body(x)).squeeze(-1)  # (B,)
+        hidden = self.body(x)
+        if torch.is_autocast_enabled("cpu"):
+            # Reduced-precision serving (neural/serving.py, bf16): the logit stays float32, as
+            # a bfloat16 logit has 8 bits of mantissa and many candidates' scores would tie.
+            with torch.autocast("cpu", enabled=False):
+                return self.logit(hidden.float()).squeeze(-1)
+        return self.logit(hidden).squeeze(-1)  # (B,)
 
 
 def _uniform_(tensor: torch.Tensor, fan_in: int) -> None:

@@ -1,4 +1,4 @@
-"""Serving paths for the neural zoo: request-level sharing, an exported graph, dynamic int8.
+"""Serving paths for the neural zoo: request-level sharing, an exported graph, int8 and bf16.
 
 Every network maps a flat input x = [user block | item block | dense] to its outputs
 (`RankingNet.score`). In a request every candidate has the same user block and the same
@@ -23,12 +23,17 @@ library's predict by bench.latency:
     int8            request_shared with dynamic int8 (per-row int8 activations, per-channel
                     int8 weights) for every per-candidate matmul; not equal to eager: its AUC
                     change is measured by `auc_change`
+    bf16            request_shared under CPU autocast to bfloat16, task logits in float32
+                    (fast where the CPU has AVX-512 BF16 or AMX, slow emulation elsewhere);
+                    not equal to eager either: `auc_change` measures it too
 
 Where a network computes something else from x, the equality check of bench.latency fails and
 says so; nothing is assumed.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -160,8 +165,9 @@ def _network(model):
 class RequestScorer:
     """Scores requests of one fitted `NeuralRanker` along the paths above."""
 
-    def __init__(self, model, int8: bool = False):
+    def __init__(self, model, int8: bool = False, bf16: bool = False):
         self.network = _network(model)
+        self.bf16 = bf16
         self.layout, self.pooling = model.layout, model.config.pooling
         user_cols, item_cols = column_split(model.config.embedding_dim)
         self.weights = SplitWeights(user_cols, item_cols, int8=int8)
@@ -214,15 +220,21 @@ class RequestScorer:
                           purchase=data.purchase)
             return _numpy(self.network(batch))
 
+    def precision(self):
+        """bf16: CPU autocast (bfloat16 matmul inputs, float32 accumulation); else nothing."""
+        if self.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def shared(self, split) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision():
             return _numpy(self.score_parts(*self.parts(self.batch(split))))
 
     def predict(self, split, batch_size: int = 16384) -> dict[str, np.ndarray]:
         """The shared path over a whole split, in batches of consecutive rows."""
         data = TensorSplit(split, self.layout, self.pooling)
         parts = {k: [] for k in OUTPUT_KEYS}
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision():
             for start in range(0, len(data), batch_size):
                 batch = data.batch(torch.arange(start, min(start + batch_size, len(data))))
                 out = _numpy(self.score_parts(*self.parts(batch)))
@@ -302,19 +314,24 @@ class OnnxScorer:
         return {k: scores[:, i].astype(np.float64) for i, k in enumerate(OUTPUT_KEYS)}
 
 
-def auc_change(model, split) -> dict[str, float]:
-    """Test AUCs of the int8 path and their change from the library's predict."""
+REDUCED_PRECISION = ("int8", "bf16")  # paths whose scores differ from eager
+
+
+def auc_change(model, split, path: str = "int8") -> dict[str, float]:
+    """Test AUCs of a reduced-precision path and their change from the library's predict."""
     from bench.metrics import TASKS, auc
 
+    if path not in REDUCED_PRECISION:
+        raise ValueError(f"auc_change is for {REDUCED_PRECISION}, not {path!r}")
     library = model.predict(split)
-    int8 = RequestScorer(model, int8=True).predict(split)
+    reduced = RequestScorer(model, int8=path == "int8", bf16=path == "bf16").predict(split)
     fields = {}
     for task in ("ctr", "cvr", "ctcvr"):
         definition = TASKS[task]
         rows = definition.rows(split.click)
         labels = definition.labels(split.click, split.purchase)[rows]
         before = auc(labels, library[definition.prediction][rows])
-        after = auc(labels, int8[definition.prediction][rows])
+        after = auc(labels, reduced[definition.prediction][rows])
         fields[f"auc_{task}"] = after
         fields[f"auc_change_{task}"] = after - before
     return fields
@@ -330,4 +347,5 @@ def serving_paths(model) -> dict:
     except ImportError:
         pass  # onnxruntime not installed: the path is left out, not faked
     paths["int8"] = RequestScorer(model, int8=True).shared
+    paths["bf16"] = RequestScorer(model, bf16=True).shared
     return paths

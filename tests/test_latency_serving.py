@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -84,13 +85,27 @@ def test_shared_path_over_a_whole_split_equals_predict(fitted, tiny_data):
     assert max_abs_diff(got, expected) <= TOLERANCE
 
 
-def test_int8_is_close_but_not_the_same(fitted, tiny_data):
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_reduced_precision_is_close_but_not_the_same(precision, fitted, tiny_data):
     from neural.serving import RequestScorer
 
     model = fitted("neural/mmoe", SMALL)
     request = assemble(tiny_data.test, plan_requests(tiny_data.test, 500, n_requests=1)[0])
-    diff = max_abs_diff(RequestScorer(model, int8=True).shared(request), model.predict(request))
+    scorer = RequestScorer(model, **{precision: True})
+    diff = max_abs_diff(scorer.shared(request), model.predict(request))
     assert 0 < diff < 0.05
+    # Over a whole split (many requests per batch) it is the same path, batch by batch.
+    assert max_abs_diff(scorer.predict(request), model.predict(request)) < 0.05
+
+
+def test_bf16_keeps_the_logits_in_float32(fitted, tiny_data):
+    """bfloat16 logits would make many candidates' scores tie (8 bits of mantissa)."""
+    from neural.serving import RequestScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
+    scores = RequestScorer(model, bf16=True).shared(request)["ctr"]
+    assert len(np.unique(scores)) > 0.9 * len(np.unique(model.predict(request)["ctr"]))
 
 
 def test_a_network_that_uses_its_input_otherwise_stays_correct(fitted, tiny_data):
@@ -121,10 +136,12 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def test_int8_auc_change_is_measured_on_the_test_split(fitted, tiny_data):
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_reduced_precision_auc_change_is_measured_on_the_test_split(precision, fitted,
+                                                                    tiny_data):
     from neural.serving import auc_change
 
-    change = auc_change(fitted("neural/mmoe", SMALL), tiny_data.test)
+    change = auc_change(fitted("neural/mmoe", SMALL), tiny_data.test, precision)
     assert set(change) == {f"auc_{t}" for t in ("ctr", "cvr", "ctcvr")} | {
         f"auc_change_{t}" for t in ("ctr", "cvr", "ctcvr")}
     assert 0.5 < change["auc_ctr"] < 1 and abs(change["auc_change_ctr"]) < 0.02

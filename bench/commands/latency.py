@@ -96,15 +96,17 @@ def _prepare_out(out: str | None, name: str) -> tuple[Path, bool]:
     return prepare_run_dir(out, f"{name}-latency", overwrite=False, resume=False), False
 
 
-def _with_int8_auc(model, split, records: list[dict]) -> list[dict]:
-    """int8 scores differ from eager: its records carry the test AUC change it costs."""
-    if not any(r.get("path") == "int8" and r.get("error") is None for r in records):
+def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
+    """int8 and bf16 scores differ from eager: their records carry the test AUC change."""
+    reduced = {r["path"] for r in records if r.get("path") in ("int8", "bf16")
+               and r.get("error") is None}
+    if not reduced:
         return records
     from neural.serving import auc_change
 
-    change = auc_change(model, split)
-    return [{**r, **change} if r.get("path") == "int8" and r.get("error") is None else r
-            for r in records]
+    change = {path: auc_change(model, split, path) for path in reduced}
+    return [{**r, **change[r["path"]]} if r.get("path") in change and r.get("error") is None
+            else r for r in records]
 
 
 def measure(args, argv) -> int:
@@ -162,7 +164,7 @@ def measure(args, argv) -> int:
                 paths = {k: v for k, v in paths.items() if k in args.paths}
             records = measure_model(model, paths, data.test, candidates, threads, base,
                                     seed=args.seed, progress=progress, **timing)
-            records = _with_int8_auc(model, data.test, records)
+            records = _with_auc_change(model, data.test, records)
         for record in records:
             harness.append_record(run_dir, record)
             if record.get("error"):
