@@ -24,8 +24,8 @@ library's predict by bench.latency:
                     int8 weights) for every per-candidate matmul; not equal to eager: its AUC
                     change is measured by `auc_change`
     bf16            request_shared under CPU autocast to bfloat16, task logits in float32
-                    (fast where the CPU has AVX-512 BF16 or AMX, slow emulation elsewhere);
-                    not equal to eager either: `auc_change` measures it too
+                    (measured fast on a CPU with AVX-512 BF16; without it, or AMX, it may be
+                    slower than float32); not equal to eager either: `auc_change` measures it
 
 Where a network computes something else from x, the equality check of bench.latency fails and
 says so; nothing is assumed.
