@@ -127,9 +127,13 @@ class Trainer:
             batch = batch.compact()
         loss = self.network.loss(self.network(batch), batch)
         loss.backward()
+        self.after_backward()
         for optimizer in self.optimizers:
             optimizer.step()
         return loss.detach()
+
+    def after_backward(self) -> None:
+        """Between the gradients and the optimiser step (the DDP trainer all-reduces here)."""
 
     def epoch(self, label: str, progress: bool) -> float:
         """One pass over the training rows; the mean training loss."""

@@ -80,19 +80,11 @@ class DdpTrainer(Trainer):
             batches += batches[: int(count) - len(batches)]
         return batches
 
-    def step(self, rows: torch.Tensor) -> torch.Tensor:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        batch = self.train.batch(rows)
-        if self.compact:
-            batch = batch.compact()
-        loss = self.network.loss(self.network(batch), batch)
-        loss.backward()  # DDP averages the dense gradients over ranks here
+    def after_backward(self) -> None:
+        # DDP averaged the dense gradients over ranks during backward; the table is ignored
+        # by DDP when its gradient is sparse, so it is averaged here.
         if self.sparse_table:
             self._all_reduce_table_gradient()
-        for optimizer in self.optimizers:
-            optimizer.step()
-        return loss.detach()
 
     def _all_reduce_table_gradient(self) -> None:
         """Average the embedding gradient over ranks as a sparse tensor of touched rows."""
