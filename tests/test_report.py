@@ -336,6 +336,30 @@ def test_latency_falls_back_to_batch_prediction_clearly_labelled(tmp_path):
     assert "not measured" in md.split("## Leaderboard")[1].split("## Figures")[0]
 
 
+def test_latency_records_show_speedups_over_the_plain_forward_of_the_same_request():
+    from bench.report.render import Table
+    from bench.report.sections import latency_records
+
+    def record(path, p50, n=1000, threads=1, **extra):
+        return {"kind": "latency", "model": "neural/m", "path": path, "n_candidates": n,
+                "threads": threads, "p50_ms": p50, "p99_ms": p50, "repeats": 9,
+                "max_abs_diff_vs_library": 1e-8, "error": None, **extra}
+
+    records = [record("eager_per_candidate", 20.0), record("eager", 16.0),
+               record("compiled", 8.0), record("compiled", 4.0, threads=2),
+               record("bf16", 5.0, auc_change_ctr=0.0001, auc_change_cvr=-0.0002,
+                      auc_change_ctcvr=0.0)]
+    table = next(b for b in latency_records(records)[0].blocks if isinstance(b, Table))
+    rows = {(r[1], r[3]): dict(zip(table.header, r, strict=True)) for r in table.rows}
+    compiled = rows[("compiled", "1")]
+    assert compiled["speed-up vs eager_per_candidate"] == "2.50×"
+    assert compiled["speed-up vs eager"] == "2.00×"
+    # No reference measured on 2 threads: no ratio across thread counts.
+    assert rows[("compiled", "2")]["speed-up vs eager"] == "—"
+    assert rows[("bf16", "1")]["test AUC change"] == "+0.00010 / -0.00020 / +0.00000"
+    assert compiled["test AUC change"] == "—"
+
+
 def test_failed_model_is_listed_and_bad_input_is_named(tmp_path):
     from bench.report import build
 

@@ -365,17 +365,62 @@ def costs(run: Run) -> list:
              "candidates/s", "path, threads", "parameters", "how pCTCVR is formed"], rows,
             "lrrrrrrlrl", id="costs-table"))
     if run.latency_records:
-        listed = sorted(run.latency_records, key=lambda r: (
-            r["model"], r.get("n_candidates") or 0, str(r.get("path")), r.get("threads") or 0))
-        blocks.append(Details(f"All {len(listed)} latency records", [Table(
-            ["model", "path", "candidates", "threads", "p50 (ms)", "p99 (ms)",
-             "assembly p50 (ms)", "repeats", "error"],
-            [[f"`{r['model']}`", str(r.get("path") or fmt.DASH), fmt.count(r["n_candidates"]),
-              str(r.get("threads") or fmt.DASH), fmt.ms(r.get("p50_ms")),
-              fmt.ms(r.get("p99_ms")), fmt.ms(r.get("assembly_p50_ms")),
-              fmt.count(r.get("repeats")), (r.get("error") or "")[:120]] for r in listed],
-            "llrrrrrrl")]))
+        blocks += latency_records(run.latency_records)
     return blocks
+
+
+# The plain references a serving path is compared with, where the model has them (neural).
+SPEEDUP_REFERENCES = ("eager_per_candidate", "eager")
+
+
+def _speedup(record: dict, p50_by_path: dict, reference: str) -> str:
+    reference_ms, ms = p50_by_path.get(reference), record.get("p50_ms")
+    if not reference_ms or not ms:
+        return fmt.DASH
+    return f"{reference_ms / ms:.2f}×"
+
+
+def _auc_change(record: dict) -> str:
+    changes = [record.get(f"auc_change_{task}") for task in MAIN_TASKS]
+    if all(fmt.missing(c) for c in changes):
+        return fmt.DASH
+    return " / ".join(fmt.signed(c, 5) for c in changes)
+
+
+def latency_records(records: list[dict]) -> list:
+    """Every latency record, with its speed-up over the plain forward of the same request."""
+    listed = sorted(records, key=lambda r: (
+        r["model"], r.get("n_candidates") or 0, str(r.get("path")), r.get("threads") or 0))
+    p50 = {}  # (model, N, threads) -> {path: p50 ms}
+    for r in listed:
+        if not r.get("error") and r.get("p50_ms"):
+            key = (r["model"], r.get("n_candidates"), r.get("threads"))
+            p50.setdefault(key, {})[r.get("path")] = r["p50_ms"]
+    rows = []
+    for r in listed:
+        same = p50.get((r["model"], r.get("n_candidates"), r.get("threads")), {})
+        diff = r.get("max_abs_diff_vs_library")
+        rows.append([f"`{r['model']}`", str(r.get("path") or fmt.DASH),
+                     fmt.count(r["n_candidates"]), str(r.get("threads") or fmt.DASH),
+                     fmt.ms(r.get("p50_ms")), fmt.ms(r.get("p99_ms")),
+                     fmt.ms(r.get("assembly_p50_ms")), fmt.count(r.get("repeats")),
+                     fmt.DASH if fmt.missing(diff) else f"{diff:.1e}",
+                     *(_speedup(r, same, ref) for ref in SPEEDUP_REFERENCES),
+                     _auc_change(r), (r.get("error") or "")[:120]])
+    return [Details(f"All {len(listed)} latency records", [
+        Para("Scoring time per request of N candidates, one user each, built from test rows "
+             "(assembly from the cached arrays timed apart), after warm-up, on the stated "
+             "threads. *max abs diff*: largest difference of any output from the model's own "
+             "predict on the first requests (paths above 1e-5 are never picked for the "
+             "leaderboard). *speed-up*: p50 of the reference path over this path's, same model, "
+             "N and threads; `eager_per_candidate` is the plain forward with the user context "
+             "copied into every candidate, `eager` the plain forward that already embeds and "
+             "pools each request's user lists once. *test AUC change* (CTR / CVR / CTCVR): for "
+             "paths that do not score equal (int8, bf16), their test AUC minus the model's."),
+        Table(["model", "path", "candidates", "threads", "p50 (ms)", "p99 (ms)",
+               "assembly p50 (ms)", "repeats", "max abs diff",
+               *(f"speed-up vs {ref}" for ref in SPEEDUP_REFERENCES), "test AUC change",
+               "error"], rows, "llrrrrrrrrrll")])]
 
 
 def failures(run: Run) -> list:
