@@ -360,6 +360,50 @@ def test_latency_records_show_speedups_over_the_plain_forward_of_the_same_reques
     assert compiled["test AUC change"] == "—"
 
 
+def _with_conversion(run_dir, skipped, repaired):
+    meta_path = run_dir / "meta.json"
+    run_meta = json.loads(meta_path.read_text())
+    examples = [["sample_skeleton_train.csv", 4 + i, "field click: label \"x\" is not a number"]
+                for i in range(skipped)]
+    run_meta["data_info"]["conversion"] = {
+        "settings": {"lenient": bool(skipped)},
+        "files": {"sample_skeleton_train.csv": {"lines": 60, "skipped_by_kind": {
+                      "format": skipped}},
+                  "common_features_train.csv": {"lines": 9, "skipped_by_kind": {}}},
+        "skipped_lines": skipped, "skipped_examples": examples,
+        "repaired_lines": repaired, "repaired_triples": 2 * repaired,
+        "repair_examples": [["common_features_train.csv", 3, "field 101 appears 2 times"]]
+        if repaired else []}
+    meta_path.write_text(json.dumps(run_meta))
+
+
+def test_skipped_and_repaired_input_lines_reach_the_report(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    _with_conversion(run_dir, skipped=3, repaired=1)
+    build(run_dir)
+    md = (run_dir / "report.md").read_text()
+    data = md.split("## Run and data")[1].split("## Leaderboard")[0]
+    assert "69 read from 2 files" in data
+    assert "**3 skipped** (format 3)" in data and "**1 repaired** (2 repeated" in data
+    assert "| sample_skeleton_train.csv | 6 | field click" in data
+    assert "| common_features_train.csv | 3 | field 101 appears 2 times |" in data
+    summary = md.split("## Summary")[1].split("## Run and data")[0]
+    assert "3 input line(s) were skipped and 1 repaired" in summary
+
+
+def test_a_clean_read_says_nothing_was_skipped(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    _with_conversion(run_dir, skipped=0, repaired=0)
+    build(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert "none skipped; none repaired." in md
+    assert "input line(s) were skipped" not in md
+
+
 def test_failed_model_is_listed_and_bad_input_is_named(tmp_path):
     from bench.report import build
 

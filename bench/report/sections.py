@@ -121,7 +121,12 @@ def data_section(run: Run) -> list:
                      + ("its click and conversion rates are **raised** above Ali-CCP's real "
                         "rates (rows in italics) so that small runs have enough positives."
                         if raised else "its rates target Ali-CCP's real rates (rows in italics)."))
+    conversion = info.get("conversion")
+    if isinstance(conversion, dict):
+        notes.append(input_lines_note(conversion))
     blocks.append(Bullets(notes))
+    if isinstance(conversion, dict):
+        blocks += input_line_examples(conversion)
     oracle = (synth or {}).get("oracle") or {}
     halves = [h for h in ("test_half", "validation_half") if isinstance(oracle.get(h), dict)]
     if halves:
@@ -133,6 +138,48 @@ def data_section(run: Run) -> list:
               fmt.auc(oracle[h].get("ctr_auc")), fmt.auc(oracle[h].get("cvr_auc")),
               fmt.auc(oracle[h].get("ctcvr_auc"))] for h in halves], "lrrrr"))
     return blocks
+
+
+def _by_kind(files: dict) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for stats in files.values():
+        for kind, count in (stats.get("skipped_by_kind") or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + int(count)
+    return kinds
+
+
+def input_lines_note(conversion: dict) -> str:
+    """How many input lines were read, skipped (by kind) and repaired: nothing lost unsaid."""
+    files = conversion.get("files") or {}
+    lines = sum(int(f.get("lines") or 0) for f in files.values())
+    skipped, repaired = conversion.get("skipped_lines") or 0, conversion.get("repaired_lines") or 0
+    lenient = (conversion.get("settings") or {}).get("lenient")
+    mode = ("`--lenient`: bad lines skipped and counted" if lenient
+            else "strict: a bad line stops the run")
+    text = f"Input lines: {fmt.count(lines)} read from {len(files)} files ({mode}); "
+    if skipped:
+        kinds = ", ".join(f"{kind} {fmt.count(n)}" for kind, n in sorted(_by_kind(files).items()))
+        text += f"**{fmt.count(skipped)} skipped** ({kinds}); "
+    else:
+        text += "none skipped; "
+    if repaired:
+        triples = fmt.count(conversion.get("repaired_triples"))
+        text += (f"**{fmt.count(repaired)} repaired** ({triples} repeated single-valued "
+                 "triples, first kept)")
+    else:
+        text += "none repaired"
+    return text + (". First examples below." if skipped or repaired else ".")
+
+
+def input_line_examples(conversion: dict) -> list:
+    rows = [[str(f), fmt.count(line), str(reason)[:200]]
+            for key in ("skipped_examples", "repair_examples")
+            for f, line, reason in (conversion.get(key) or [])]
+    if not rows:
+        return []
+    counted = (conversion.get("skipped_lines") or 0) + (conversion.get("repaired_lines") or 0)
+    return [Details(f"First {len(rows)} of {fmt.count(counted)} skipped or repaired input lines",
+                    [Table(["file", "line", "what"], rows, "lrl")])]
 
 
 # ---------------------------------------------------------------- leaderboard
@@ -543,6 +590,11 @@ def summary(run: Run) -> list:
             if below:
                 text += f" Not above the constant floor: {', '.join(f'`{b}`' for b in below)}."
         items.append(text)
+    conversion = (run.meta.get("data_info") or {}).get("conversion") or {}
+    if conversion.get("skipped_lines") or conversion.get("repaired_lines"):
+        items.append(f"{fmt.count(conversion.get('skipped_lines') or 0)} input line(s) were "
+                     f"skipped and {fmt.count(conversion.get('repaired_lines') or 0)} repaired "
+                     "while reading the data (see Run and data).")
     if run.failures:
         items.append(f"{len(run.failures)} (model, seed) run(s) failed: "
                      + ", ".join(sorted({f'`{r["model"]}`' for r in run.failures}))
