@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_parser(sub) -> None:
@@ -90,12 +91,17 @@ def handle_bench_prepare(args, argv) -> int:
 
 def handle_info(args, argv) -> int:
     from bench.commands.run import out_of_core_setting
-    from bench.data.loader import load
+    from bench.data.loader import EmptySplitError, load, require_rows
 
     data = load(args.dataset, args.data_dir, synth_profile=args.profile, seed=args.data_seed,
                 min_count=args.min_count,
                 keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient, out_of_core=out_of_core_setting(args))
+                lenient=args.lenient, out_of_core=out_of_core_setting(args), allow_empty=True)
     print(json.dumps({"name": data.name, "fingerprint": data.fingerprint, **data.info},
                      indent=2, default=str))
+    try:
+        require_rows(data)
+    except EmptySplitError as error:
+        print(f"warning: {error}; `bench run` will refuse this data", file=sys.stderr)
+        return 1
     return 0

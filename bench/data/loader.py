@@ -142,11 +142,56 @@ def _settings_digest(settings: PrepSettings) -> str:
     return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
+class EmptySplitError(ValueError):
+    """A split has nothing to train or evaluate on; the message says where its rows went."""
+
+
+def _where_rows_went(info: dict, split: str) -> str:
+    """The counts that explain an empty split: lines skipped, purchase-without-click dropped."""
+    reasons = []
+    conversion = info.get("conversion") or {}
+    source = "train" if split == "train" else "test"
+    for name, stats in (conversion.get("files") or {}).items():
+        if source in name and stats.get("skipped_lines"):
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(
+                (stats.get("skipped_by_kind") or {}).items()))
+            reasons.append(f"{stats['skipped_lines']} of {stats.get('lines')} lines of {name} "
+                           f"were skipped ({kinds})")
+    dropped = (info.get("purchase_without_click") or {}).get(split)
+    if dropped and not (info.get("settings") or {}).get("keep_purchase_without_click"):
+        reasons.append(f"{dropped} purchase-without-click rows were dropped "
+                       "(--keep-purchase-without-click keeps them)")
+    return "; ".join(reasons) or "its input had no rows"
+
+
+def require_rows(data: Dataset) -> Dataset:
+    """Refuse a data set no model can be trained or scored on, instead of reporting AUCs of
+    nothing: every split needs rows, and train needs at least one click."""
+    for split, part in data.splits.items():
+        if len(part) == 0:
+            raise EmptySplitError(f"{data.name}: the {split} split has no rows: "
+                                  f"{_where_rows_went(data.info, split)}")
+    if int(data.train.click.sum()) == 0:
+        raise EmptySplitError(f"{data.name}: the train split has {len(data.train):,} rows but "
+                              "no click: no model can learn CTR from it")
+    return data
+
+
 def load(dataset: str = "synthetic", data_dir: str | Path | None = None,
          synth_profile: str = "small", seed: int = 0, min_count: int = 10,
          keep_purchase_without_click: bool = False, lenient: bool = False,
-         progress: bool = True, out_of_core: bool | None = None) -> Dataset:
-    """out_of_core: None = automatic (by cache size), True/False = forced; raw data only."""
+         progress: bool = True, out_of_core: bool | None = None,
+         allow_empty: bool = False) -> Dataset:
+    """out_of_core: None = automatic (by cache size), True/False = forced; raw data only.
+    allow_empty: return a data set with an empty split (for `bench data info`) instead of
+    raising EmptySplitError."""
+    data = _load(dataset, data_dir, synth_profile, seed, min_count, keep_purchase_without_click,
+                 lenient, progress, out_of_core)
+    return data if allow_empty else require_rows(data)
+
+
+def _load(dataset, data_dir, synth_profile, seed, min_count, keep_purchase_without_click,
+          lenient, progress, out_of_core) -> Dataset:
     settings = PrepSettings(min_count=min_count,
                             keep_purchase_without_click=keep_purchase_without_click)
     if dataset == "synthetic":
