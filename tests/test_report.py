@@ -294,7 +294,11 @@ def test_leaderboard_marks_best_not_significant_over_runner_up(built):
     assert {close.best, close.runner_up} == {"neural/mmoe_fake", "neural/esmm_fake"}
     assert close.significant is False and close.ci_low < 0 < close.ci_high
     md = (run_dir / "report.md").read_text()
-    assert "** †" not in md and "†" in md
+    board = md.split("## Leaderboard")[1].split("## Figures")[0]
+    best_row = next(line for line in board.splitlines() if line.startswith(f"| `{close.best}`"))
+    ctr_cell = best_row.split(" | ")[2]  # model, group, CTR AUC
+    assert ctr_cell.startswith("**") and "**†" in ctr_cell, ctr_cell
+    assert "** †" not in md
     # Against the far weaker fake GBDT, the gap is significant.
     from bench.report.results import compare
 
@@ -358,6 +362,25 @@ def test_latency_records_show_speedups_over_the_plain_forward_of_the_same_reques
     assert rows[("compiled", "2")]["speed-up vs eager"] == "—"
     assert rows[("bf16", "1")]["test AUC change"] == "+0.00010 / -0.00020 / +0.00000"
     assert compiled["test AUC change"] == "—"
+
+
+def test_batch_prediction_time_is_in_ms_per_1000_rows(built):
+    from bench.report import fmt
+    from bench.report.results import load_run
+
+    run_dir, _ = built
+    records = [r for r in harness.read_records(run_dir)
+               if r.get("kind", "accuracy") == "accuracy" and r.get("predict_s") is not None]
+    model = load_run(run_dir).models[0]
+    mine = {r["seed"]: r for r in records if r["model"] == model.model}
+    # predict_s seconds for predict_rows rows: ms per row, times 1,000 rows
+    expected = np.mean([r["predict_s"] * 1000 / r["predict_rows"] * 1000 for r in mine.values()])
+    assert model.predict_ms_per_1k == pytest.approx(expected)
+    md = (run_dir / "report.md").read_text()
+    costs = md.split("## Costs")[1]
+    assert f"| `{model.model}` | " in costs
+    row = next(line for line in costs.splitlines() if line.startswith(f"| `{model.model}` |"))
+    assert row.split(" | ")[2] == fmt.ms(expected)
 
 
 def _with_conversion(run_dir, skipped, repaired):

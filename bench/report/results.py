@@ -266,7 +266,8 @@ def load_run(run_dir: str | Path) -> Run:
         tasks = {t: _pool_task(t, by_task[t]) for t in TASK_ORDER if t in by_task}
         per_seed = {r["seed"]: r for r in mine}
         first = per_seed[min(per_seed)]
-        predict = [r["predict_s"] / r["predict_rows"] * 1000 for r in per_seed.values()
+        # seconds per row -> ms per 1,000 rows
+        predict = [r["predict_s"] / r["predict_rows"] * 1e6 for r in per_seed.values()
                    if r.get("predict_s") is not None and r.get("predict_rows")]
         name = first.get("name") or key.split("/", 1)[-1]
         models.append(ModelResult(
