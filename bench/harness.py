@@ -185,24 +185,25 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 
 def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
               progress: bool = True, extra: dict | None = None, engine: str = "local",
-              workers: int = 1) -> list[dict]:
+              workers: int = 1, done: frozenset = frozenset()) -> list[dict]:
+    """Every (model, seed) pair not in `done` (pairs a resumed folder already holds)."""
     run_dir = Path(run_dir)
     all_records = []
-    total = len(specs) * len(seeds)
+    pairs = [(spec, seed) for spec in specs for seed in seeds if (spec.key, seed) not in done]
+    total = len(pairs)
     step = 0
-    for spec in specs:
-        for seed in seeds:
-            step += 1
-            _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
-            records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
-                              workers)
-            for record in records:
-                append_record(run_dir, record)
-            all_records.extend(records)
-            ok = [r for r in records if r.get("error") is None]
-            if ok:
-                aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
-                                 if r["task"] in metrics.MAIN_TASKS and r["auc"] is not None)
-                _log(f"    fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
-                     f"AUC {aucs}", progress)
+    for spec, seed in pairs:
+        step += 1
+        _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
+        records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
+                          workers)
+        for record in records:
+            append_record(run_dir, record)
+        all_records.extend(records)
+        ok = [r for r in records if r.get("error") is None]
+        if ok:
+            aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
+                             if r["task"] in metrics.MAIN_TASKS and r["auc"] is not None)
+            _log(f"    fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
+                 f"AUC {aucs}", progress)
     return all_records

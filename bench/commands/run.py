@@ -120,6 +120,39 @@ def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -
     return run_dir
 
 
+# What must not change between a run and its --resume: results of other data, budgets or
+# network settings would be pooled into one mean and one "paired" comparison.
+RESUME_MUST_MATCH = ("fingerprint", "profile", "neural_settings")
+
+
+def check_resumable(run_dir: Path, previous: dict, fingerprint: str, profile: dict,
+                    neural_settings: dict) -> None:
+    now = {"fingerprint": fingerprint, "profile": profile, "neural_settings": neural_settings}
+    now = json.loads(json.dumps(now, default=str))  # compare as meta.json stores them
+    differ = [key for key in RESUME_MUST_MATCH
+              if key in previous and previous[key] != now[key]]
+    if differ:
+        detail = "; ".join(f"{key}: {previous[key]!r} then, {now[key]!r} now" for key in differ)
+        raise ValueError(f"cannot --resume {run_dir}: its results were made with another "
+                         f"{', '.join(differ)} ({detail}); use a new --out or the same "
+                         "--dataset/--data-dir/--profile/--set as that run")
+
+
+def resumed_meta(previous: dict, current: dict) -> dict:
+    """meta.json of a resumed run: this invocation's fields, the union of seeds and models,
+    the earlier invocations kept, and latency runs appended to the folder kept."""
+    merged = dict(current)
+    merged["seeds"] = sorted(set(previous.get("seeds") or []) | set(current["seeds"]))
+    merged["models"] = sorted(set(previous.get("models") or []) | set(current["models"]))
+    earlier = previous.get("earlier_invocations") or []
+    merged["earlier_invocations"] = earlier + [
+        {k: previous.get(k) for k in ("command", "git_commit", "seeds", "models",
+                                      "started_utc", "finished_utc")}]
+    if previous.get("latency_runs"):
+        merged["latency_runs"] = previous["latency_runs"]
+    return merged
+
+
 def link_latest(run_dir: Path) -> None:
     """reports/latest points at the newest run (a relative symlink, replaced atomically)."""
     latest = REPORTS_ROOT / "latest"
@@ -162,20 +195,27 @@ def handle(args, argv) -> int:
                 out_of_core=True if args.engine == "dask" else out_of_core_setting(args))
     run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}", args.overwrite,
                               args.resume)
-    if args.resume:
-        done = {(r["model"], r["seed"]) for r in harness.read_records(run_dir)
-                if r.get("error") is None}
-        specs = [s for s in specs if any((s.key, seed) not in done for seed in seeds)]
+    meta_path = run_dir / harness.META_FILE
+    previous = (json.loads(meta_path.read_text())
+                if args.resume and meta_path.exists() else None)
+    if previous is not None:
+        check_resumable(run_dir, previous, data.fingerprint, profile.__dict__, neural_settings)
+    selected = [s.key for s in specs]
+    # A resumed folder keeps its successful (model, seed) pairs; only the others run.
+    done = frozenset((r["model"], r["seed"]) for r in harness.read_records(run_dir)
+                     if r.get("error") is None) if args.resume else frozenset()
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
-                            models=[s.key for s in specs], engine=args.engine,
+                            models=selected, engine=args.engine,
                             workers=workers, neural_settings=neural_settings,
                             started_utc=harness.utc_now())
-    meta_path = run_dir / harness.META_FILE
+    if previous is not None:
+        run_meta = resumed_meta(previous, run_meta)
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
-                                extra=neural_settings, engine=args.engine, workers=workers)
+                                extra=neural_settings, engine=args.engine, workers=workers,
+                                done=done)
     run_meta["finished_utc"] = harness.utc_now()
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     failed = sorted({r["model"] for r in records if r.get("error")})

@@ -178,7 +178,14 @@ def parse_run_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     from bench import harness, meta
-    from bench.commands.run import link_latest, parse_overrides, prepare_run_dir, split_settings
+    from bench.commands.run import (
+        check_resumable,
+        link_latest,
+        parse_overrides,
+        prepare_run_dir,
+        resumed_meta,
+        split_settings,
+    )
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select
@@ -217,12 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}-ddp{size}",
                                       args.overwrite, args.resume)
+            meta_path = run_dir / harness.META_FILE
+            previous = (json.loads(meta_path.read_text())
+                        if args.resume and meta_path.exists() else None)
+            if previous is not None:  # the same checks as `bench run --resume`
+                check_resumable(run_dir, previous, data.fingerprint, profile.__dict__,
+                                neural_settings)
             run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                                     data_info=data.info, vocab_sizes=data.vocab_sizes,
                                     profile=profile.__dict__, seeds=list(seeds),
                                     threads=threads, models=[s.key for s in specs],
                                     engine=ENGINE, workers=size,
+                                    neural_settings=neural_settings,
                                     started_utc=harness.utc_now())
+            if previous is not None:
+                run_meta = resumed_meta(previous, run_meta)
             (run_dir / harness.META_FILE).write_text(
                 json.dumps(run_meta, indent=2, sort_keys=True, default=str))
         # Every rank skips the same finished runs: rank 0's decision is broadcast.

@@ -1,0 +1,55 @@
+"""`bench run --resume` adds missing (model, seed) results to a run folder, and refuses to pool
+results made on other data, budgets or network settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import harness
+from bench.cli import main
+
+
+@pytest.fixture
+def run(tiny_raw_dir, tmp_path, monkeypatch):
+    import bench.commands.run as run_command
+
+    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path / "reports")  # leave latest alone
+    out = tmp_path / "run"
+
+    def invoke(*extra, seeds="0"):
+        return main(["run", "--models", "baselines/constant", "--dataset", "synthetic",
+                     "--data-dir", str(tiny_raw_dir), "--profile", "tiny", "--seeds", seeds,
+                     "--out", str(out), "--quiet", "--no-report", *extra])
+
+    return invoke, out
+
+
+def test_resume_adds_seeds_and_keeps_what_the_folder_holds(run):
+    invoke, out = run
+    assert invoke(seeds="0") == 0
+    first = json.loads((out / harness.META_FILE).read_text())
+    assert invoke("--resume", seeds="0,1") == 0
+    records = harness.read_records(out)
+    assert sorted({r["seed"] for r in records}) == [0, 1]
+    assert sum(r["seed"] == 0 for r in records) == sum(r["seed"] == 1 for r in records)
+    meta = json.loads((out / harness.META_FILE).read_text())
+    assert meta["seeds"] == [0, 1] and meta["models"] == ["baselines/constant"]
+    assert meta["earlier_invocations"][0]["command"] == first["command"]
+
+
+def test_resume_on_other_data_is_refused(run, capsys):
+    invoke, out = run
+    assert invoke(seeds="0") == 0
+    before = (out / harness.RESULTS_FILE).read_text()
+    assert invoke("--resume", "--min-count", "3", seeds="1") == 2
+    assert "another fingerprint" in capsys.readouterr().err
+    assert (out / harness.RESULTS_FILE).read_text() == before
+
+
+def test_resume_with_other_budgets_is_refused(run, capsys):
+    invoke, out = run
+    assert invoke(seeds="0") == 0
+    assert invoke("--resume", "--set", "gbdt_max_rounds=7", seeds="1") == 2
+    assert "another profile" in capsys.readouterr().err
