@@ -383,6 +383,17 @@ def test_batch_prediction_time_is_in_ms_per_1000_rows(built):
     assert row.split(" | ")[2] == fmt.ms(expected)
 
 
+def test_results_of_another_data_set_are_not_pooled(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    records = harness.read_records(run_dir)
+    stray = {**records[0], "seed": 7, "fingerprint": "another-data"}
+    harness.append_record(run_dir, stray)
+    with pytest.raises(ValueError, match="more than one data set.*another-data"):
+        build(run_dir)
+
+
 def _with_conversion(run_dir, skipped, repaired):
     meta_path = run_dir / "meta.json"
     run_meta = json.loads(meta_path.read_text())

@@ -224,6 +224,21 @@ def _pick_latency(records: list[dict]) -> dict | None:
                key=lambda r: (r["p50_ms"], str(r.get("path"))))
 
 
+def _check_one_data_set(results_path: Path, meta: dict, records: list[dict]) -> None:
+    """Results of other data must not be pooled into one mean or one paired comparison."""
+    seen = {}
+    for record in records:
+        if record.get("fingerprint") is not None:
+            seen[record["fingerprint"]] = seen.get(record["fingerprint"], 0) + 1
+    expected = meta.get("fingerprint")
+    other = {f: n for f, n in seen.items() if f != expected} if expected else {}
+    if other or len(seen) > 1 and not expected:
+        counts = ", ".join(f"{f} ({n} records)" for f, n in sorted(seen.items()))
+        raise ValueError(f"{results_path} holds results of more than one data set (data "
+                         f"fingerprints {counts}; meta.json says {expected}): rerun into "
+                         "separate folders")
+
+
 def load_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     results_path, meta_path = run_dir / RESULTS_FILE, run_dir / META_FILE
@@ -254,6 +269,7 @@ def load_run(run_dir: str | Path) -> Run:
         # A later record of the same (model, seed, task) replaces an earlier one (--resume).
         accuracy[(record["model"], record["seed"], record["task"])] = record
 
+    _check_one_data_set(results_path, meta, [*accuracy.values(), *latency])
     succeeded = {(m, s) for m, s, _ in accuracy}
     failures = [r for key, r in sorted(errors.items(), key=lambda kv: (kv[0][0], kv[0][1]))
                 if key not in succeeded]
