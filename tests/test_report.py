@@ -394,6 +394,23 @@ def test_results_of_another_data_set_are_not_pooled(tmp_path):
         build(run_dir)
 
 
+def test_crosswalk_says_when_kept_purchases_without_click_break_the_match(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", with_latency=False)
+    build(run_dir)
+    crosswalk = (run_dir / "report.md").read_text().split("## Metric crosswalk")[1]
+    assert "equal to ours because purchase-without-click rows are dropped" in crosswalk
+    meta_path = run_dir / "meta.json"
+    run_meta = json.loads(meta_path.read_text())
+    run_meta["data_info"].setdefault("settings", {})["keep_purchase_without_click"] = True
+    meta_path.write_text(json.dumps(run_meta))
+    build(run_dir)
+    crosswalk = (run_dir / "report.md").read_text().split("## Metric crosswalk")[1]
+    assert "because purchase-without-click rows are dropped" not in crosswalk
+    assert "**not** equal to ours in this run" in crosswalk
+
+
 def _with_conversion(run_dir, skipped, repaired):
     meta_path = run_dir / "meta.json"
     run_meta = json.loads(meta_path.read_text())

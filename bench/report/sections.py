@@ -302,16 +302,23 @@ def significance_table(run: Run, comparisons: dict) -> list:
 
 
 def crosswalk(run: Run) -> list:
+    settings = (run.meta.get("data_info") or {}).get("settings") or {}
+    pwc_kept = bool(settings.get("keep_purchase_without_click"))
     rows = []
     for entry in ENTRIES:
         best = ranked(run.models, entry.ours)
-        here = (f"`{best[0].model}` {fmt.auc(best[0].auc(entry.ours))}" if best else fmt.DASH)
+        top = best[0].tasks[entry.ours] if best else None
+        here = (f"`{best[0].model}` {fmt.auc(top.auc)} {fmt.interval(top.ci_low, top.ci_high)}"
+                if best else fmt.DASH)
         what = f"{SCORES[entry.score].split(' (')[0].split(' =')[0]} vs {LABELS[entry.label]}, " \
                f"{ROWS[entry.rows]}"
         note = entry.note
         if entry.needs_pwc_dropped:
-            note = (note + "; " if note else "") + ("equal to ours because purchase-without-click "
-                                                    "rows are dropped")
+            note = (note + "; " if note else "") + (
+                "**not** equal to ours in this run: purchase-without-click rows were kept, so "
+                "their purchase label has positives our click-and-purchase label lacks"
+                if pwc_kept else
+                "equal to ours because purchase-without-click rows are dropped")
         rows.append([entry.source, entry.their_name, what, f"`{entry.ours}`", here,
                      entry.published or fmt.DASH, note])
     dataset = run.meta.get("dataset", "")
