@@ -115,8 +115,9 @@ def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSetting
     return encode_dataset(name, fingerprint, train, valid, test, settings, info)
 
 
-def load_processed_csv(data_dir: Path | None, settings=PrepSettings()) -> Dataset:
-    from bench.data.processed_csv import find_split_files, read_processed_csv
+def load_processed_csv(data_dir: Path | None, settings=PrepSettings(),
+                       lenient: bool = False) -> Dataset:
+    from bench.data.processed_csv import find_split_files, read_split_files
 
     if data_dir is None:
         found = [d for d in SAMPLE_DIR_CANDIDATES if d.exists()]
@@ -125,11 +126,13 @@ def load_processed_csv(data_dir: Path | None, settings=PrepSettings()) -> Datase
                                     f"found at {SAMPLE_DIR_CANDIDATES[0]}")
         data_dir = found[0]
     paths = find_split_files(Path(data_dir))
-    parts = {split: read_processed_csv(path, split) for split, path in paths.items()}
+    parts, conversion = read_split_files(paths, lenient=lenient)
     from bench.data.fingerprint import fingerprint_files
 
-    fingerprint = fingerprint_files(list(paths.values()), settings.as_dict())
-    info = {"source": str(data_dir),
+    # Lenient reading may skip lines, so it is part of the data's identity (strict: unchanged).
+    extra = {"lenient": True} if lenient else {}
+    fingerprint = fingerprint_files(list(paths.values()), {**settings.as_dict(), **extra})
+    info = {"source": str(data_dir), "conversion": conversion,
             "split_rule": "the train/val/test files as given (processed CSV form)"}
     return encode_dataset("aliccp-csv", fingerprint, parts["train"], parts["valid"],
                           parts["test"], settings, info)
@@ -207,5 +210,5 @@ def _load(dataset, data_dir, synth_profile, seed, min_count, keep_purchase_witho
         return load_raw(Path(data_dir), settings=settings, lenient=lenient, progress=progress,
                         out_of_core=out_of_core)
     if dataset == "aliccp-csv":
-        return load_processed_csv(Path(data_dir) if data_dir else None, settings)
+        return load_processed_csv(Path(data_dir) if data_dir else None, settings, lenient)
     raise ValueError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")

@@ -4,79 +4,311 @@ Columns: click, purchase, the 23 sparse fields as integer codes, 8 dense columns
 value of each multi-valued field survives in this form, so each becomes a one-element list;
 its dense column (D109_14 ...) becomes that element's weight, and D508 ... the combination values.
 Every row is its own request: the form has no request key.
+
+What a file must hold, checked column by column with pyarrow compute (no Python loop per row):
+a header naming every expected column once (columns in any order; unknown ones are ignored with
+a warning and listed in the report), then one row per line, unquoted, with as many fields as the
+header. Labels are exactly 0 or 1, sparse ids plain non-negative integers of at most 18 digits
+(they fit int64), dense values numbers that stay finite as float32. These are the raw reader's
+rules (bench.data.raw), and errors read the same: `file line N, field F: what is wrong`, with
+physical line numbers (the header is line 1; blank lines count). Strict mode (the default) stops
+at the first bad line; lenient mode skips bad lines and counts them by kind in the report, which
+has the shape of the raw reader's manifest (files, skipped_lines, skipped_examples).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from bench.data import schema
 from bench.data.encode import RawPart
+from bench.data.raw import EXAMPLES_KEPT, MAX_INT_DIGITS, RawFormatError
 
 LABELS = ("click", "purchase")
 EXPECTED_COLUMNS = LABELS + schema.PROCESSED_SPARSE + schema.PROCESSED_DENSE
 # File names of the three splits as the common pipeline writes them.
 SPLIT_FILES = {"train": "ali_ccp_train{suffix}.csv", "valid": "ali_ccp_val{suffix}.csv",
                "test": "ali_ccp_test{suffix}.csv"}
+# The numbers pyarrow's float cast accepts, less inf and nan (which it also accepts).
+NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+HEADER_LIMIT = 1 << 20  # bytes read for the header line
+SHOWN_CHARS = 80  # of a bad value or line in a message
 
 
 def find_split_files(data_dir: Path) -> dict[str, Path]:
+    """The three split files: ali_ccp_{train,val,test}.csv, or else the _sample ones. A set
+    with some files but not all is an error naming the missing ones, never a fallback."""
     data_dir = Path(data_dir)
     for suffix in ("", "_sample"):
         paths = {s: data_dir / p.format(suffix=suffix) for s, p in SPLIT_FILES.items()}
-        if all(p.exists() for p in paths.values()):
+        missing = [p.name for p in paths.values() if not p.is_file()]
+        if not missing:
             return paths
+        if len(missing) < len(paths):
+            found = [p.name for p in paths.values() if p.name not in missing]
+            raise FileNotFoundError(f"{data_dir}: {', '.join(missing)} not found (found "
+                                    f"{', '.join(found)}; the three split files go together)")
     expected = ", ".join(p.format(suffix="[_sample]") for p in SPLIT_FILES.values())
     raise FileNotFoundError(f"{data_dir}: processed Ali-CCP CSV files not found "
                             f"(expected {expected})")
 
 
-def _numeric(frame: pd.DataFrame, column: str, path: Path, integer: bool) -> np.ndarray:
-    raw = frame[column]
-    values = pd.to_numeric(raw, errors="coerce")
-    bad = values.isna()
-    if integer:
-        bad = bad | (values != np.floor(values))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{path.name} line {row + 2}, field {column}: expected {kind}, "
-                         f"got {raw.iloc[row]!r}")
-    return values.to_numpy()
+def _shown(value: bytes) -> str:
+    """A cell's text for a message: repr of the text, or of the bytes if not UTF-8."""
+    clipped = value[:SHOWN_CHARS] + (b"..." if len(value) > SHOWN_CHARS else b"")
+    try:
+        return repr(clipped.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"{clipped!r} (not UTF-8)"
 
 
-def read_processed_csv(path: Path, split: str) -> RawPart:
+def _read_header(path: Path) -> list[str]:
+    """Column names of line 1, checked: each expected one present, none twice."""
+    with open(path, "rb") as file:
+        line = file.readline(HEADER_LIMIT)
+    line = line.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+    try:
+        header = line.decode("utf-8").split(",")
+    except UnicodeDecodeError as error:
+        raise RawFormatError(path, 1, None, f"the header is not UTF-8 text ({error}): "
+                                            f"{_shown(line)}") from None
+    for name in header:
+        if header.count(name) > 1:
+            places = [str(i + 1) for i, n in enumerate(header) if n == name]
+            raise RawFormatError(path, 1, name, f"column appears {len(places)} times in the "
+                                                f"header (columns {', '.join(places)})")
+    missing = [c for c in EXPECTED_COLUMNS if c not in header]
+    if not missing:
+        return header
+    if len(header) == 1:
+        problem = (f"the header has one column, {_shown(line)}: fields must be separated by "
+                   "commas")
+    else:
+        near = [h for h in header if h.strip(' \t"\'') == missing[0]]
+        if near:
+            problem = (f"column missing from the header (found {near[0]!r} instead: names "
+                       "without spaces or quotes)")
+        else:
+            found = ", ".join(map(repr, header))
+            found = found[:200] + ("..." if len(found) > 200 else "")
+            problem = f"column missing from the header (found {len(header)} columns: {found})"
+    raise RawFormatError(path, 1, missing[0], problem)
+
+
+def _read_rows(path: Path, header: list[str]) -> tuple[pa.Table, list]:
+    """Every data line as bytes; lines with the wrong number of fields are left out and
+    returned as (line, n_fields, text), text kept for the first few only."""
+    wrong_count = []
+
+    def on_wrong_count(row):
+        text = row.text[:200] if len(wrong_count) < 2 * EXAMPLES_KEPT else ""
+        wrong_count.append((row.number, row.actual_columns, text))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            # Serial: row numbers are known only then (and it is as fast here on 2 cores).
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
+            # No quoting, so that every line is one row and line numbers are physical ones.
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False,
+                                             escape_char=False, newlines_in_values=False,
+                                             ignore_empty_lines=False,
+                                             invalid_row_handler=on_wrong_count),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(EXPECTED_COLUMNS),
+                column_types={c: pa.binary() for c in EXPECTED_COLUMNS},
+                strings_can_be_null=False, check_utf8=False))
+    except pa.ArrowInvalid as error:
+        raise RawFormatError(path, None, None, f"unreadable as CSV: {error}") from None
+    return table, wrong_count
+
+
+def _physical_lines(n_rows: int, left_out: list[int]) -> np.ndarray:
+    """Line numbers of the table's rows: from line 2 on, all but the lines left out."""
+    candidates = np.arange(2, 2 + n_rows + len(left_out), dtype=np.int64)
+    return candidates[~np.isin(candidates, np.array(left_out, dtype=np.int64))]
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Bytes seen as text without UTF-8 validation: the checks only accept ASCII anyway."""
+    return pa.chunked_array([c.view(pa.string()) for c in column.chunks], pa.string())
+
+
+def _mask(array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+@dataclass
+class _Check:
+    """The bad cells of one column (or, for field None, whole lines) and what is wrong."""
+
+    field: str | None
+    kind: str  # the key it is counted under in lenient mode
+    bad: np.ndarray  # bool per table row
+    explain: Callable[[int], str]  # table row -> message
+
+
+def _labels(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, _Check | None]:
+    good = _mask(pc.is_in(column, value_set=pa.array([b"0", b"1"], pa.binary())))
+    values = _mask(pc.equal(column, pa.scalar(b"1", pa.binary()))).astype(np.int8)
+    if good.all():
+        return values, None
+    return values, _Check(name, "label", ~good, lambda row: (
+        f"expected 0 or 1, got {_shown(column[row].as_py())}"))
+
+
+def _ids(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, _Check | None]:
+    text = _as_text(column)
+    good = pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(column),
+                                                            MAX_INT_DIGITS))
+    if pc.all(good).as_py():
+        return pc.cast(text, pa.int64()).to_numpy(), None
+    values = pc.cast(pc.if_else(good, text, pa.scalar("0")), pa.int64()).to_numpy()
+    return values, _Check(name, "sparse_id", ~_mask(good), lambda row: (
+        f"expected a non-negative integer id of at most {MAX_INT_DIGITS} digits, got "
+        f"{_shown(column[row].as_py())}"))
+
+
+def _dense(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, _Check | None]:
+    text = _as_text(column)
+    try:  # the fast path: every cell is a number (inf and nan too; caught below)
+        wide = pc.cast(text, pa.float64()).to_numpy()
+        syntax_bad = np.zeros(len(wide), bool)
+    except pa.ArrowInvalid:
+        good = pc.match_substring_regex(column, NUMBER)
+        wide = pc.cast(pc.if_else(good, text, pa.scalar("0")), pa.float64()).to_numpy()
+        syntax_bad = ~_mask(good)
+    with np.errstate(over="ignore"):
+        values = wide.astype(np.float32)
+    bad = syntax_bad | ~np.isfinite(values)
+    if not bad.any():
+        return values, None
+
+    def explain(row: int) -> str:
+        message = f"expected a finite number, got {_shown(column[row].as_py())}"
+        if not syntax_bad[row] and np.isfinite(wide[row]):
+            message += " (beyond the float32 range)"
+        return message
+
+    return values, _Check(name, "dense_value", bad, explain)
+
+
+def _empty_lines(table: pa.Table) -> _Check:
+    """Rows whose every cell is empty: pyarrow reads an empty line as such a row."""
+    empty = np.logical_and.reduce([_mask(pc.equal(pc.binary_length(table[c]), 0))
+                                   for c in EXPECTED_COLUMNS])
+    return _Check(None, "empty_line", empty, lambda row: "empty line")
+
+
+def _wrong_count_message(header: list[str], n_fields: int, text: str) -> tuple[str | None, str]:
+    expected = len(header)
+    hint = " (quoted values are not supported)" if '"' in text else ""
+    shown = repr(text[:SHOWN_CHARS] + ("..." if len(text) > SHOWN_CHARS else ""))
+    if n_fields < expected:
+        missing = header[n_fields:]
+        names = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        return header[n_fields], (f"line has {n_fields} of {expected} fields (missing {names})"
+                                  f"{hint}: {shown}")
+    return None, f"line has {n_fields} fields, the header has {expected}{hint}: {shown}"
+
+
+def read_processed_csv(path: Path, split: str, lenient: bool = False) -> tuple[RawPart, dict]:
+    """One split file -> (its raw part, its report entry: lines, rows kept, skipped by kind,
+    the first skipped lines as [file, line, reason], unknown columns ignored)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path.name} line 1: the file is empty (expected a header row)")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in EXPECTED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path.name} line 1, field {missing[0]}: column missing from the "
-                         f"header (expected {', '.join(EXPECTED_COLUMNS)})")
-    n = len(frame)
-    if n == 0:
-        raise ValueError(f"{path.name} line 2: no data rows after the header")
-    lines = np.arange(2, n + 2, dtype=np.int64)
-    labels = {}
-    for column in LABELS:
-        values = _numeric(frame, column, path, integer=True)
-        if not np.isin(values, (0, 1)).all():
-            row = int(np.flatnonzero(~np.isin(values, (0, 1)))[0])
-            raise ValueError(f"{path.name} line {row + 2}, field {column}: expected 0 or 1, "
-                             f"got {frame[column].iloc[row]!r}")
-        labels[column] = values.astype(np.int8)
-    codes = {f: _numeric(frame, f, path, integer=True).astype(np.int64)
-             for f in schema.PROCESSED_SPARSE}
-    dense = {c: _numeric(frame, c, path, integer=False).astype(np.float32)
-             for c in schema.PROCESSED_DENSE}
-    keys = pa.array([f"{split}:{line}" for line in lines])
+        raise RawFormatError(path, 1, None, "the file is empty (expected a header row)")
+    header = _read_header(path)
+    ignored = [c for c in header if c not in EXPECTED_COLUMNS]
+    if ignored:
+        warnings.warn(f"{path.name} line 1: ignoring unknown column(s) "
+                      f"{', '.join(map(repr, ignored))}", stacklevel=2)
+    table, wrong_count = _read_rows(path, header)
+    n_lines = table.num_rows + len(wrong_count)
+    if n_lines == 0:
+        raise RawFormatError(path, 2, None, "no data rows after the header")
+    lines = _physical_lines(table.num_rows, [line for line, _, _ in wrong_count])
+
+    checks = []
+    labels, codes, dense = {}, {}, {}
+    for name in LABELS:
+        labels[name], check = _labels(table[name], name)
+        checks.append(check)
+    for name in schema.PROCESSED_SPARSE:
+        codes[name], check = _ids(table[name], name)
+        checks.append(check)
+    for name in schema.PROCESSED_DENSE:
+        dense[name], check = _dense(table[name], name)
+        checks.append(check)
+    checks = [c for c in checks if c is not None]
+    if checks:  # an empty line fails every column: say so once, first
+        checks.insert(0, _empty_lines(table))
+
+    skipped, examples = {}, []  # kind -> count; (line, field, message)
+    keep = np.ones(table.num_rows, bool)
+    for line, n_fields, text in wrong_count:
+        if len(examples) < EXAMPLES_KEPT:
+            examples.append((line, *_wrong_count_message(header, n_fields, text)))
+    if wrong_count:
+        skipped["field_count"] = len(wrong_count)
+    for check in checks:
+        new = check.bad & keep  # a line is counted once, under its first problem
+        rows = np.flatnonzero(new)
+        if len(rows):
+            skipped[check.kind] = skipped.get(check.kind, 0) + len(rows)
+            examples += [(int(lines[r]), check.field, check.explain(int(r)))
+                         for r in rows[:EXAMPLES_KEPT]]
+            keep &= ~new
+    examples.sort(key=lambda e: e[0])
+    if examples and not lenient:
+        line, field, message = examples[0]
+        raise RawFormatError(path, line, field, message)
+
+    if not keep.all():
+        lines = lines[keep]
+        labels = {k: v[keep] for k, v in labels.items()}
+        codes = {k: v[keep] for k, v in codes.items()}
+        dense = {k: v[keep] for k, v in dense.items()}
+    entry = {"lines": n_lines, "rows_written": len(lines), "skipped_lines": sum(skipped.values()),
+             "skipped_by_kind": skipped, "repaired_lines": 0, "repaired_triples": 0,
+             "skipped_examples": [[path.name, line, (f"field {field}: " if field else "") + text]
+                                  for line, field, text in examples[:EXAMPLES_KEPT]]}
+    if ignored:
+        entry["ignored_columns"] = ignored
+    return _raw_part(path, split, lines, labels, codes, dense), entry
+
+
+def read_split_files(paths: dict[str, Path], lenient: bool = False) -> tuple[dict, dict]:
+    """-> ({split: RawPart}, report): the report has the shape of the raw reader's manifest, so
+    run reports and empty-split messages show what was read and skipped."""
+    parts, files, examples = {}, {}, []
+    for split, path in paths.items():
+        parts[split], entry = read_processed_csv(path, split, lenient)
+        examples += entry.pop("skipped_examples")
+        files[Path(path).name] = entry
+    report = {"settings": {"lenient": bool(lenient)}, "files": files,
+              "skipped_lines": sum(f["skipped_lines"] for f in files.values()),
+              "skipped_examples": examples[:EXAMPLES_KEPT],
+              "repaired_lines": 0, "repaired_triples": 0, "repair_examples": []}
+    return parts, report
+
+
+def _raw_part(path: Path, split: str, lines: np.ndarray, labels: dict, codes: dict,
+              dense: dict) -> RawPart:
+    n = len(lines)
+    line_text = pc.cast(pa.array(lines), pa.string())
+    keys = pc.binary_join_element_wise(pa.scalar(f"{split}:"), line_text, "")
     one_each = np.arange(n + 1, dtype=np.int32)
 
     def one_element_lists(field_name: str, weights: np.ndarray):
