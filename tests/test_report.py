@@ -411,6 +411,23 @@ def test_crosswalk_says_when_kept_purchases_without_click_break_the_match(tmp_pa
     assert "**not** equal to ours in this run" in crosswalk
 
 
+def test_a_model_with_the_best_models_scores_is_not_its_runner_up(built):
+    import dataclasses
+
+    from bench.report.results import best_vs_runner_up, load_run
+
+    run_dir, _ = built
+    models = load_run(run_dir).models
+    before = best_vs_runner_up(models, "ctr")
+    best = next(m for m in models if m.model == before.best)
+    # Named to sort before the best, so a tie on AUC would rank it first or second.
+    twin = dataclasses.replace(best, model="a_twin/same_ctr_model")
+    after = best_vs_runner_up([*models, twin], "ctr")
+    assert {after.best, *after.same_as_best} == {before.best, twin.model}
+    assert after.runner_up == before.runner_up
+    assert after.difference == pytest.approx(before.difference)
+
+
 def _with_conversion(run_dir, skipped, repaired):
     meta_path = run_dir / "meta.json"
     run_meta = json.loads(meta_path.read_text())

@@ -312,6 +312,9 @@ class Comparison:
     ci_low: float | None
     ci_high: float | None
     share_not_better: float | None  # share of replicates where best <= runner-up
+    # Models whose scores equal the best's on this column (e.g. lgbm_ctr and lgbm_ctr_x_cvr
+    # share one CTR model): skipped as runner-up, since a model cannot be tested against itself.
+    same_as_best: tuple[str, ...] = ()
 
     @property
     def significant(self) -> bool | None:
@@ -349,11 +352,25 @@ def ranked(models: list[ModelResult], task: str) -> list[ModelResult]:
     return sorted(have, key=lambda m: (-m.auc(task), m.model))
 
 
+def same_scores(a: ModelResult, b: ModelResult, task: str) -> bool:
+    """Equal AUC and equal AUC on every bootstrap resample: the same scores, as far as the
+    records can tell (the resamples are shared by every model of a run)."""
+    ta, tb = a.tasks.get(task), b.tasks.get(task)
+    if ta is None or tb is None or ta.auc != tb.auc:
+        return False
+    if ta.replicates is None or tb.replicates is None:
+        return False
+    return bool(np.array_equal(ta.replicates, tb.replicates, equal_nan=True))
+
+
 def best_vs_runner_up(models: list[ModelResult], task: str) -> Comparison | None:
     order = ranked(models, task)
     if not order:
         return None
-    if len(order) == 1:
-        return Comparison(task, order[0].model, None, None, None, None, None)
-    difference, low, high, share = compare(order[0], order[1], task)
-    return Comparison(task, order[0].model, order[1].model, difference, low, high, share)
+    best = order[0]
+    same = tuple(m.model for m in order[1:] if same_scores(best, m, task))
+    others = [m for m in order[1:] if m.model not in same]
+    if not others:
+        return Comparison(task, best.model, None, None, None, None, None, same)
+    difference, low, high, share = compare(best, others[0], task)
+    return Comparison(task, best.model, others[0].model, difference, low, high, share, same)

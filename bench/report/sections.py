@@ -281,21 +281,26 @@ def significance_table(run: Run, comparisons: dict) -> list:
     for task, comparison in comparisons.items():
         if comparison is None:
             continue
+        same = ", ".join(f"`{m}`" for m in comparison.same_as_best) or fmt.DASH
         if comparison.runner_up is None:
-            rows.append([TASK_TITLES[task], f"`{comparison.best}`", fmt.DASH, fmt.DASH,
-                         fmt.DASH, fmt.DASH, "only one model"])
+            rows.append([TASK_TITLES[task], f"`{comparison.best}`", same, fmt.DASH, fmt.DASH,
+                         fmt.DASH, fmt.DASH, "no other model to test against"])
             continue
         verdict = {True: "yes", False: f"no {NOT_SIGNIFICANT}", None: "not testable"}[
             comparison.significant]
-        rows.append([TASK_TITLES[task], f"`{comparison.best}`", f"`{comparison.runner_up}`",
-                     fmt.signed(comparison.difference),
+        rows.append([TASK_TITLES[task], f"`{comparison.best}`", same,
+                     f"`{comparison.runner_up}`", fmt.signed(comparison.difference),
                      fmt.interval(comparison.ci_low, comparison.ci_high),
                      fmt.pct(comparison.share_not_better, 1), verdict])
     if not rows:
         return []
     return [Heading(3, "Is the best significantly better than the runner-up?", "significance"),
-            Table(["column", "best", "runner-up", "AUC difference", "95% CI (paired bootstrap)",
-                   "resamples where best ≤ runner-up", "significant"], rows, "lllrrrl")]
+            Para("The runner-up is the next model whose scores differ from the best's; models "
+                 "with the same scores (e.g. a product model that reuses the best's CTR model) "
+                 "are named apart and not tested against it."),
+            Table(["column", "best", "same scores as best", "runner-up", "AUC difference",
+                   "95% CI (paired bootstrap)", "resamples where best ≤ runner-up",
+                   "significant"], rows, "llllrrrl")]
 
 
 # ---------------------------------------------------------------- crosswalk
