@@ -285,10 +285,13 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
                 continue
             fpr, tpr = result.roc
             low, high = result.first_seed_ci
+            seed = result.seeds[0]  # the model's lowest successful seed
+            shown_seed = "" if seed == first_seed else f" (seed {seed})"
             ax.plot(fpr, tpr, color=_color(model), lw=1.3,
-                    label=f"{model.model}: {fmt.auc(result.auc_per_seed[0])} "
+                    label=f"{model.model}{shown_seed}: {fmt.auc(result.auc_per_seed[0])} "
                           f"{fmt.interval(low, high)}")
-            rows.append([task, model.group, model.model, fmt.auc(result.auc_per_seed[0]),
+            rows.append([task, model.group, f"{model.model}{shown_seed}",
+                         fmt.auc(result.auc_per_seed[0]),
                          fmt.interval(low, high), str(len(fpr)),
                          " ".join(f"{f:.2f}:{t:.3f}" for f, t in list(zip(fpr, tpr))[::10])])
         ax.set_title(TASK_TITLES[task], fontsize=9)
@@ -304,7 +307,8 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
         "**Definition.** ROC curve on the task's rows for the model of each group (GBDT, "
         "neural, linear, ...) with the best mean AUC on that task, sampled at evenly spaced "
         "false positive rates; the legend gives that seed's AUC and 95% interval.",
-        f"**Seeds.** curves of seed {first_seed} (the lowest seed of the run).",
+        f"**Seeds.** curves of seed {first_seed} (the lowest seed of the run); a model "
+        "that has no result for it shows its own lowest seed, named in the legend.",
         _interval_line(run).replace("; with several seeds, the replicates are averaged over "
                                     "seeds first.", ", of this seed's AUC.")],
         Table(["task", "group", "model", "AUC", "95% CI", "points", "fpr:tpr (every 10th)"],
