@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.data import schema
-from bench.data.loader import load
+from bench.data.loader import EmptySplitError, load
 from bench.data.processed_csv import (
     EXPECTED_COLUMNS,
     SPLIT_FILES,
@@ -351,3 +351,14 @@ def test_strict_reports_the_earliest_bad_line_whatever_its_kind(tmp_path):
     body[6 - 2] = replaced(body[6 - 2], "D702", "inf")
     write_splits(tmp_path, body)
     assert strict_message(tmp_path).startswith("ali_ccp_train.csv line 6, field D702:")
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_lenient_split_with_every_line_skipped_names_its_own_file(tmp_path, split):
+    write_splits(tmp_path)
+    path = tmp_path / SPLIT_FILES[split].format(suffix="")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1] + ["x" + line[1:] for line in lines[1:]]) + "\n")
+    with pytest.raises(EmptySplitError) as caught:
+        load("aliccp-csv", tmp_path, min_count=1, lenient=True, progress=False)
+    assert f"12 of 12 lines of {path.name} were skipped (label 12)" in str(caught.value)

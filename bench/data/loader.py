@@ -153,9 +153,10 @@ def _where_rows_went(info: dict, split: str) -> str:
     """The counts that explain an empty split: lines skipped, purchase-without-click dropped."""
     reasons = []
     conversion = info.get("conversion") or {}
-    source = "train" if split == "train" else "test"
+    # Raw: valid and test are halves of the test file; processed CSV: ali_ccp_val*.csv.
+    sources = {"train": ("train",), "valid": ("test", "_val")}.get(split, ("test",))
     for name, stats in (conversion.get("files") or {}).items():
-        if source in name and stats.get("skipped_lines"):
+        if any(s in name for s in sources) and stats.get("skipped_lines"):
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(
                 (stats.get("skipped_by_kind") or {}).items()))
             reasons.append(f"{stats['skipped_lines']} of {stats.get('lines')} lines of {name} "
