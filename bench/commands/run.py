@@ -26,7 +26,9 @@ def add_data_arguments(parser) -> None:
     parser.add_argument("--keep-purchase-without-click", action="store_true",
                         help="keep purchase-without-click rows (dropped and counted by default)")
     parser.add_argument("--lenient", action="store_true",
-                        help="skip bad raw lines (counted and reported) instead of failing")
+                        help="skip bad input lines (raw or processed CSV; counted by kind, "
+                             "with examples, in meta.json and the report) instead of "
+                             "stopping at the first")
     parser.add_argument("--out-of-core", choices=("auto", "on", "off"), default="auto",
                         help="raw data: encode to a memory-mapped .npy cache (on), in memory "
                              "(off), or by the cache's size (auto, the default)")
