@@ -4,10 +4,13 @@ A network maps a `Batch` to a dict of task outputs and defines the loss of its p
 no training loop (neural/trainer.py owns fitting, early stopping and prediction).
 
 Outputs are probabilities under "ctr", "cvr", "ctcvr"; a probability that is the sigmoid of
-one logit also comes as "<task>_logit" so its loss is computed stably from the logit.
+one logit also comes as "<task>_logit" so its loss is computed stably from the logit, and the
+loss on a product pCTR x pCVR is computed from the two logits (`product_bce`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +19,7 @@ from torch import nn
 from neural.config import NeuralConfig
 from neural.inputs import Batch, FeatureEmbedding, FieldLayout
 
-EPS = 1e-7
+LN2 = math.log(2.0)
 
 
 class RankingNet(nn.Module):
@@ -65,19 +68,55 @@ def from_logits(**logits: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def bce(out: dict[str, torch.Tensor], task: str, target: torch.Tensor,
-        mask: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy of output `task`, averaged over the rows of `mask` (or all rows)."""
-    logit = out.get(f"{task}_logit")
-    if logit is not None:
-        loss = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
-    else:  # a product of probabilities (e.g. pCTR x pCVR) has no single logit
-        loss = F.binary_cross_entropy(out[task].clamp(EPS, 1 - EPS), target, reduction="none")
+def reduce_rows(loss: torch.Tensor, mask: torch.Tensor | None = None,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row losses, weighted, averaged over the rows of `mask` (or all rows)."""
     if weight is not None:
         loss = loss * weight
     if mask is None:
         return loss.mean()
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def bce(out: dict[str, torch.Tensor], task: str, target: torch.Tensor,
+        mask: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of output `task` from its logit, averaged as `reduce_rows` says."""
+    logit = out.get(f"{task}_logit")
+    if logit is None:
+        raise ValueError(f"output {task!r} has no logit; a product of probabilities takes "
+                         "product_bce")
+    return reduce_rows(F.binary_cross_entropy_with_logits(logit, target, reduction="none"),
+                       mask, weight)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate near 0 and far below it (Maechler's two branches).
+
+    Each branch sees its input clamped into the range where it is finite, so the branch that
+    torch.where drops passes back a zero gradient, not NaN. x = 0 (p = 1 in float32, logits
+    above ~100) is clamped to the smallest normal number: a large finite loss, as BCE's own
+    clamp of log at -100.
+    """
+    near_zero = torch.log(-torch.expm1(x.clamp(min=-LN2, max=-torch.finfo(x.dtype).tiny)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-LN2)))
+    return torch.where(x > -LN2, near_zero, far)
+
+
+def product_log_loss(logit_a: torch.Tensor, logit_b: torch.Tensor,
+                     target: torch.Tensor) -> torch.Tensor:
+    """Per-row BCE of p = sigmoid(a) x sigmoid(b) against `target`, from the logits.
+
+    log p = logsigmoid(a) + logsigmoid(b) and log(1 - p) = log1mexp(log p): no clamp of p, so
+    a positive row with p far below 1e-7 keeps its full loss and gradient.
+    """
+    log_p = F.logsigmoid(logit_a) + F.logsigmoid(logit_b)
+    return -(target * log_p + (1.0 - target) * log1mexp(log_p))
+
+
+def product_bce(out: dict[str, torch.Tensor], target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE of pCTCVR = pCTR x pCVR (the model's "ctcvr" output) from the two towers' logits."""
+    return reduce_rows(product_log_loss(out["ctr_logit"], out["cvr_logit"], target), mask)
 
 
 def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
@@ -92,7 +131,7 @@ def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
     if cvr_loss == "clicked":
         return ctr + bce(out, "cvr", batch.purchase, mask=batch.click)
     if cvr_loss == "entire_space":
-        return ctr + bce(out, "ctcvr", batch.conversion)
+        return ctr + product_bce(out, batch.conversion)
     raise ValueError(f"cvr_loss must be 'clicked' or 'entire_space', got {cvr_loss!r}")
 
 

@@ -134,15 +134,13 @@ def test_runs_on_the_real_sample_rows(spec, sample_data):
 # ---- what each loss trains on ----
 
 def _cvr_grad_only_through_product(network, batch) -> bool:
-    """Whether d loss / d CVR logit flows only through pCTCVR = pCTR x pCVR."""
+    """Whether d loss / d CVR logit is that of the pCTCVR = pCTR x pCVR term alone."""
+    from neural.network import product_bce
+
     out = network(batch)
-    loss = network.loss(out, batch)
-    grad_logit, grad_ctcvr = torch.autograd.grad(loss, [out["cvr_logit"], out["ctcvr"]],
-                                                 allow_unused=True)
-    if grad_ctcvr is None:
-        return False
-    cvr = out["cvr"].detach()
-    through_product = grad_ctcvr * out["ctr"].detach() * cvr * (1 - cvr)
+    grad_logit, = torch.autograd.grad(network.loss(out, batch), [out["cvr_logit"]])
+    through_product, = torch.autograd.grad(product_bce(out, batch.conversion),
+                                           [out["cvr_logit"]])
     return torch.allclose(grad_logit, through_product, rtol=1e-4, atol=1e-9)
 
 
@@ -153,6 +151,61 @@ def test_esmm_cvr_tower_gets_no_direct_purchase_loss(random_data):
     # The check can fail: MMoE's default loss fits pCVR to purchases on clicked rows.
     mmoe = next(s for s in SPECS if s.name == "mmoe")
     assert not _cvr_grad_only_through_product(build(mmoe), batch)
+
+
+def _exact_product_bce(a, b, y):
+    """Per-row BCE of sigmoid(a) x sigmoid(b) and its d/da, in float64 without cancellation."""
+    a, b, y = (np.asarray(v, dtype=np.float64) for v in (a, b, y))
+    log_p = -np.log1p(np.exp(-a)) - np.log1p(np.exp(-b))
+    # 1 - p = p (e^-a + e^-b + e^-(a+b)): exact where p is near 1; log1p(-p) where p is small
+    log_1mp = np.where(log_p < -np.log(2), np.log1p(-np.exp(np.minimum(log_p, -np.log(2)))),
+                       np.log(np.exp(-a) + np.exp(-b) + np.exp(-a - b)) + log_p)
+    loss = -(y * log_p + (1 - y) * log_1mp)
+    sigmoid_minus_a = 1 / (1 + np.exp(a))  # d log p / da
+    grad_a = -(y * sigmoid_minus_a - (1 - y) * np.exp(log_p - log_1mp) * sigmoid_minus_a)
+    return loss, grad_a
+
+
+def test_product_loss_is_the_exact_bce_of_the_product():
+    """pCTR x pCVR far below 1e-7 or near 1: the loss and its gradient stay exact."""
+    from neural.network import product_log_loss
+
+    values = [-30.0, -16.0, -9.0, -4.0, 0.0, 4.0, 9.0, 16.0, 30.0]
+    a, b = (v.ravel() for v in np.meshgrid(values, values))
+    a, b, y = np.tile(a, 2), np.tile(b, 2), np.repeat([0.0, 1.0], len(a))
+    want_loss, want_grad = _exact_product_bce(a, b, y)
+    logit_a = torch.tensor(a, dtype=torch.float32, requires_grad=True)
+    loss = product_log_loss(logit_a, torch.tensor(b, dtype=torch.float32),
+                            torch.tensor(y, dtype=torch.float32))
+    grad, = torch.autograd.grad(loss.sum(), [logit_a])
+    np.testing.assert_allclose(loss.detach().numpy(), want_loss, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-5, atol=0)
+    # The check can fail: BCE on the product clipped to [1e-7, 1 - 1e-7] (the old loss) is
+    # 16.1 instead of 18.0 on a positive row at logits -9 / -9, with zero gradient.
+    p = torch.sigmoid(torch.tensor(a)) * torch.sigmoid(torch.tensor(b))
+    clipped = torch.nn.functional.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), torch.tensor(y),
+                                                       reduction="none")
+    assert not np.allclose(clipped.numpy(), want_loss, rtol=1e-5, atol=0)
+
+
+def test_entire_space_loss_pushes_a_very_unlikely_conversion_up():
+    """A converting row with logits -9 / -9 (pCTCVR 1.5e-8): both towers get a gradient."""
+    from types import SimpleNamespace
+
+    from neural.network import clicked_then_product, from_logits
+
+    ctr, cvr = (torch.tensor([-9.0, 0.0], requires_grad=True) for _ in range(2))
+    out = from_logits(ctr=ctr, cvr=cvr)
+    out["ctcvr"] = out["ctr"] * out["cvr"]
+    batch = SimpleNamespace(click=torch.tensor([1.0, 0.0]), conversion=torch.tensor([1.0, 0.0]))
+    loss = clicked_then_product(out, batch, "entire_space")
+    grad_ctr, grad_cvr = torch.autograd.grad(loss, [ctr, cvr])
+    want_loss, want_grad = _exact_product_bce([-9.0, 0.0], [-9.0, 0.0], [1.0, 0.0])
+    # mean over 2 rows of CTR BCE + CTCVR BCE; the CVR logit only sees the CTCVR term
+    assert float(grad_cvr[0]) == pytest.approx(want_grad[0] / 2, rel=1e-5)
+    assert float(grad_cvr[0]) < -0.49 and float(grad_ctr[0]) < -0.99
+    assert float(loss.detach()) == pytest.approx(
+        (want_loss.sum() + np.log1p(np.exp(9.0)) + np.log(2)) / 2, rel=1e-5)
 
 
 def test_esmm_loss_ignores_purchase_labels_of_unclicked_rows(random_data):
