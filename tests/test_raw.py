@@ -329,3 +329,168 @@ def test_prepare_bench_measures_two_sizes(tmp_path):
     assert isinstance(result["memory_flat"], bool) and isinstance(result["time_linear"], bool)
     assert len(large["rss_mib_by_quarter"]) == 4
     assert not list(tmp_path.glob("*-cache"))  # caches are removed unless kept
+
+
+# ---- bytes the CSV parser would misread: non-UTF-8 text, a lone carriage return, archives
+
+KEY = "0123456789abcdef"
+SKELETON_FILE = "sample_skeleton_train.csv"
+
+
+def skeleton_line(sample_id: int) -> bytes:
+    return line_text([sample_id, sample_id % 2, 0, KEY],
+                     [("205", sample_id, "1.0"), ("206", 3, "1.0"), ("508", 4, "0.5")]).encode()
+
+
+def write_raw_bytes(data_dir, skeleton_lines: dict, n: int = 40, end: bytes = b"\n"):
+    """A train split of n good skeleton lines, with lines replaced by skeleton_lines
+    {line number: raw bytes}; every line is followed by `end`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = [skeleton_lines.get(i, skeleton_line(i)) for i in range(1, n + 1)]
+    (data_dir / SKELETON_FILE).write_bytes(b"".join(x + end for x in lines))
+    common = line_text([KEY], [("101", 1, "1.0"), ("109_14", 5, "0.693147")])
+    (data_dir / "common_features_train.csv").write_bytes(common.encode() + end)
+
+
+def convert_train(data_dir, **kwargs):
+    return raw.convert_raw(data_dir, data_dir / "cache", splits=("train",), progress=False,
+                           **kwargs)
+
+
+def strict_error(data_dir, **kwargs) -> raw.RawFormatError:
+    with pytest.raises(raw.RawFormatError) as caught:
+        convert_train(data_dir, **kwargs)
+    return caught.value
+
+
+def check_lenient(data_dir, bad_lines: dict, n: int = 40, **kwargs):
+    """Lenient: each bad line is one counted skip, listed in line order, and every other
+    line is written under its own physical line number."""
+    report = convert_train(data_dir, lenient=True, **kwargs)
+    counts = report["files"][SKELETON_FILE]
+    assert counts["lines"] == n
+    assert counts["skipped_lines"] == len(bad_lines)
+    assert counts["rows_written"] == n - len(bad_lines)
+    assert [line for _, line, _ in report["skipped_examples"]] == sorted(
+        bad_lines)[:raw.EXAMPLES_KEPT]
+    table = pq.read_table(data_dir / "cache" / "skeleton_train.parquet")
+    kept = [i for i in range(1, n + 1) if i not in bad_lines]
+    assert table.column("line").to_pylist() == kept
+    assert table.column("sample_id").to_pylist() == kept
+    return report
+
+
+BLOCKS = [200, 1024, raw.BLOCK_BYTES]  # small blocks put block ends around the bad lines
+
+
+@pytest.mark.parametrize("block_bytes", BLOCKS)
+def test_non_utf8_line_with_a_wrong_column_count(tmp_path, capfd, block_bytes):
+    bad = {5: b"5,0,0,\xe9t\xe9", 17: b"17,0,0,\xff"}
+    write_raw_bytes(tmp_path, bad)
+    error = strict_error(tmp_path, block_bytes=block_bytes)
+    assert str(error) == (f'{SKELETON_FILE} line 5, field feature_num: line has 4 of 6 columns '
+                          f'(missing feature_num, feature_list): "5,0,0,\\xe9t\\xe9"')
+    assert (error.path, error.line, error.field) == (str(tmp_path / SKELETON_FILE), 5,
+                                                     "feature_num")
+    report = check_lenient(tmp_path, bad, block_bytes=block_bytes)
+    assert report["skipped_examples"][1] == [
+        SKELETON_FILE, 17, 'field feature_num: line has 4 of 6 columns (missing feature_num, '
+        'feature_list): "17,0,0,\\xff"']
+    assert "UnicodeDecodeError" not in capfd.readouterr().err  # no "Exception ignored"
+
+
+def test_non_utf8_bytes_in_a_well_formed_line_name_the_triple(tmp_path):
+    bad_line = skeleton_line(9).replace(b"206\x023", b"206\x02\xe93")
+    write_raw_bytes(tmp_path, {9: bad_line})
+    assert str(strict_error(tmp_path)) == (f'{SKELETON_FILE} line 9, field feature_list: '
+                                           f'triple 2 "206\\x02\\xe93\\x031.0" has a '
+                                           f'non-integer feature id')
+    check_lenient(tmp_path, {9: bad_line})
+
+
+def test_a_wholly_non_utf8_file_is_counted_line_by_line(tmp_path):
+    bad = {i: skeleton_line(i).replace(b"205", b"\xe905") for i in range(1, 61)}
+    write_raw_bytes(tmp_path, bad, n=60)
+    report = check_lenient(tmp_path, bad, n=60, block_bytes=512)
+    assert len(report["skipped_examples"]) == raw.EXAMPLES_KEPT
+    assert "unknown field id" in report["skipped_examples"][-1][2]
+
+
+@pytest.mark.parametrize("block_bytes", BLOCKS)
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_lone_carriage_return_is_a_bad_character_of_its_line(tmp_path, block_bytes, end):
+    in_features = skeleton_line(5).replace(b"206", b"2\r06")
+    bad_value = line_text([17, 0, 0, KEY], [("205", 1, "x")]).encode()
+    write_raw_bytes(tmp_path, {5: in_features, 17: bad_value}, end=end)
+    error = strict_error(tmp_path, block_bytes=block_bytes)
+    assert (error.line, error.field) == (5, "feature_list")
+    assert str(error).startswith(f"{SKELETON_FILE} line 5, field feature_list: carriage "
+                                 f"return (\\r) at byte 37 of the line, not part of a \\r\\n "
+                                 f'line end: "5,1,0,{KEY},3,205\\x025\\x031.0\\x012\\x0d06')
+    check_lenient(tmp_path, {5: in_features, 17: bad_value}, block_bytes=block_bytes)
+    # In another column, the error names that column; two lone CRs are still one line.
+    in_key = skeleton_line(8).replace(KEY.encode(), b"0123\r4567\r89abcdef")
+    write_raw_bytes(tmp_path, {8: in_key}, end=end)
+    error = strict_error(tmp_path, block_bytes=block_bytes)
+    assert (error.line, error.field) == (8, "common_feature_index")
+    check_lenient(tmp_path, {8: in_key}, block_bytes=block_bytes)
+
+
+@pytest.mark.parametrize("block_bytes", BLOCKS)
+def test_crlf_and_lf_files_give_the_same_cache(tmp_path, block_bytes):
+    tables = {}
+    for name, end in (("lf", b"\n"), ("crlf", b"\r\n")):
+        write_raw_bytes(tmp_path / name, {}, end=end)
+        report = convert_train(tmp_path / name, block_bytes=block_bytes)
+        assert report["files"][SKELETON_FILE]["lines"] == 40
+        tables[name] = read_rows(tmp_path / name / "cache" / "skeleton_train.parquet")
+    assert len(tables["lf"]) == 40 and tables["crlf"] == tables["lf"]
+
+
+def test_last_line_may_end_with_a_lone_carriage_return(tmp_path):
+    write_raw_bytes(tmp_path, {})
+    path = tmp_path / SKELETON_FILE
+    path.write_bytes(path.read_bytes()[:-1] + b"\r")  # the final \n replaced by \r
+    report = convert_train(tmp_path)
+    assert report["files"][SKELETON_FILE]["lines"] == 40
+    assert report["files"][SKELETON_FILE]["rows_written"] == 40
+
+
+def test_skipped_examples_are_in_line_order_across_kinds(tmp_path):
+    # A column-count error (6) between two bad values (5, 18) of the same block.
+    bad = {5: line_text([5, 0, 0, KEY], [("205", 1, "x")]).encode(), 6: b"6,0,0",
+           18: line_text([18, 0, 0, KEY], [("205", 1, "y")]).encode()}
+    write_raw_bytes(tmp_path, bad)
+    check_lenient(tmp_path, bad)
+
+
+def test_repeated_request_keys_are_listed_in_line_order(tmp_path):
+    common = [line_text([f"{i:016x}"], [("101", i, "1.0")]) for i in range(1, 9)]
+    common[4] = common[0]  # line 5 repeats line 1's key
+    common[6] = "7"  # a column-count error after it
+    data_dir = tmp_path / "raw"
+    write_split(data_dir, "train", [line_text([1, 0, 0, f"{1:016x}"], [])], common)
+    report = raw.convert_raw(data_dir, tmp_path / "cache", splits=("train",), lenient=True,
+                             progress=False)
+    assert [line for _, line, _ in report["skipped_examples"]] == [5, 7]
+    assert report["files"]["common_features_train.csv"]["skipped_by_kind"] == {
+        "duplicate_key": 1, "format": 1}
+
+
+@pytest.mark.parametrize("what, head", [
+    ("gzip-compressed", None), ("a zip archive", b"PK\x03\x04" + b"\0" * 60),
+    ("a tar archive", b"sample_skeleton_train.csv".ljust(257, b"\0") + b"ustar\x0000")],
+    ids=["gzip", "zip", "tar"])
+def test_archive_saved_under_the_csv_name(tmp_path, what, head):
+    import gzip
+
+    write_raw_bytes(tmp_path, {})
+    path = tmp_path / SKELETON_FILE
+    path.write_bytes(gzip.compress(path.read_bytes()) if head is None else head.ljust(1024, b"\0"))
+    for lenient in (False, True):  # not a line to skip
+        with pytest.raises(raw.RawFormatError) as caught:
+            convert_train(tmp_path, lenient=lenient)
+        assert (caught.value.path, caught.value.line) == (str(path), None)
+        assert str(caught.value).startswith(f"{SKELETON_FILE}: file is {what} (its bytes at "
+                                            f"offset ")
+        assert "decompress it first" in str(caught.value)

@@ -16,6 +16,13 @@ so the message is the same whichever check caught it (the tests compare the two 
 lines). Two worker threads parse blocks while the main thread reads and writes (numpy, pyarrow
 and Parquet release the GIL).
 
+pyarrow reads the file through `_CheckedFile`, which hands it blocks ending at a line end and
+swaps a line with a lone carriage return or a non-ASCII byte for a marker line before pyarrow
+sees it: pyarrow would take the \\r for a line break, or stop on the non-UTF-8 text of a row
+with a wrong column count. The marker comes back through pyarrow's invalid-row handler under
+the line's own number, with the original line's problem. Files that are archives (gzip, zip,
+tar) are refused before any reading, with a message saying to decompress them.
+
 Memory stays flat: a few blocks are in flight and one Parquet row group is buffered; what grows
 with the data is the set of request keys of the current split (~0.9M keys on the real data),
 used for the join check.
@@ -180,6 +187,37 @@ def _row_problem(layout: _Layout, values: list[bytes]) -> tuple[str | None, str]
         return "feature_num", (f"feature_num is {int(cells['feature_num'])} but feature_list has "
                                f"{len(triples)} triples")
     return None
+
+
+def _column_count_problem(layout: _Layout, line: bytes, n_found: int) -> tuple[str, str]:
+    """(column, message) for a line that splits into n_found columns instead of the layout's."""
+    n_columns = len(layout.columns)
+    if n_found < n_columns:
+        missing = ", ".join(layout.columns[n_found:])
+        return layout.columns[n_found], (f"line has {n_found} of {n_columns} columns "
+                                         f"(missing {missing}): {show(line)}")
+    return layout.columns[-1], (f"line has {n_found} columns, expected {n_columns} "
+                                f"(a comma inside feature_list?): {show(line)}")
+
+
+def _line_problem(layout: _Layout, line: bytes) -> tuple[str | None, str]:
+    """(column, message) for one whole raw line (no line end) that the reader took out before
+    the CSV parser saw it: one with a carriage return or a non-ASCII byte."""
+    at = line.find(b"\r")  # the line end is cut off already, so any \r here is a lone one
+    if at >= 0:
+        column = layout.columns[min(line.count(b",", 0, at), len(layout.columns) - 1)]
+        return column, (f"carriage return (\\r) at byte {at + 1} of the line, not part of a "
+                        f"\\r\\n line end: {show(line)}")
+    values = line.split(b",")
+    if len(values) != len(layout.columns):
+        return _column_count_problem(layout, line, len(values))
+    problem = _row_problem(layout, values)
+    if problem is not None:
+        return problem
+    # Every column's rule rejects non-ASCII bytes; this only guards against a gap in them.
+    at = next(i for i, byte in enumerate(line) if byte >= 0x80)
+    column = layout.columns[min(line.count(b",", 0, at), len(layout.columns) - 1)]
+    return column, f"non-ASCII byte 0x{line[at]:02x} in the line: {show(line)}"
 
 
 # ---------------------------------------------------------------- vectorised parsing helpers
@@ -706,9 +744,90 @@ class _Report:
     repair_examples: list = field(default_factory=list)
 
 
-def _open_reader(path: Path, layout: _Layout, block_bytes: int, on_invalid):
+_SUSPECT = re.compile(rb"[\x80-\xff]|\r(?!\n)")  # a non-ASCII byte, or a CR not before LF
+
+
+class _CheckedFile:
+    """The raw file as pyarrow reads it: the same bytes in blocks that end at a line end,
+    except that a line pyarrow would misread is swapped for a marker line, unique to this
+    file, that names it. pyarrow takes a lone \\r for a line break (which would shift every
+    later line number), and it decodes the text of a row with a wrong column count as UTF-8
+    before its invalid-row handler runs (a non-UTF-8 byte there ends the whole read). A marker
+    has one column, so the handler receives it; `pop_problem` then gives the original line's
+    problem, found by the per-line rule. The check of a clean block is two C scans
+    (isascii, find \\r), and no block is copied; a block's partial last line is read again
+    with the next block."""
+
+    closed = False
+
+    def __init__(self, path: Path, layout: _Layout):
+        self.file = open(path, "rb", buffering=0)  # unbuffered: blocks are read once, whole
+        self.layout = layout
+        self.position = 0
+        self.marker = b"#bad-line-" + os.urandom(8).hex().encode() + b"-"
+        self.problems = {}  # marker number -> (column, message) of the line it stands for
+        self.n_markers = 0
+
+    def read(self, n: int = -1):
+        chunk = self.file.read() if n is None or n < 0 else self.file.read(n)
+        at_end = n is None or n < 0 or len(chunk) < n
+        cut = len(chunk) if at_end else chunk.rfind(b"\n") + 1
+        if cut == 0:  # no line end: a line longer than the block, which pyarrow reports
+            cut = len(chunk)
+        elif cut < len(chunk):
+            self.file.seek(self.position + cut)
+        self.position += cut
+        if chunk.isascii() and (b"\r" not in chunk
+                                or chunk.count(b"\r") == chunk.count(b"\r\n")):
+            return chunk if cut == len(chunk) else memoryview(chunk)[:cut]
+        return self._swap_bad_lines(chunk[:cut], at_end)
+
+    def _swap_bad_lines(self, data: bytes, at_end: bool) -> bytes:
+        pieces, done = [], 0
+        for suspect in _SUSPECT.finditer(data):
+            at = suspect.start()
+            if at < done or (at_end and at == len(data) - 1 and data[at] == 13):
+                continue  # a line already swapped, or a last line that ends with a lone \r
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            if end < 0:  # the last line of the file, or a line longer than the block
+                if not at_end:
+                    break
+                end = len(data) - (data[-1] == 13)
+            elif data[end - 1] == 13:
+                end -= 1  # keep a \r\n line end as it is
+            self.n_markers += 1
+            if self.n_markers <= 2 * EXAMPLES_KEPT:  # beyond these, only the count is used
+                self.problems[self.n_markers] = _line_problem(self.layout, data[start:end])
+            pieces += [data[done:start], self.marker, str(self.n_markers).encode()]
+            done = end
+        pieces.append(data[done:])
+        return b"".join(pieces)
+
+    def pop_problem(self, text: str) -> tuple[str | None, str] | None:
+        """The problem of the line a marker row stands for; None for any other row."""
+        if not text.startswith(self.marker.decode()):
+            return None
+        number = int(text[len(self.marker):])
+        return self.problems.pop(number, (None, "bad line (no detail kept)"))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.position
+
+    def close(self):
+        self.file.close()
+        self.closed = True
+
+
+def _open_reader(source: _CheckedFile, layout: _Layout, block_bytes: int, on_invalid):
     return pacsv.open_csv(
-        path,
+        source,
         read_options=pacsv.ReadOptions(column_names=list(layout.columns), block_size=block_bytes,
                                        use_threads=False),  # serial: the handler knows lines
         parse_options=pacsv.ParseOptions(delimiter=",", quote_char=False, double_quote=False,
@@ -724,33 +843,28 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
     """Convert one raw file into one Parquet file; for a common file return key -> line."""
     layout, path = ctx.layout, ctx.path
     numbers = _LineNumbers()
-    invalid = deque()  # (line, n_columns, text) of rows with a wrong column count
+    invalid = deque()  # (line, column, message, kind) of the rows pyarrow did not parse
     n_columns = len(layout.columns)
     n_invalid = 0
+    source = _CheckedFile(path, layout)
 
     def on_invalid(row):
+        """A row with a wrong column count, or a marker for a line with a bad character."""
         nonlocal n_invalid
         n_invalid += 1
-        # Keep the text of the first few only: a wholly broken file must not fill memory.
-        invalid.append((row.number, row.actual_columns,
-                        row.text[:200] if n_invalid <= 2 * EXAMPLES_KEPT else ""))
+        problem = source.pop_problem(row.text)
+        if problem is None:
+            # Explain the first few only: a wholly broken file must not fill memory.
+            problem = _column_count_problem(layout, row.text.encode(), row.actual_columns) \
+                if n_invalid <= 2 * EXAMPLES_KEPT else (None, "")
+        invalid.append((row.number, *problem, "format"))
         numbers.skipped.append(row.number)
         return "skip"
 
-    def column_count_error(line, actual, text):
-        shown = show(text.encode("utf-8", "replace"))
-        if actual < n_columns:
-            missing = ", ".join(layout.columns[actual:])
-            return (line, layout.columns[actual], f"line has {actual} of {n_columns} columns "
-                    f"(missing {missing}): {shown}", "format")
-        return (line, layout.columns[-1], f"line has {actual} columns, expected {n_columns} "
-                f"(a comma inside feature_list?): {shown}", "format")
-
     def handle_invalid(before_line):
-        """Report the column-count errors before a line; strict mode raises the first."""
+        """Report the unparsed rows before a line; strict mode raises the first."""
         while invalid and invalid[0][0] < before_line:
-            line, actual, text = invalid.popleft()
-            _bad_line(ctx, column_count_error(line, actual, text), stats, report, 1)
+            _bad_line(ctx, invalid.popleft(), stats, report, 1)
 
     keys = {} if layout.kind == "common" else None
     skeleton_keys = set() if layout.kind == "skeleton" else None
@@ -761,19 +875,21 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
         """Take the oldest block's result: report its bad lines in order, write its rows."""
         block, lines, covered = pending.popleft()
         result = block.result()
-        first_bad = result.bad_lines[0][0] if result.bad_lines else covered + 1
-        handle_invalid(min(first_bad, covered + 1))
-        for item in result.bad_lines:
-            _bad_line(ctx, item, stats, report, 0)
+        table = result.table
+        bad_lines = [(item, 0) for item in result.bad_lines]  # 0: counted in result.n_bad
+        if table is not None and keys is not None:
+            table, repeated = _register_keys(keys, result, table)
+            bad_lines = sorted(bad_lines + [(item, 1) for item in repeated],
+                               key=lambda pair: pair[0][0])
+        for item, counted in bad_lines:  # merged with the unparsed rows, in line order
+            handle_invalid(item[0])
+            _bad_line(ctx, item, stats, report, counted)
         for kind, count in result.n_bad.items():
             stats.skipped[kind] = stats.skipped.get(kind, 0) + count
         handle_invalid(covered + 1)
-        if result.table is None:
+        if table is None:
             return
-        table = result.table
-        if keys is not None:
-            table = _register_keys(ctx, keys, result, table, stats, report)
-        else:
+        if keys is None:
             skeleton_keys.update(result.keys)
             clicks = table.column("click").to_numpy()
             purchases = table.column("purchase").to_numpy()
@@ -803,7 +919,7 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
     writer = pq.ParquetWriter(out_path, output_schema(layout), compression="zstd",
                               compression_level=1)
     try:
-        reader = _open_reader(path, layout, block_bytes, on_invalid)
+        reader = _open_reader(source, layout, block_bytes, on_invalid)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             read_error = None
             try:
@@ -844,6 +960,7 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
         handle_invalid(float("inf"))
     finally:
         writer.close()
+        source.close()
     stats.lines = numbers.next_line - 1
     stats.seconds = time.perf_counter() - started
     if skeleton_keys is not None:
@@ -863,23 +980,24 @@ def _bad_line(ctx: _Context, item: tuple, stats: _FileStats, report: _Report, co
         report.skipped_examples.append([ctx.path.name, line, where + message])
 
 
-def _register_keys(ctx: _Context, keys: dict, result: _Block, table: pa.Table,
-                   stats: _FileStats, report: _Report) -> pa.Table:
-    """Common file: remember each request key's line; a key seen before is an error."""
+def _register_keys(keys: dict, result: _Block, table: pa.Table) -> tuple[pa.Table, list]:
+    """Common file: remember each request key's line -> (table without the lines whose key was
+    seen before, those lines as bad-line items)."""
     block_keys, block_lines = result.keys, result.key_lines.tolist()
     if keys.keys().isdisjoint(block_keys) and len(set(block_keys)) == len(block_keys):
         keys.update(zip(block_keys, block_lines))
-        return table
+        return table, []
     # Some key repeats: find which, in file order (rare, so a plain loop).
     duplicate = np.zeros(len(block_keys), bool)
+    repeated = []
     for row, (key, line) in enumerate(zip(block_keys, block_lines)):
         first_line = keys.setdefault(key, line)
         if first_line != line:
             duplicate[row] = True
-            _bad_line(ctx, (line, "common_feature_index",
-                            f"request key {show(key)} repeats line {first_line}", "duplicate_key"),
-                      stats, report, 1)
-    return table.filter(pa.array(~duplicate))
+            repeated.append((line, "common_feature_index",
+                             f"request key {show(key)} repeats line {first_line}",
+                             "duplicate_key"))
+    return table.filter(pa.array(~duplicate)), repeated
 
 
 # ---------------------------------------------------------------- the whole conversion
@@ -945,12 +1063,28 @@ def _reuse_freed_memory():
         malloc_trim(0)
 
 
+# Archives saved under the .csv name: (offset, magic bytes, what the file is). Tianchi ships
+# the data as sample_{train,test}.tar.gz. Such a file is refused rather than unpacked here:
+# its size and fingerprint would be those of the archive, inflating it would take one of the
+# two parsing cores, and a .tar.gz unpacks to a tar stream, not to the CSV text.
+_ARCHIVES = ((0, b"\x1f\x8b", "gzip-compressed"), (0, b"PK\x03\x04", "a zip archive"),
+             (257, b"ustar", "a tar archive"))
+
+
 def _check_inputs(paths: list[Path]):
     for path in paths:
         if not path.is_file():
             raise RawFormatError(path, None, None, f"file not found (looked in {path.parent})")
         if path.stat().st_size == 0:
             raise RawFormatError(path, None, None, "file is empty")
+        with open(path, "rb") as file:
+            head = file.read(512)
+        for offset, magic, what in _ARCHIVES:
+            if head[offset:offset + len(magic)] == magic:
+                raise RawFormatError(path, None, None, (
+                    f"file is {what} (its bytes at offset {offset} are "
+                    f"{magic.hex(' ')}), not CSV text: decompress it first (Tianchi's "
+                    f"sample_train.tar.gz and sample_test.tar.gz unpack with tar -xzf)"))
 
 
 def convert_raw(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool = False,
