@@ -74,3 +74,37 @@ def test_bootstrap_interval_covers_true_auc_at_about_nominal_rate():
         low, high = metrics.percentile_interval(reps)
         covered += low <= true_auc <= high
     assert 0.85 <= covered / trials <= 1.0
+
+
+def test_bootstrap_resamples_whole_requests_not_rows():
+    """Rows of one request are resampled together, so copies of a row add no information.
+
+    Each request here holds k identical rows (same label, same score). Resampling requests
+    must then give the replicates of the data set with one row per request, and an interval
+    just as wide; resampling rows would treat the k copies as k independent draws and
+    shrink the interval by about sqrt(k).
+    """
+    rng = np.random.default_rng(11)
+    n_requests, k = 300, 9
+    labels = rng.random(n_requests) < 0.3
+    scores = rng.normal(size=n_requests) + 0.8 * labels
+    groups = np.arange(n_requests)
+    copied = (np.repeat(labels, k), np.repeat(scores, k), np.repeat(groups, k))
+    assert metrics.auc(copied[0], copied[1]) == pytest.approx(metrics.auc(labels, scores))
+    one_row = metrics.bootstrap_aucs(labels, scores, groups, 400, seed=5)
+    k_rows = metrics.bootstrap_aucs(*copied, 400, seed=5)
+    np.testing.assert_allclose(k_rows, one_row, rtol=0, atol=1e-12)
+    # The same through interval widths, with unrelated seeds (no reliance on the draw order).
+    low, high = metrics.percentile_interval(one_row)
+    k_low, k_high = metrics.percentile_interval(metrics.bootstrap_aucs(*copied, 400, seed=6))
+    assert 0.75 < (k_high - k_low) / (high - low) < 1.33
+
+
+def test_task_truth_is_the_true_probability_of_the_task_label():
+    rng = np.random.default_rng(4)
+    p_click, p_conversion = rng.uniform(0.01, 0.5, 50), rng.uniform(0.01, 0.5, 50)
+    truth = {name: task.truth(p_click, p_conversion) for name, task in metrics.TASKS.items()}
+    np.testing.assert_array_equal(truth["ctr"], p_click)
+    np.testing.assert_array_equal(truth["cvr"], p_conversion)  # given a click
+    np.testing.assert_array_equal(truth["ctcvr"], p_click * p_conversion)  # click and purchase
+    np.testing.assert_array_equal(truth["cvr_entire"], p_click * p_conversion)
