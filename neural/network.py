@@ -30,6 +30,9 @@ class RankingNet(nn.Module):
     TRAIN_ROWS = "all"
     # Outputs that are a constant train prior (single-task models), not an estimate.
     CONSTANT_OUTPUTS: tuple[str, ...] = ()
+    # Whether the trainer scores the train split after fitting and hands the outputs to
+    # `calibrate` (one extra forward pass over train).
+    CALIBRATE_ON_TRAIN = False
 
     def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float]):
         super().__init__()
@@ -52,6 +55,10 @@ class RankingNet(nn.Module):
         raise NotImplementedError
 
     def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def calibrate(self, outputs: dict, train) -> None:
+        """Adjust output constants from the fitted network's outputs on the train split."""
         raise NotImplementedError
 
     def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:

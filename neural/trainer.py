@@ -283,6 +283,8 @@ class NeuralRanker:
                     break
         if best_state is not None:
             network.load_state_dict(best_state)
+        if network.CALIBRATE_ON_TRAIN:
+            network.calibrate(self.score_split(data.train, train), data.train)
         self.info = {
             "network": self.network_cls.__name__,
             **{f"param_{k}": v for k, v in self.params.items() if k != "network"},

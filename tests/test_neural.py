@@ -241,6 +241,24 @@ def test_dnn_cvr_trains_on_clicked_rows_only(random_data):
                               fit(ctr_spec, other).predict(random_data.test)["ctr"])
 
 
+def test_weighted_loss_outputs_match_the_train_rates(tiny_data, tiny_profile):
+    """The one score's per-task constants make each output's train mean the task's rate
+    (pCVR over clicked rows); the loss alone does not (it fits a weighted mean)."""
+    spec = next(s for s in SPECS if s.name == "weighted_loss")
+    seed_everything(0)
+    model = spec.build()
+    model.fit(dataclasses.replace(tiny_data, test=None),
+              FitContext(seed=0, threads=1, profile=tiny_profile, progress=False, extra={}))
+    train = tiny_data.train
+    predicted = model.predict(train)
+    clicked = train.click == 1
+    assert predicted["ctr"].mean() == pytest.approx(train.click.mean(), rel=1e-3)
+    assert predicted["cvr"][clicked].mean() == pytest.approx(train.purchase[clicked].mean(),
+                                                              rel=1e-3)
+    assert predicted["ctcvr"].mean() == pytest.approx((train.click & train.purchase).mean(),
+                                                      rel=1e-3)
+
+
 def test_escm2_dr_trains_stably(random_data):
     spec = next(s for s in SPECS if s.name == "escm2_dr")
     model = fit(spec, random_data, learning_rate=1e-2)
