@@ -5,9 +5,11 @@ the entire impression space, estimated from the clicked rows:
 - IPW: sum over clicked rows of BCE(purchase, pCVR) / pCTR, divided by all rows (pCTR is the
   propensity; detached so the regulariser does not push the CTR tower; clipped at
   `min_propensity` to bound the variance).
-- DR: an imputation tower predicts each row's conversion r~; the imputed error
-  e^ = BCE(r~, pCVR) covers every row and the clicked rows correct it by (e - e^) / pCTR.
-  The imputation tower is fitted to the clicked rows' errors, weighted by 1 / pCTR.
+- DR: an imputed error e^ covers every row and the clicked rows correct it by
+  (e - e^) / pCTR; an imputation tower is fitted to the clicked rows' errors by
+  (e - e^)^2 / pCTR. A departure from the paper, whose imputation tower outputs e^ itself:
+  here it outputs a soft conversion r~ in (0, 1) and e^ = BCE of pCVR against the target
+  r~, so e^ is never below the entropy of r~ and is tied to the CVR tower's prediction.
 Total loss: CTR + CTCVR (as ESMM) + `counterfactual_weight` x regulariser.
 """
 
@@ -39,6 +41,9 @@ class ESCM2(RankingNet):
             if estimator == "dr" else None
         self.loss_how = (f"CTR + CTCVR = pCTR x pCVR (all rows) + {counterfactual_weight} x "
                          f"{estimator.upper()} CVR risk over all rows")
+        if estimator == "dr":
+            self.loss_how += (" (imputed error = BCE(pCVR, imputed soft conversion), not the "
+                              "paper's directly predicted error)")
 
     def score(self, x):
         logits = {"ctr": self.ctr_tower(x), "cvr": self.cvr_tower(x)}
