@@ -24,8 +24,6 @@ LN2 = math.log(2.0)
 
 class RankingNet(nn.Module):
     OUTPUTS_HOW: dict[str, str] = {}
-    # Tasks the network is trained for: validation AUC of these drives early stopping.
-    TASKS: tuple[str, ...] = ("ctr", "cvr", "ctcvr")
     # Training rows: "all" impressions, or "clicked" only (the trainer filters them).
     TRAIN_ROWS = "all"
     # Outputs that are a constant train prior (single-task models), not an estimate.

@@ -7,6 +7,7 @@ are kept tiny (embedding 4, MLP [16, 8]) so the whole file runs in seconds.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -76,14 +77,15 @@ def batch_of(split, pooling="mean"):
     return data.batch(torch.arange(len(data)))
 
 
-def fit(spec, data, seed=0, **config):
+def fit(spec, data, seed=0, profile=None, **config):
     from bench.profiles import get_profile
 
     seed_everything(seed)
     model = spec.build()
     model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=1, profile=get_profile("tiny"), progress=False,
-                         extra={**TINY, **config}))
+              FitContext(seed=seed, threads=1,
+                         profile=get_profile("tiny").with_overrides(profile or {}),
+                         progress=False, extra={**TINY, **config}))
     return model
 
 
@@ -129,6 +131,19 @@ def test_runs_on_the_real_sample_rows(spec, sample_data):
     outputs = check_outputs(model.predict(sample_data.test), len(sample_data.test))
     assert all(np.isfinite(v).all() for v in outputs.values())
     assert model.info["epochs_run"] >= 1 and model.n_params() > 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_early_stopping_reads_all_three_validation_aucs(spec, random_data):
+    """Every model keeps the epoch with the best mean validation AUC of CTR, CVR and CTCVR
+    (README: one yardstick for all models, the one they are reported on)."""
+    model = fit(spec, random_data, profile={"neural_max_epochs": 4, "neural_patience": 4})
+    assert model.info["early_stop_tasks"] == "ctr,cvr,ctcvr"
+    history = json.loads(model.info["history"])
+    assert len(history) == 4
+    means = [np.mean([epoch[f"valid_auc_{task}"] for task in ("ctr", "cvr", "ctcvr")])
+             for epoch in history]
+    assert model.info["best_epoch"] == 1 + int(np.argmax(np.round(means, 5)))
 
 
 # ---- what each loss trains on ----

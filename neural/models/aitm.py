@@ -33,7 +33,6 @@ class AdaptiveTransfer(nn.Module):
 
 
 class AITM(RankingNet):
-    TASKS = ("ctr", "ctcvr")
     OUTPUTS_HOW = {"ctr": "sigmoid of the click tower",
                    "cvr": "min(1, pCTCVR / pCTR)",
                    "ctcvr": "sigmoid of the conversion tower (after transfer from the click "

@@ -24,7 +24,6 @@ class SingleTaskDNN(RankingNet):
 
 class DnnCtr(SingleTaskDNN):
     TASK = "ctr"
-    TASKS = ("ctr",)
     CONSTANT_OUTPUTS = ("cvr",)
     OUTPUTS_HOW = {"ctr": "sigmoid of the one tower", "cvr": "train CVR prior (constant)",
                    "ctcvr": "pCTR x train CVR prior"}
@@ -43,7 +42,6 @@ class DnnCvr(SingleTaskDNN):
     """Trained on clicked impressions only, with purchase as the label."""
 
     TASK = "cvr"
-    TASKS = ("cvr",)
     CONSTANT_OUTPUTS = ("ctr",)
     TRAIN_ROWS = "clicked"
     OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
@@ -63,7 +61,6 @@ class DnnCvr(SingleTaskDNN):
 
 class DnnCtcvr(SingleTaskDNN):
     TASK = "ctcvr"
-    TASKS = ("ctcvr",)
     CONSTANT_OUTPUTS = ("ctr",)
     OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
                    "cvr": "min(1, pCTCVR / train CTR prior)",

@@ -28,7 +28,6 @@ TASK_ORDER = ("ctr", "cvr", "ctcvr")
 
 
 class WeightedLoss(RankingNet):
-    TASKS = ("ctr", "ctcvr")
     CALIBRATE_ON_TRAIN = True
     OUTPUTS_HOW = {task: f"the one weighted-LR score x (train {task.upper()} rate / mean "
                          f"train score{' on clicked rows' if task == 'cvr' else ''}), "
