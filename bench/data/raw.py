@@ -761,7 +761,7 @@ class _CheckedFile:
     closed = False
 
     def __init__(self, path: Path, layout: _Layout):
-        self.file = open(path, "rb", buffering=0)  # unbuffered: blocks are read once, whole
+        self.fd = os.open(path, os.O_RDONLY)
         self.layout = layout
         self.position = 0
         self.marker = b"#bad-line-" + os.urandom(8).hex().encode() + b"-"
@@ -769,13 +769,14 @@ class _CheckedFile:
         self.n_markers = 0
 
     def read(self, n: int = -1):
-        chunk = self.file.read() if n is None or n < 0 else self.file.read(n)
-        at_end = n is None or n < 0 or len(chunk) < n
+        if n is None or n < 0:
+            n = max(os.fstat(self.fd).st_size - self.position, 0)
+        # One system call per block (pread: no seek, so the GIL is given up and taken once).
+        chunk = os.pread(self.fd, n, self.position)
+        at_end = len(chunk) < n
         cut = len(chunk) if at_end else chunk.rfind(b"\n") + 1
         if cut == 0:  # no line end: a line longer than the block, which pyarrow reports
             cut = len(chunk)
-        elif cut < len(chunk):
-            self.file.seek(self.position + cut)
         self.position += cut
         if chunk.isascii() and (b"\r" not in chunk
                                 or chunk.count(b"\r") == chunk.count(b"\r\n")):
@@ -821,7 +822,8 @@ class _CheckedFile:
         return self.position
 
     def close(self):
-        self.file.close()
+        if not self.closed:
+            os.close(self.fd)
         self.closed = True
 
 
