@@ -447,6 +447,19 @@ def test_crlf_and_lf_files_give_the_same_cache(tmp_path, block_bytes):
     assert len(tables["lf"]) == 40 and tables["crlf"] == tables["lf"]
 
 
+def test_byte_order_mark_at_the_start_is_not_a_bad_byte(tmp_path):
+    tables = {}
+    for name, mark in (("plain", b""), ("bom", b"\xef\xbb\xbf")):
+        write_raw_bytes(tmp_path / name, {1: mark + skeleton_line(1)})
+        convert_train(tmp_path / name)
+        tables[name] = read_rows(tmp_path / name / "cache" / "skeleton_train.parquet")
+    assert len(tables["plain"]) == 40 and tables["bom"] == tables["plain"]
+    # A bad byte on the first line: the error shows the line without the mark.
+    write_raw_bytes(tmp_path / "bad", {1: b"\xef\xbb\xbf1,0,0,\xe9"})
+    assert str(strict_error(tmp_path / "bad")).endswith('(missing feature_num, feature_list): '
+                                                       '"1,0,0,\\xe9"')
+
+
 def test_last_line_may_end_with_a_lone_carriage_return(tmp_path):
     write_raw_bytes(tmp_path, {})
     path = tmp_path / SKELETON_FILE

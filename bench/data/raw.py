@@ -745,6 +745,7 @@ class _Report:
 
 
 _SUSPECT = re.compile(rb"[\x80-\xff]|\r(?!\n)")  # a non-ASCII byte, or a CR not before LF
+_BOM = b"\xef\xbb\xbf"
 
 
 class _CheckedFile:
@@ -777,19 +778,22 @@ class _CheckedFile:
         cut = len(chunk) if at_end else chunk.rfind(b"\n") + 1
         if cut == 0:  # no line end: a line longer than the block, which pyarrow reports
             cut = len(chunk)
+        # pyarrow drops a UTF-8 byte order mark at the start of the file: so does the check.
+        first = len(_BOM) if self.position == 0 and chunk.startswith(_BOM) else 0
         self.position += cut
-        if chunk.isascii() and (b"\r" not in chunk
-                                or chunk.count(b"\r") == chunk.count(b"\r\n")):
+        if (chunk.isascii() or (first and chunk[first:].isascii())) and (
+                b"\r" not in chunk or chunk.count(b"\r") == chunk.count(b"\r\n")):
             return chunk if cut == len(chunk) else memoryview(chunk)[:cut]
-        return self._swap_bad_lines(chunk[:cut], at_end)
+        return self._swap_bad_lines(chunk[:cut], first, at_end)
 
-    def _swap_bad_lines(self, data: bytes, at_end: bool) -> bytes:
+    def _swap_bad_lines(self, data: bytes, first: int, at_end: bool) -> bytes:
+        """data with each line from `first` on that holds a suspect byte swapped for a marker."""
         pieces, done = [], 0
-        for suspect in _SUSPECT.finditer(data):
+        for suspect in _SUSPECT.finditer(data, first):
             at = suspect.start()
             if at < done or (at_end and at == len(data) - 1 and data[at] == 13):
                 continue  # a line already swapped, or a last line that ends with a lone \r
-            start = data.rfind(b"\n", 0, at) + 1
+            start = max(data.rfind(b"\n", 0, at) + 1, first)
             end = data.find(b"\n", at)
             if end < 0:  # the last line of the file, or a line longer than the block
                 if not at_end:
