@@ -7,6 +7,7 @@ on validation, seeding, threads, progress, and prediction.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -158,6 +159,19 @@ class Trainer:
         return total / max(seen, 1)
 
 
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """Deterministic kernels inside the block; the caller's setting is restored after it (a
+    library must not leave a process-wide switch set)."""
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+
+
 def setup_torch(threads: int, seed: int) -> None:
     """Threads pinned, seeds set, deterministic kernels: same seed -> same predictions."""
     torch.set_num_threads(threads)
@@ -242,6 +256,10 @@ class NeuralRanker:
         return {key: np.concatenate([p[key] for p in parts]) for key in OUTPUT_KEYS}
 
     def fit(self, data, ctx) -> None:
+        with deterministic_algorithms():
+            self.fit_network(data, ctx)
+
+    def fit_network(self, data, ctx) -> None:
         config = NeuralConfig.with_overrides(ctx.extra)
         profile = ctx.profile
         self.threads = ctx.threads
@@ -312,4 +330,5 @@ class NeuralRanker:
         if self.network is None:
             raise RuntimeError("predict() before fit()")
         torch.set_num_threads(self.threads)
-        return self.score_split(split)
+        with deterministic_algorithms():
+            return self.score_split(split)

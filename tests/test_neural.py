@@ -383,6 +383,26 @@ def test_epoch_order_is_a_permutation_that_keeps_requests_together():
     assert requests_per_batch(grouped) <= 6 < 40 < requests_per_batch(shuffled)
 
 
+@pytest.mark.parametrize("before", [False, True])
+def test_fit_restores_the_deterministic_setting(random_data, monkeypatch, before):
+    """Deterministic kernels while training; the caller's process-wide setting after fit."""
+    from neural.trainer import Trainer
+
+    seen = []
+    step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, rows: (
+        seen.append(torch.are_deterministic_algorithms_enabled()), step(self, rows))[1])
+    was = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(before)
+    try:
+        fit(next(s for s in SPECS if s.name == "esmm"), random_data)
+        assert torch.are_deterministic_algorithms_enabled() is before
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+    assert seen and all(seen)
+
+
 def test_config_rejects_unknown_settings():
     with pytest.raises(ValueError, match="unknown neural setting"):
         NeuralConfig.with_overrides({"embeding_dim": 8})
