@@ -507,3 +507,13 @@ def test_archive_saved_under_the_csv_name(tmp_path, what, head):
         assert str(caught.value).startswith(f"{SKELETON_FILE}: file is {what} (its bytes at "
                                             f"offset ")
         assert "decompress it first" in str(caught.value)
+
+
+def test_file_with_carriage_return_line_ends(tmp_path):
+    # Not the format (lines end with \n): one physical line, which is an error whatever its size.
+    write_raw_bytes(tmp_path, {}, end=b"\r")
+    error = strict_error(tmp_path)
+    assert (error.line, error.field) == (1, "feature_list")
+    assert "carriage return (\\r)" in str(error)
+    error = strict_error(tmp_path, block_bytes=512)  # the line is longer than the block
+    assert error.line == 1 and "longer than the read block of 512 bytes" in str(error)

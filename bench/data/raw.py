@@ -777,7 +777,9 @@ class _CheckedFile:
         at_end = len(chunk) < n
         cut = len(chunk) if at_end else chunk.rfind(b"\n") + 1
         if cut == 0:  # no line end: a line longer than the block, which pyarrow reports
-            cut = len(chunk)
+            self.position += len(chunk)
+            # ...unless a \r splits it (a file with \r line ends): keep it one line.
+            return chunk.replace(b"\r", b"\0") if b"\r" in chunk else chunk
         # pyarrow drops a UTF-8 byte order mark at the start of the file: so does the check.
         first = len(_BOM) if self.position == 0 and chunk.startswith(_BOM) else 0
         self.position += cut
@@ -795,9 +797,7 @@ class _CheckedFile:
                 continue  # a line already swapped, or a last line that ends with a lone \r
             start = max(data.rfind(b"\n", 0, at) + 1, first)
             end = data.find(b"\n", at)
-            if end < 0:  # the last line of the file, or a line longer than the block
-                if not at_end:
-                    break
+            if end < 0:  # the file's last line, without a line end
                 end = len(data) - (data[-1] == 13)
             elif data[end - 1] == 13:
                 end -= 1  # keep a \r\n line end as it is
@@ -924,8 +924,16 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
     pending = deque()  # (future, lines, last line covered by the block), oldest first
     writer = pq.ParquetWriter(out_path, output_schema(layout), compression="zstd",
                               compression_level=1)
+    def unreadable(error) -> RawFormatError:
+        return RawFormatError(path, numbers.next_line, None,
+                              f"unreadable from this line on (a line longer than the read block "
+                              f"of {block_bytes:,} bytes?): {error}")
+
     try:
-        reader = _open_reader(source, layout, block_bytes, on_invalid)
+        try:
+            reader = _open_reader(source, layout, block_bytes, on_invalid)
+        except pa.ArrowInvalid as error:  # the first block is read here
+            raise unreadable(error) from None
         with ThreadPoolExecutor(max_workers=workers) as pool:
             read_error = None
             try:
@@ -935,10 +943,7 @@ def _convert_file(ctx: _Context, out_path: Path, stats: _FileStats, report: _Rep
                     except StopIteration:
                         break
                     except pa.ArrowInvalid as error:  # raised after the blocks before it
-                        read_error = RawFormatError(
-                            path, numbers.next_line, None,
-                            f"unreadable from this line on (a line longer than the read block "
-                            f"of {block_bytes:,} bytes?): {error}")
+                        read_error = unreadable(error)
                         break
                     lines = numbers.take(batch.num_rows)
                     done_bytes += sum(c.buffers()[2].size for c in batch.columns
