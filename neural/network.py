@@ -28,8 +28,8 @@ class RankingNet(nn.Module):
     TRAIN_ROWS = "all"
     # Outputs that are a constant train prior (single-task models), not an estimate.
     CONSTANT_OUTPUTS: tuple[str, ...] = ()
-    # Whether the trainer scores the train split after fitting and hands the outputs to
-    # `calibrate` (one extra forward pass over train).
+    # Whether the trainer scores the train split after fitting and hands each output's mean
+    # (over its task's rows) to `calibrate` (one extra forward pass over train).
     CALIBRATE_ON_TRAIN = False
 
     def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float]):
@@ -55,8 +55,8 @@ class RankingNet(nn.Module):
     def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def calibrate(self, outputs: dict, train) -> None:
-        """Adjust output constants from the fitted network's outputs on the train split."""
+    def calibrate(self, train_means: dict[str, float]) -> None:
+        """Adjust output constants from the fitted network's mean outputs on train."""
         raise NotImplementedError
 
     def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:

@@ -255,6 +255,20 @@ class NeuralRanker:
                                  size) for start, stop in chunks]
         return {key: np.concatenate([p[key] for p in parts]) for key in OUTPUT_KEYS}
 
+    def train_output_means(self, split, tensors: TensorSplit | None) -> dict[str, float]:
+        """Each output's mean on `split` over its task's rows (CVR: clicked rows), summed over
+        every process's rows when this is one rank of a distributed fit."""
+        # This process's rows only (a distributed ranker's score_split gathers other rows).
+        outputs = NeuralRanker.score_split(self, split, tensors)
+        clicked = split.click == 1
+        totals = torch.tensor([outputs["ctr"].sum(), outputs["cvr"][clicked].sum(),
+                               outputs["ctcvr"].sum(), len(split), clicked.sum(), len(split)],
+                              dtype=torch.float64)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)
+        return {task: float(totals[i] / max(float(totals[i + 3]), 1.0))
+                for i, task in enumerate(OUTPUT_KEYS)}
+
     def fit(self, data, ctx) -> None:
         with deterministic_algorithms():
             self.fit_network(data, ctx)
@@ -305,7 +319,7 @@ class NeuralRanker:
         if best_state is not None:
             network.load_state_dict(best_state)
         if network.CALIBRATE_ON_TRAIN:
-            network.calibrate(self.score_split(data.train, train), data.train)
+            network.calibrate(self.train_output_means(data.train, train))
         self.info = {
             "network": self.network_cls.__name__,
             **{f"param_{k}": v for k, v in self.params.items() if k != "network"},

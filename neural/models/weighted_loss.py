@@ -19,8 +19,6 @@ pCTCVR over all rows, pCVR over clicked rows (as the CVR AUC is).
 
 from __future__ import annotations
 
-import numpy as np
-
 from neural.layers import Tower
 from neural.network import RankingNet, bce
 
@@ -56,13 +54,11 @@ class WeightedLoss(RankingNet):
             out[task] = (s * self.scale[index]).clamp(max=1.0)
         return out
 
-    def calibrate(self, outputs, train):
+    def calibrate(self, train_means):
         """Rescale each output so that its train mean (CVR: over clicked rows) is the rate."""
-        clicked = train.click == 1
         for index, task in enumerate(TASK_ORDER):
-            mean = float(np.mean(outputs[task][clicked] if task == "cvr" else outputs[task]))
-            if mean > 0:  # outputs are s x scale: one multiplicative correction
-                self.scale[index] *= float(self.prior[index]) / mean
+            if train_means[task] > 0:  # outputs are s x scale: one multiplicative correction
+                self.scale[index] *= float(self.prior[index]) / train_means[task]
 
     def loss(self, out, batch):
         weight = 1.0 + self.beta * batch.conversion
