@@ -32,6 +32,7 @@ SPECS: list[ModelSpec] = [
     _spec("aitm", "aitm:AITM", "AITM: click-to-conversion attention transfer + calibrator"),
     _spec("escm2_ipw", "escm2:ESCM2", "ESCM2: ESMM + inverse-propensity CVR regulariser",
           estimator="ipw"),
-    _spec("escm2_dr", "escm2:ESCM2", "ESCM2: ESMM + doubly robust CVR regulariser",
+    _spec("escm2_dr", "escm2:ESCM2",
+          "ESCM2: ESMM + doubly robust CVR regulariser (imputed soft conversion, DR-JL style)",
           estimator="dr"),
 ]
