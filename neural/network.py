@@ -28,6 +28,8 @@ class RankingNet(nn.Module):
     TRAIN_ROWS = "all"
     # Outputs that are a constant train prior (single-task models), not an estimate.
     CONSTANT_OUTPUTS: tuple[str, ...] = ()
+    # Validation AUCs whose mean picks the best epoch (neural/README.md, "Early stopping").
+    STOP_TASKS: tuple[str, ...] = ("ctr", "cvr", "ctcvr")
     # Whether the trainer scores the train split after fitting and hands each output's mean
     # (over its task's rows) to `calibrate` (one extra forward pass over train).
     CALIBRATE_ON_TRAIN = False

@@ -17,16 +17,13 @@ import time
 import numpy as np
 import torch
 
-from bench.metrics import MAIN_TASKS, auc
+from bench.metrics import auc
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
 from neural.optim import RowAdam
 
 OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
-# Early stopping: the mean validation AUC of the three tasks every model is scored and compared
-# on, whatever its loss trains (neural/README.md says why).
-EARLY_STOP_TASKS = MAIN_TASKS
 
 
 def resolve(target: str) -> type[RankingNet]:
@@ -298,9 +295,9 @@ class NeuralRanker:
             loop_cpu_s += time.process_time() - cpu_started
             rows_seen += epoch_rows
             outputs = self.score_split(data.valid, valid)
-            aucs = validation_aucs(outputs, data.valid, EARLY_STOP_TASKS)
+            aucs = validation_aucs(outputs, data.valid, network.STOP_TASKS)
             finite = [v for v in aucs.values() if np.isfinite(v)]
-            # Early stopping on the mean validation AUC of EARLY_STOP_TASKS.
+            # Early stopping on the mean validation AUC of the network's STOP_TASKS.
             score = float(np.mean(finite)) if finite else -train_loss
             history.append({"epoch": epoch, "train_loss": round(train_loss, 6),
                             **{f"valid_auc_{k}": round(v, 6) for k, v in aucs.items()}})
@@ -326,7 +323,7 @@ class NeuralRanker:
             "loss": getattr(network, "loss_how", ""), "train_rows": network.TRAIN_ROWS,
             "n_train_rows": epoch_rows, "train_chunks": len(self.chunks_of(data.train) or [0]),
             "epochs_run": len(history), "best_epoch": best_epoch,
-            "best_valid_score": best_score, "early_stop_tasks": ",".join(EARLY_STOP_TASKS),
+            "best_valid_score": best_score, "early_stop_tasks": ",".join(network.STOP_TASKS),
             "train_loop_s": loop_s, "train_samples_per_s": rows_seen / max(loop_s, 1e-9),
             # On a shared machine wall time varies with the load; process CPU time per thread
             # estimates what the run reaches with its cores to itself.

@@ -2,6 +2,8 @@
 
 Each learns one task; for the tasks it does not model it outputs the training prior (a
 constant, so its AUC there is exactly 0.5) or a product with that prior, as OUTPUTS_HOW says.
+Each is early-stopped on its own task only (STOP_TASKS): its other outputs are the prior or a
+product with it, nothing to choose epochs by.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class SingleTaskDNN(RankingNet):
 
 class DnnCtr(SingleTaskDNN):
     TASK = "ctr"
+    STOP_TASKS = ("ctr",)
     CONSTANT_OUTPUTS = ("cvr",)
     OUTPUTS_HOW = {"ctr": "sigmoid of the one tower", "cvr": "train CVR prior (constant)",
                    "ctcvr": "pCTR x train CVR prior"}
@@ -42,6 +45,7 @@ class DnnCvr(SingleTaskDNN):
     """Trained on clicked impressions only, with purchase as the label."""
 
     TASK = "cvr"
+    STOP_TASKS = ("cvr",)
     CONSTANT_OUTPUTS = ("ctr",)
     TRAIN_ROWS = "clicked"
     OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
@@ -61,6 +65,7 @@ class DnnCvr(SingleTaskDNN):
 
 class DnnCtcvr(SingleTaskDNN):
     TASK = "ctcvr"
+    STOP_TASKS = ("ctcvr",)
     CONSTANT_OUTPUTS = ("ctr",)
     OUTPUTS_HOW = {"ctr": "train CTR prior (constant)",
                    "cvr": "min(1, pCTCVR / train CTR prior)",
