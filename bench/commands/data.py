@@ -90,13 +90,10 @@ def handle_bench_prepare(args, argv) -> int:
 
 
 def handle_info(args, argv) -> int:
-    from bench.commands.run import out_of_core_setting
+    from bench.commands.run import data_options
     from bench.data.loader import EmptySplitError, load, require_rows
 
-    data = load(args.dataset, args.data_dir, synth_profile=args.profile, seed=args.data_seed,
-                min_count=args.min_count,
-                keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient, out_of_core=out_of_core_setting(args), allow_empty=True)
+    data = load(**data_options(args), synth_profile=args.profile, allow_empty=True)
     print(json.dumps({"name": data.name, "fingerprint": data.fingerprint, **data.info},
                      indent=2, default=str))
     try:

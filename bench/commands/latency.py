@@ -112,7 +112,13 @@ def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
 
 def measure(args, argv) -> int:
     from bench import harness, meta
-    from bench.commands.run import build_report, link_latest, parse_overrides, split_settings
+    from bench.commands.run import (
+        build_report,
+        data_options,
+        link_latest,
+        parse_overrides,
+        split_settings,
+    )
     from bench.data.loader import load
     from bench.latency import fit_model, measure_model, serving_paths
     from bench.profiles import get_profile
@@ -123,11 +129,8 @@ def measure(args, argv) -> int:
     threads, candidates = _ints(args.threads), _ints(args.candidates)
     specs = select(args.models)
     progress = not args.quiet
-    data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
-                seed=args.data_seed, min_count=args.min_count,
-                keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient, progress=progress)
-    run_dir, existed = _prepare_out(args.out, f"{data.name}-{profile.name}")
+    data = load(**data_options(args), synth_profile=profile.synth_profile, progress=progress)
+    run_dir, _ = _prepare_out(args.out, f"{data.name}-{profile.name}")
     meta_path = run_dir / harness.META_FILE
     latency_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                                 profile=profile.__dict__, seed=args.seed, threads=list(threads),
@@ -179,6 +182,6 @@ def measure(args, argv) -> int:
           f"{', failed: ' + ', '.join(sorted(failed)) if failed else ''})")
     if not args.no_report:
         build_report(run_dir)
-    if not existed:
+    if args.out is None:  # a new folder under reports/runs/ (an explicit --out is left alone)
         link_latest(run_dir)
     return 0

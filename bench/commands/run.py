@@ -38,6 +38,15 @@ def out_of_core_setting(args) -> bool | None:
     return {"auto": None, "on": True, "off": False}[getattr(args, "out_of_core", "auto")]
 
 
+def data_options(args) -> dict:
+    """`load()` keywords from the options of add_data_arguments: every command passes them all,
+    so an option shown in --help is never silently ignored."""
+    return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.data_seed,
+            "min_count": args.min_count,
+            "keep_purchase_without_click": args.keep_purchase_without_click,
+            "lenient": args.lenient, "out_of_core": out_of_core_setting(args)}
+
+
 def add_parser(sub) -> None:
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -127,12 +136,13 @@ def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -
 RESUME_MUST_MATCH = ("fingerprint", "profile", "neural_settings")
 
 
-def check_resumable(run_dir: Path, previous: dict, fingerprint: str, profile: dict,
+def check_resumable(run_dir: Path, previous: dict, fingerprint: str | None, profile: dict,
                     neural_settings: dict) -> None:
+    """fingerprint None: check the rest only (before the data is loaded, which can take long)."""
     now = {"fingerprint": fingerprint, "profile": profile, "neural_settings": neural_settings}
     now = json.loads(json.dumps(now, default=str))  # compare as meta.json stores them
-    differ = [key for key in RESUME_MUST_MATCH
-              if key in previous and previous[key] != now[key]]
+    differ = [key for key in RESUME_MUST_MATCH if key in previous and now[key] is not None
+              and previous[key] != now[key]]
     if differ:
         detail = "; ".join(f"{key}: {previous[key]!r} then, {now[key]!r} now" for key in differ)
         raise ValueError(f"cannot --resume {run_dir}: its results were made with another "
@@ -189,12 +199,14 @@ def handle(args, argv) -> int:
         specs = dask_specs(specs, args.scheduler, args.workers)
     workers = args.workers if args.engine != "local" else 1
     progress = not args.quiet
-    data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
-                seed=args.data_seed, min_count=args.min_count,
-                keep_purchase_without_click=args.keep_purchase_without_click,
-                lenient=args.lenient, progress=progress,
-                # Dask workers read the encoded cache's files themselves.
-                out_of_core=True if args.engine == "dask" else out_of_core_setting(args))
+    early_meta = Path(args.out) / harness.META_FILE if args.resume and args.out else None
+    if early_meta is not None and early_meta.exists():  # say so before loading the data
+        check_resumable(early_meta.parent, json.loads(early_meta.read_text()), None,
+                        profile.__dict__, neural_settings)
+    data = load(**{**data_options(args), "synth_profile": profile.synth_profile,
+                   "progress": progress,
+                   # Dask workers read the encoded cache's files themselves.
+                   **({"out_of_core": True} if args.engine == "dask" else {})})
     run_dir = prepare_run_dir(args.out, f"{data.name}-{profile.name}", args.overwrite,
                               args.resume)
     meta_path = run_dir / harness.META_FILE
@@ -225,7 +237,12 @@ def handle(args, argv) -> int:
           f"{', failed: ' + ', '.join(failed) if failed else ''})")
     if not args.no_report:
         build_report(run_dir)
-    link_latest(run_dir)
+    if args.out is None:  # only folders under reports/runs/; an explicit --out is left alone
+        link_latest(run_dir)
+    if failed:  # results and report are written; the exit status still tells a script
+        print(f"error: {len(failed)} model(s) failed (their errors are records in "
+              f"{harness.RESULTS_FILE} and listed in the report)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,7 @@ def settings_grid(pairs: list[str]) -> list[dict]:
 
 
 def handle(args, argv) -> int:
+    from bench.commands.run import data_options
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select
@@ -59,8 +60,7 @@ def handle(args, argv) -> int:
     specs = [s for s in select(args.models) if s.family == "neural"]
     if not specs:
         raise ValueError(f"no neural model matches {args.models}")
-    data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
-                seed=args.data_seed, min_count=args.min_count, progress=True)
+    data = load(**data_options(args), synth_profile=profile.synth_profile, progress=True)
     # Repeats go round the settings (A B A B, not A A B B), so a change in the machine's load
     # during the measurement does not favour one setting.
     for spec in specs:

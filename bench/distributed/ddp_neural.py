@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.commands.run import build_report
 
                 build_report(run_dir)
-            link_latest(run_dir)
+            if args.out is None:  # as `bench run`: only folders under reports/runs/
+                link_latest(run_dir)
     finally:
         dist.destroy_process_group()
     return 0

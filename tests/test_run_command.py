@@ -1,5 +1,6 @@
-"""`bench run --resume` adds missing (model, seed) results to a run folder, and refuses to pool
-results made on other data, budgets or network settings."""
+"""`bench run` as a script sees it: --resume adds missing (model, seed) results to a run folder
+and refuses to pool results made on other data, budgets or network settings; reports/latest
+follows default folders only; a failed model is a record and exit status 1."""
 
 from __future__ import annotations
 
@@ -53,3 +54,29 @@ def test_resume_with_other_budgets_is_refused(run, capsys):
     assert invoke(seeds="0") == 0
     assert invoke("--resume", "--set", "gbdt_max_rounds=7", seeds="1") == 2
     assert "another profile" in capsys.readouterr().err
+
+
+def test_reports_latest_follows_default_folders_only(run, tiny_raw_dir, tmp_path):
+    invoke, out = run
+    latest = tmp_path / "reports" / "latest"
+    assert invoke(seeds="0") == 0  # an explicit --out: the link is left alone
+    assert not latest.is_symlink()
+    code = main(["run", "--models", "baselines/constant", "--dataset", "synthetic",
+                 "--data-dir", str(tiny_raw_dir), "--profile", "tiny", "--seeds", "0",
+                 "--quiet", "--no-report"])
+    assert code == 0
+    assert latest.is_symlink() and latest.resolve().parent == (tmp_path / "reports" / "runs")
+    assert (latest / harness.RESULTS_FILE).exists()
+
+
+def test_a_failed_model_is_recorded_and_the_exit_status_says_so(run, tiny_raw_dir, capsys):
+    invoke, out = run
+    code = main(["run", "--models", "baselines/constant", "neural/dnn_ctr", "--dataset",
+                 "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
+                 "--seeds", "0", "--out", str(out), "--quiet", "--no-report",
+                 "--set", "neural_batch_size=0"])
+    assert code == 1
+    assert "1 model(s) failed" in capsys.readouterr().err
+    records = harness.read_records(out)
+    assert [r["model"] for r in records if r.get("error")] == ["neural/dnn_ctr"]
+    assert any(r["model"] == "baselines/constant" and r.get("error") is None for r in records)
