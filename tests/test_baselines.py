@@ -191,3 +191,16 @@ def test_row_caps_of_the_profile_are_honoured(tiny_data, tiny_profile):
                                           "gbdt_max_valid_rows": "2000"})
     model = _fit("lgbm_ctr", tiny_data, capped)
     assert model.info["ctr_train_rows"] == 3000 and model.info["ctr_valid_rows"] == 2000
+
+
+def test_gbdt_command_fits_the_registered_configuration(tiny_data, tiny_profile):
+    """`python -m bench gbdt latency --models lgbm_aitm_ctr_x_cvr` times the AITM trees."""
+    from bench.commands.gbdt import fit_registered
+
+    model, _ = fit_registered("lgbm_aitm_ctr_x_cvr", tiny_data, tiny_profile, 0, 1)
+    registered = _fit("lgbm_aitm_ctr_x_cvr", tiny_data, tiny_profile)
+    assert model.info["config"] == "aitm" and model.info["budget_num_leaves"] == 70
+    for key in ("ctr_rounds", "cvr_rounds", "budget_max_bin", "budget_learning_rate"):
+        assert model.info[key] == registered.info[key], key
+    np.testing.assert_array_equal(model.predict(tiny_data.test)["ctcvr"],
+                                  registered.predict(tiny_data.test)["ctcvr"])

@@ -75,16 +75,26 @@ def handle(args, argv) -> int:
     return 0
 
 
-def _fit(library, mode, encoding, data, profile, seed, threads):
+def _fit(library, mode, encoding, data, profile, seed, threads, config="default"):
     from baselines.trees import TreeModel
     from bench.model import FitContext, seed_everything
 
     seed_everything(seed)
-    model = TreeModel(library=library, mode=mode, encoding=encoding)
+    model = TreeModel(library=library, mode=mode, config=config, encoding=encoding)
     started = time.perf_counter()
     model.fit(dataclasses.replace(data, test=None),
               FitContext(seed=seed, threads=threads, profile=profile, progress=False))
     return model, time.perf_counter() - started
+
+
+def fit_registered(name, data, profile, seed, threads):
+    """A registered tree model fitted as its spec says (library, mode, configuration,
+    encoding), and the seconds it took."""
+    from bench.registry import get
+
+    params = get(name).params
+    return _fit(params["library"], params["mode"], params.get("encoding"), data, profile,
+                seed, threads, config=params.get("config", "default"))
 
 
 def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads) -> dict:
@@ -137,13 +147,9 @@ def _timings(call, X, repeats) -> tuple[float, float]:
 def measure_latency(data, profile, names, sizes, repeats, seed, threads) -> dict:
     import numpy as np
 
-    from bench.registry import get
-
     rows = []
     for name in names:
-        spec = get(name)
-        model, fit_s = _fit(spec.params["library"], spec.params["mode"],
-                            spec.params.get("encoding"), data, profile, seed, threads)
+        model, fit_s = fit_registered(name, data, profile, seed, threads)
         compile_s = model.compile()
         test = data.test
         features = model.features(test)
@@ -151,8 +157,9 @@ def measure_latency(data, profile, names, sizes, repeats, seed, threads) -> dict
         compiled = model.score(features, compiled=True, threads=1)
         diff = max(float(np.abs(library[k] - compiled[k]).max()) for k in library)
         rounds = {t: model.info[f"{t}_rounds"] for t in model.boosters}
-        _log(f"{name}: fit {fit_s:.1f}s, compile {compile_s:.1f}s, rounds {rounds}, "
-             f"max |compiled - library| {diff:.2e} over {len(test)} test rows")
+        _log(f"{name} ({model.config} configuration): fit {fit_s:.1f}s, compile "
+             f"{compile_s:.1f}s, rounds {rounds}, max |compiled - library| {diff:.2e} over "
+             f"{len(test)} test rows")
         for n in sizes:
             # Different rows for each size, always from the test split.
             start = np.random.default_rng(n).integers(0, max(len(test) - n, 1))
@@ -166,7 +173,7 @@ def measure_latency(data, profile, names, sizes, repeats, seed, threads) -> dict
                    "compiled_p50_ms": fast_ms[0], "compiled_p99_ms": fast_ms[1],
                    "speedup_p50": lib_ms[0] / fast_ms[0], "features_p50_ms": assembly[0],
                    "features_p99_ms": assembly[1], "max_abs_diff": diff,
-                   "compile_s": compile_s, "rounds": rounds}
+                   "compile_s": compile_s, "rounds": rounds, "config": model.config}
             rows.append(row)
     print(f"{'model':16s} {'rows':>5s}  {'library p50/p99 ms':>19s}  {'compiled p50/p99 ms':>20s}"
           f"  {'speedup':>7s}  {'features p50 ms':>15s}")
