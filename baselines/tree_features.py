@@ -7,8 +7,10 @@ Columns, in order (see `TreeFeatures.names`):
   combination ids, and the first intention node of 210), depending on `encoding`:
   `count` = how many train impressions carry that code (0 for the shared rare/unseen code,
   NaN when the field is absent); `target` = out-of-fold target encoding of this model's own
-  label (scikit-learn's TargetEncoder, which cross-fits on train; valid/test rows get the
-  encoding fitted on all train rows); `native` = the code itself, split on as a category;
+  label (scikit-learn's TargetEncoder, cross-fitted on train over folds of whole requests, so
+  no train row's value holds the labels of its own request's other impressions, which share
+  its user; valid/test rows get the encoding fitted on all train rows); `native` = the code
+  itself, split on as a category;
   `+cross` adds count and target encodings of the user crossed with the item's category, shop
   and brand (the user's own history with them);
 - the 12 dense columns of `Split.dense` (combination weights, behaviour list mean weights and
@@ -62,6 +64,32 @@ def task_rows_and_labels(split, task: str) -> tuple[np.ndarray, np.ndarray]:
     if task == "ctcvr":
         return np.arange(len(split)), (click & split.purchase.astype(bool)).astype(np.int8)
     raise ValueError(f"unknown tree task {task!r}; known: ctr, cvr, ctcvr")
+
+
+def request_folds(requests: np.ndarray, labels: np.ndarray, n_folds: int,
+                  seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) of each cross-fitting fold; every request's rows fall in one
+    fold, and folds get near-equal shares of positives and rows.
+
+    Requests are shuffled with `seed`, ordered by positives then rows (most first) and dealt
+    to folds 0..k-1, k-1..0, 0..k-1, ... A vectorised counterpart of scikit-learn's
+    StratifiedGroupKFold, whose per-request Python loop costs about 0.3 ms a request (minutes
+    on the full data's 730k requests). Fewer folds (or none) when fewer requests hold a
+    positive or a negative.
+    """
+    ids, inverse = np.unique(requests, return_inverse=True)
+    positives = np.bincount(inverse, weights=labels, minlength=len(ids))
+    sizes = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    n_folds = min(n_folds, int((positives > 0).sum()), int((positives < sizes).sum()))
+    if n_folds < 2:
+        return []
+    shuffled = np.random.default_rng(seed).permutation(len(ids))
+    order = shuffled[np.lexsort((-sizes[shuffled], -positives[shuffled]))]  # stable
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids))
+    lap, place = np.divmod(rank, n_folds)
+    fold = np.where(lap % 2 == 0, place, n_folds - 1 - place)[inverse]
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
 
 
 class Lookup:
@@ -142,23 +170,21 @@ class TreeFeatures:
                     counts[seen == schema.CODE_RARE] = 0.0  # each seen < min_count times
                     counts[seen == schema.CODE_MISSING] = np.nan
                 self.count_tables[name] = Lookup(seen, counts, 0.0)
-        oof = self._fit_target(keys, rows, labels) if self.uses_target else {}
+        oof = (self._fit_target(keys, rows, labels, train.request[rows]) if self.uses_target
+               else {})
         return self._assemble(train, rows, oof)
 
-    def _fit_target(self, keys, rows, labels) -> dict[str, np.ndarray]:
-        from sklearn.model_selection import StratifiedKFold
+    def _fit_target(self, keys, rows, labels, requests) -> dict[str, np.ndarray]:
         from sklearn.preprocessing import TargetEncoder
 
         names = list(keys)
-        n_pos = int(labels.sum())
-        folds = min(self.cv, n_pos, len(labels) - n_pos)
+        folds = request_folds(requests, labels, self.cv, self.seed)
         prior = float(labels.mean()) if len(labels) else 0.0
-        if folds < 2:  # too few of one class to cross-fit: every code gets the prior
+        if len(folds) < 2:  # too few of one class to cross-fit: every code gets the prior
             empty = np.zeros(0, dtype=np.int64)
             self.target_tables = {name: Lookup(empty, empty, prior) for name in names}
             return {name: np.full(len(rows), prior) for name in names}
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
-        encoder = TargetEncoder(target_type="binary", cv=splitter)
+        encoder = TargetEncoder(target_type="binary", cv=folds)
         encoded = encoder.fit_transform(np.column_stack([keys[n][rows] for n in names]), labels)
         # Codes not in train get the train mean, as TargetEncoder.transform does.
         self.target_tables = {name: Lookup(encoder.categories_[j], encoder.encodings_[j],

@@ -14,6 +14,7 @@ from baselines.tree_features import (
     HIGH_CARDINALITY,
     TreeFeatures,
     field_codes,
+    request_folds,
     task_rows_and_labels,
 )
 from bench.model import FitContext
@@ -52,7 +53,6 @@ def test_importing_baselines_imports_no_heavy_library():
 
 
 def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import TargetEncoder
 
     train = tiny_data.train
@@ -61,7 +61,7 @@ def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
     X_train = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
     matrix = np.column_stack([field_codes(train)[f] for f in HIGH_CARDINALITY])
     reference = TargetEncoder(target_type="binary",
-                              cv=StratifiedKFold(5, shuffle=True, random_state=7))
+                              cv=request_folds(train.request[rows], labels, 5, 7))
     expected_oof = reference.fit_transform(matrix, labels)
     te_columns = [features.names.index(f"f{f}_te") for f in HIGH_CARDINALITY]
     # Train rows get the cross-fitted encodings, not the full-train ones (which hold each
@@ -75,6 +75,56 @@ def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
     np.testing.assert_allclose(X_test[:, te_columns], reference.transform(test_matrix))
     flipped = _with_labels(test, click=1 - test.click)
     np.testing.assert_array_equal(features.transform(flipped), X_test)
+
+
+def test_out_of_fold_encodings_never_hold_the_labels_of_their_own_request(tiny_data):
+    """Impressions of one request share the user; a fold split inside a request would give a
+    train row its request-mates' labels through every user-keyed column."""
+    train = tiny_data.train
+    rng = np.random.default_rng(0)
+    user_codes = train.user_codes.copy()
+    user_codes[:, 0] = np.arange(train.n_requests) + 2  # 101: one user per request
+    click = (rng.random(train.n_requests) < 0.3)[train.request].astype(np.int8)
+    split = dataclasses.replace(train, user_codes=user_codes, click=click,
+                                purchase=np.zeros_like(click))
+    rows, labels = task_rows_and_labels(split, "ctr")
+    features = TreeFeatures("count+target+cross", seed=3)
+    X = features.fit_transform(split, rows, labels, tiny_data.vocab_sizes)
+    for name in ("101", "101x206", "101x207", "101x216"):
+        column = X[:, features.names.index(f"f{name}_te")]
+        # Each user is unseen outside its own request, so its held-out value can only be the
+        # fold's prior: one value per fold, and no ranking power over the labels.
+        assert len(np.unique(column)) <= features.cv, name
+        assert abs(_auc(labels, column) - 0.5) < 0.05, name
+
+
+def _auc(labels, scores):
+    from bench.metrics import auc
+
+    return auc(labels, scores)
+
+
+def test_request_folds_are_whole_requests_balanced_and_seeded(tiny_data):
+    train = tiny_data.train
+    rows, labels = task_rows_and_labels(train, "cvr")
+    requests = train.request[rows]
+    folds = request_folds(requests, labels, 5, 11)
+    held_out = np.concatenate([test for _, test in folds])
+    np.testing.assert_array_equal(np.sort(held_out), np.arange(len(rows)))
+    fold_of = np.empty(len(rows), dtype=np.int64)
+    for k, (fit, test) in enumerate(folds):
+        np.testing.assert_array_equal(np.sort(np.concatenate([fit, test])), np.arange(len(rows)))
+        fold_of[test] = k
+    for request in np.unique(requests):
+        assert len(np.unique(fold_of[requests == request])) == 1
+    positives = [int(labels[test].sum()) for _, test in folds]
+    biggest = max(np.bincount(np.unique(requests, return_inverse=True)[1], weights=labels))
+    assert max(positives) - min(positives) <= biggest
+    again = request_folds(requests, labels, 5, 11)
+    other = request_folds(requests, labels, 5, 12)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+    assert request_folds(requests, np.zeros_like(labels), 5, 11) == []  # one class
 
 
 def test_validation_labels_never_reach_the_features(tiny_data, tiny_profile):
