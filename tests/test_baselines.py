@@ -192,30 +192,86 @@ def test_outputs_are_composed_as_declared(tiny_data, tiny_profile):
     np.testing.assert_allclose(out["ctr"], pair["ctr"])  # the same tree as the pair's
     np.testing.assert_allclose(out["ctcvr"], out["ctr"] * cvr_prior)
     assert ctr_only.CONSTANT_OUTPUTS == ("cvr",)
+    ctr_prior = train.click.mean()
+    cvr_only = _fit("lgbm_cvr", tiny_data, tiny_profile)
+    out = cvr_only.predict(test)
+    np.testing.assert_allclose(out["ctr"], ctr_prior)
+    np.testing.assert_allclose(out["cvr"], pair["cvr"])  # the same tree as the pair's
+    np.testing.assert_allclose(out["ctcvr"], ctr_prior * out["cvr"])
+    assert cvr_only.CONSTANT_OUTPUTS == ("ctr",)
+    direct = _fit("lgbm_ctcvr", tiny_data, tiny_profile)
+    out = direct.predict(test)
+    ctcvr_prior = (train.click & train.purchase).mean()
+    np.testing.assert_allclose(direct.priors["ctcvr"], ctcvr_prior)
+    np.testing.assert_allclose(out["ctr"], np.minimum(1, out["ctcvr"] / cvr_prior))
+    np.testing.assert_allclose(out["cvr"], np.minimum(1, out["ctcvr"] / ctr_prior))
+    # A pCTCVR above a prior would give a "probability" above 1: it is capped.
+    high = direct._compose({"ctcvr": np.array([0.5 * ctcvr_prior, 2 * cvr_prior, 0.9])})
+    np.testing.assert_allclose(high["ctr"], [0.5 * ctcvr_prior / cvr_prior, 1, 1])
+    np.testing.assert_allclose(high["cvr"], [0.5 * ctcvr_prior / ctr_prior,
+                                             min(1, 2 * cvr_prior / ctr_prior), 1])
+    assert direct.CONSTANT_OUTPUTS == ()
 
 
 @pytest.mark.parametrize("name", ["lgbm_ctr", "xgb_ctr"])
 def test_seed_changes_the_trees(name, tiny_data, tiny_profile):
-    """Seeds are honoured: column sampling differs between seeds (and repeats within one)."""
-    first = _fit(name, tiny_data, tiny_profile, seed=1).predict(tiny_data.test)["ctr"]
-    second = _fit(name, tiny_data, tiny_profile, seed=2).predict(tiny_data.test)["ctr"]
+    """The seed reaches the library: with count encoding (no target-encoding folds to
+    shuffle), only the library's own column sampling can tell two seeds apart."""
+    first = _fit(name, tiny_data, tiny_profile, seed=1, encoding="count")
+    second = _fit(name, tiny_data, tiny_profile, seed=2, encoding="count")
+    again = _fit(name, tiny_data, tiny_profile, seed=1, encoding="count")
+    np.testing.assert_array_equal(first.encoders["ctr"].transform(tiny_data.test),
+                                  second.encoders["ctr"].transform(tiny_data.test))
+    first, second, again = (m.predict(tiny_data.test)["ctr"] for m in (first, second, again))
     assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, again)
 
 
-def test_threads_and_budget_reach_both_libraries(tiny_profile):
+def _trained_with(library, budget, seed, threads, monkeypatch):
+    """What the library's trained booster reports it got: LightGBM's parameters (kept in its
+    model string), XGBoost's saved configuration at the end of training."""
+    import json
+
     from baselines import lgbm, xgb
+
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 4))
+    y = (X[:, 0] + rng.random(600) > 1).astype(int)
+    args = (X[:400], y[:400], X[400:], y[400:], [], ["a", "b", "c", "d"], budget, seed, threads)
+    if library == "lightgbm":
+        return lgbm.train(*args).params
+    import xgboost
+
+    seen, real_train = {}, xgboost.train
+
+    def spy(*a, **k):
+        booster = real_train(*a, **k)
+        seen.update(json.loads(booster.save_config())["learner"])
+        return booster
+
+    monkeypatch.setattr(xgboost, "train", spy)
+    xgb.train(*args)
+    return seen
+
+
+def test_threads_and_budget_reach_both_libraries(tiny_profile, monkeypatch):
     from baselines.tree_budget import TreeBudget
 
-    budget = TreeBudget.from_profile(tiny_profile)
-    light, extreme = lgbm.params(budget, 5, 3), xgb.params(budget, 5, 3)
-    assert light["num_threads"] == extreme["nthread"] == 3
-    assert light["seed"] == extreme["seed"] == 5
-    assert light["learning_rate"] == extreme["eta"] == tiny_profile.gbdt_learning_rate
-    assert light["num_leaves"] == extreme["max_leaves"] == tiny_profile.gbdt_num_leaves
-    assert light["max_bin"] == extreme["max_bin"]
-    assert light["metric"] == "binary_logloss" and extreme["eval_metric"] == "logloss"
-    by_auc = TreeBudget.from_profile(tiny_profile.with_overrides({"gbdt_stopping_metric": "auc"}))
-    assert lgbm.params(by_auc, 5, 3)["metric"] == xgb.params(by_auc, 5, 3)["eval_metric"] == "auc"
+    # Values neither library has as its default, so a dropped parameter shows.
+    profile = tiny_profile.with_overrides({"gbdt_learning_rate": "0.07", "gbdt_num_leaves": "9",
+                                           "gbdt_max_bin": "63", "gbdt_stopping_metric": "auc"})
+    budget = TreeBudget.from_profile(profile)
+    light = _trained_with("lightgbm", budget, 5, 3, monkeypatch)
+    assert light["num_threads"] == 3 and light["seed"] == 5
+    assert (light["learning_rate"], light["num_leaves"], light["max_bin"]) == (0.07, 9, 63)
+    assert light["max_depth"] == -1 and light["metric"] == ["auc"]
+    extreme = _trained_with("xgboost", budget, 5, 3, monkeypatch)
+    tree = extreme["gradient_booster"]["tree_train_param"]
+    assert extreme["generic_param"]["nthread"] == "3" and extreme["generic_param"]["seed"] == "5"
+    assert float(tree["eta"]) == pytest.approx(0.07)
+    assert (tree["max_leaves"], tree["max_depth"], tree["max_bin"]) == ("9", "0", "63")
+    assert tree["grow_policy"] == "lossguide"
+    assert [m["name"] for m in extreme["metrics"]] == ["auc"]
     aitm = TreeBudget.from_profile(tiny_profile, "aitm")
     assert (aitm.learning_rate, aitm.num_leaves, aitm.max_bin, aitm.feature_fraction,
             aitm.bagging_fraction, aitm.bagging_freq) == (0.1, 70, 2000, 0.9, 0.7, 5)

@@ -6,6 +6,7 @@ A model added to a family's registry is tested here the day it is added.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -16,6 +17,12 @@ from bench.registry import all_specs
 
 SPECS = all_specs()
 IDS = [s.key for s in SPECS]
+# Known failures of the CVR check below, each with what was measured; strict, so a fix shows.
+CVR_KNOWN_FAILURES = {
+    "neural/aitm": "pCVR = pCTCVR / pCTR ranks clicked tiny test rows below chance "
+                   "(CVR AUC 0.419 at seed 0)",
+}
+_TINY_FITS = {}
 
 
 def _fit_predict(spec, data, profile, seed=0):
@@ -45,10 +52,20 @@ def test_tiny_synthetic_same_seed_same_predictions(spec, tiny_data, tiny_profile
         np.testing.assert_array_equal(first[key], again[key])
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.name != "constant"],
-                         ids=[k for k in IDS if not k.endswith("/constant")])
+def _fit_tiny(spec, tiny_data, tiny_profile):
+    """Seed-0 fit on tiny synthetic data, shared by the floor checks below."""
+    key = (spec.key, id(tiny_data))
+    if key not in _TINY_FITS:
+        _TINY_FITS[key] = _fit_predict(spec, tiny_data, tiny_profile)
+    return _TINY_FITS[key]
+
+
+NOT_CONSTANT = [s for s in SPECS if s.name != "constant"]
+
+
+@pytest.mark.parametrize("spec", NOT_CONSTANT, ids=[s.key for s in NOT_CONSTANT])
 def test_beats_the_constant_prior_on_tiny_synthetic(spec, tiny_data, tiny_profile):
-    model, outputs = _fit_predict(spec, tiny_data, tiny_profile)
+    model, outputs = _fit_tiny(spec, tiny_data, tiny_profile)
     # A single-task model may declare an output it does not estimate (a train prior); that
     # output must really be constant, and only the other outputs must beat the prior.
     constant = set(getattr(model, "CONSTANT_OUTPUTS", ()))
@@ -59,3 +76,26 @@ def test_beats_the_constant_prior_on_tiny_synthetic(spec, tiny_data, tiny_profil
     for task, fields in scores.items():
         assert fields["auc"] > 0.5, f"{spec.key} {task} AUC {fields['auc']:.4f} is no better " \
                                     "than the constant prior's 0.5"
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=CVR_KNOWN_FAILURES[s.key]))
+    if s.key in CVR_KNOWN_FAILURES else s for s in NOT_CONSTANT], ids=[s.key for s in NOT_CONSTANT])
+def test_cvr_beats_a_random_score_on_clicked_tiny_rows(spec, tiny_data, tiny_profile):
+    """CVR AUC on clicked test rows (the ESMM definition), for every model that estimates CVR.
+
+    Tiny has few conversions (about 160 of about 900 clicked test rows), so "above 0.5" alone
+    would pass a random score half the time: the floor is two standard deviations of a random
+    score's AUC above 0.5 (the Mann-Whitney null; a random score passes it about 2% of the
+    time). The generator's CVR signal lets every model that estimates CVR clear it.
+    """
+    model, outputs = _fit_tiny(spec, tiny_data, tiny_profile)
+    if "cvr" in set(getattr(model, "CONSTANT_OUTPUTS", ())):
+        pytest.skip(f"{spec.key} declares its CVR output a constant prior")
+    fields = harness.evaluate(outputs, tiny_data.test, tiny_data.fingerprint, n_bootstrap=2,
+                              tasks=("cvr",))["cvr"]
+    positives, negatives = fields["n_positives"], fields["n_rows"] - fields["n_positives"]
+    assert positives >= 50 and negatives >= 50, "tiny no longer supports a CVR check"
+    floor = 0.5 + 2 * math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+    assert fields["auc"] > floor, f"{spec.key} CVR AUC {fields['auc']:.4f} on clicked rows " \
+                                  f"is not above a random score's 0.5 + 2 sd = {floor:.4f}"
