@@ -310,3 +310,15 @@ def test_gbdt_command_fits_the_registered_configuration(tiny_data, tiny_profile)
         assert model.info[key] == registered.info[key], key
     np.testing.assert_array_equal(model.predict(tiny_data.test)["ctcvr"],
                                   registered.predict(tiny_data.test)["ctcvr"])
+
+
+def test_gbdt_encodings_command_measures_the_chosen_encoding_by_default():
+    from baselines.tree_features import DEFAULT_ENCODING, ENCODINGS
+    from bench.cli import build_parser
+    from bench.commands.gbdt import encodings_to_measure
+
+    args = build_parser().parse_args(["gbdt", "encodings"])
+    measured = encodings_to_measure(args.encodings)
+    assert DEFAULT_ENCODING in measured and set(measured) == set(ENCODINGS)
+    args = build_parser().parse_args(["gbdt", "encodings", "--encodings", "count,native"])
+    assert encodings_to_measure(args.encodings) == ["count", "native"]

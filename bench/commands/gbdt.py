@@ -27,8 +27,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES))
     parser.add_argument("--libraries", default="lightgbm,xgboost",
                         help="encodings: tree libraries to compare (default both)")
-    parser.add_argument("--encodings", default="count,target,count+target,native",
-                        help="encodings: which to measure")
+    parser.add_argument("--encodings",
+                        help="encodings: which to measure, comma-separated (default: every "
+                             "encoding of baselines/tree_features.py, the chosen default too)")
     parser.add_argument("--tasks", default="ctr,cvr,ctcvr", help="encodings: which tasks")
     parser.add_argument("--models", nargs="+", default=["lgbm_ctr_x_cvr", "xgb_ctr_x_cvr"],
                         help="latency: registered tree models to time")
@@ -58,7 +59,7 @@ def handle(args, argv) -> int:
     threads = args.threads or profile.threads
     if args.what == "encodings":
         result = measure_encodings(data, profile, args.libraries.split(","),
-                                   args.encodings.split(","), args.tasks.split(","),
+                                   encodings_to_measure(args.encodings), args.tasks.split(","),
                                    args.seed, threads)
     else:
         result = measure_latency(data, profile, args.models,
@@ -73,6 +74,13 @@ def handle(args, argv) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def encodings_to_measure(option: str | None) -> list[str]:
+    """The --encodings list; without it every encoding, so the default is measured too."""
+    from baselines.tree_features import ENCODINGS
+
+    return option.split(",") if option else list(ENCODINGS)
 
 
 def _fit(library, mode, encoding, data, profile, seed, threads, config="default"):
@@ -113,7 +121,7 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
                     labels = definition.labels(split.click, split.purchase)[mask]
                     row[f"{split.name}_auc"] = metrics.auc(labels, model.predict(split)[task][mask])
                 rows.append(row)
-                _log(f"{library:9s} {encoding:13s} {task:6s} valid {row['valid_auc']:.4f} "
+                _log(f"{library:9s} {encoding:18s} {task:6s} valid {row['valid_auc']:.4f} "
                      f"test {row['test_auc']:.4f} rounds {row['rounds']:4d} fit {fit_s:6.1f}s")
     mean_valid = {}
     for library in libraries:
@@ -124,9 +132,10 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
     overall = {e: sum(mean_valid[f"{lib}/{e}"] for lib in libraries) / len(libraries)
                for e in encodings}
     best = max(overall, key=overall.get)
-    print("encoding        " + "  ".join(f"{lib:>9s}" for lib in libraries) + "  mean valid AUC")
+    print(f"{'encoding':18s}  " + "  ".join(f"{lib:>9s}" for lib in libraries)
+          + "  mean valid AUC")
     for e in encodings:
-        print(f"{e:14s}  " + "  ".join(f"{mean_valid[f'{lib}/{e}']:9.4f}" for lib in libraries)
+        print(f"{e:18s}  " + "  ".join(f"{mean_valid[f'{lib}/{e}']:9.4f}" for lib in libraries)
               + f"  {overall[e]:.4f}{'  <- best' if e == best else ''}")
     return {"rows": rows, "mean_valid_auc": overall, "best_by_valid": best}
 
