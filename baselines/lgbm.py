@@ -10,6 +10,12 @@ import numpy as np
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
 
+# The TreeBudget fields LightGBM receives (params below, or train's rounds and stopping);
+# the validation metric is recorded per task, as it may change (baselines/trees.py).
+BUDGET_FIELDS = ("max_rounds", "early_stopping", "learning_rate", "num_leaves", "max_bin",
+                 "feature_fraction", "bagging_fraction", "bagging_freq", "lambda_l2",
+                 "min_hessian", "min_data_in_leaf")
+
 
 def params(budget: TreeBudget, seed: int, threads: int) -> dict:
     return {

@@ -58,5 +58,7 @@ class TreeBudget:
                            lambda_l2=0.0, min_hessian=1e-3, min_data_in_leaf=20)
         raise ValueError(f"unknown tree configuration {config!r}; known: {CONFIGS}")
 
-    def as_info(self) -> dict:
-        return {f"budget_{k}": v for k, v in asdict(self).items()}
+    def as_info(self, fields: tuple[str, ...]) -> dict:
+        """`budget_<field>` for the fields a library really receives (its BUDGET_FIELDS)."""
+        values = asdict(self)
+        return {f"budget_{k}": values[k] for k in fields}

@@ -10,7 +10,10 @@ The registered variants (baselines/registry.py) are parameters of this one class
 
 A model without its own estimate of a task composes it with the train prior of the missing
 factor (OUTPUTS_HOW says which, per mode); a constant output ranks every row equally, so its
-AUC is 0.5 by construction, and the model declares it in CONSTANT_OUTPUTS.
+AUC is 0.5 by construction, and the model declares it in CONSTANT_OUTPUTS. A forest whose
+train labels are all one class is not trained: it predicts their rate, and after fit the
+outputs that depend only on it are declared constant too (CONSTANT_OUTPUTS, OUTPUTS_HOW and
+info `<task>_constant_because_one_class`).
 
 Serving: `features(split)` assembles each forest's input (table lookups), `score(features)`
 scores it with the library's predict (the reference) or, with compiled=True, with the forests
@@ -46,7 +49,13 @@ OUTPUTS_HOW = {
                   "cvr": "own CVR model (purchase, clicked impressions only)",
                   "ctcvr": "pCTR x pCVR"},
 }
-CONSTANT = {"ctr": ("cvr",), "cvr": ("ctr",), "ctcvr": (), "ctr_x_cvr": ()}
+# The own forests each output is computed from; an output from none of them is constant.
+USES = {"ctr": {"ctr": ("ctr",), "cvr": (), "ctcvr": ("ctr",)},
+        "cvr": {"ctr": (), "cvr": ("cvr",), "ctcvr": ("cvr",)},
+        "ctcvr": {"ctr": ("ctcvr",), "cvr": ("ctcvr",), "ctcvr": ("ctcvr",)},
+        "ctr_x_cvr": {"ctr": ("ctr",), "cvr": ("cvr",), "ctcvr": ("ctr", "cvr")}}
+CONSTANT = {mode: tuple(out for out, forests in uses.items() if not forests)
+            for mode, uses in USES.items()}
 
 
 class TreeModel:
@@ -58,7 +67,7 @@ class TreeModel:
             raise ValueError(f"unknown tree mode {mode!r}; known: {sorted(MODES)}")
         self.library, self.mode, self.config = library, mode, config
         self.encoding = encoding or DEFAULT_ENCODING
-        self.OUTPUTS_HOW = OUTPUTS_HOW[mode]
+        self.OUTPUTS_HOW = dict(OUTPUTS_HOW[mode])
         self.CONSTANT_OUTPUTS = CONSTANT[mode]
         self.encoders: dict[str, TreeFeatures] = {}
         self.boosters: dict[str, object] = {}  # None for a task whose train labels are constant
@@ -84,9 +93,37 @@ class TreeModel:
                      "encoding_is_default": self.encoding == DEFAULT_ENCODING,
                      "encoding_default_why": "best mean validation AUC over ctr/cvr/ctcvr of "
                                              "the measured encodings: baselines/README.md",
-                     "compiled_path": "lleaves", **budget.as_info()}
+                     # predict() (what the harness scores) uses the library's own predict;
+                     # the compiled forests serve predict_fast and the latency runs.
+                     "predict_path": "library", "compiled_path_available": "lleaves",
+                     **budget.as_info(self.lib.BUDGET_FIELDS)}
         for task in MODES[self.mode]:
             self._fit_task(task, data, budget, ctx)
+        self._declare_constant_outputs()
+
+    def _declare_constant_outputs(self) -> None:
+        """Declare every output that ranks all rows equally: not only the missing task's
+        prior, but outputs of an untrained (one-class) forest, or times a train rate of 0."""
+        untrained = {task for task, booster in self.boosters.items() if booster is None}
+        for task in sorted(untrained):
+            self.info[f"{task}_constant_because_one_class"] = True
+        # Compose two rows that differ in every trained forest's prediction: an output equal
+        # on both cannot depend on any trained forest.
+        probe = self._compose({task: np.full(2, self.priors[task]) if task in untrained
+                               else np.array([0.0, 1e-9]) for task in self.boosters})
+        self.OUTPUTS_HOW = dict(OUTPUTS_HOW[self.mode])
+        constant = tuple(out for out in ("ctr", "cvr", "ctcvr") if probe[out][0] == probe[out][1])
+        for out in constant:
+            if out in CONSTANT[self.mode]:
+                continue  # declared constant in every fit already
+            forests = USES[self.mode][out]
+            if all(task in untrained for task in forests):
+                why = f"the train labels of the {'/'.join(forests)} forest are one class"
+            else:
+                why = "a factor is a train rate of 0"
+            self.OUTPUTS_HOW[out] += f" (constant: {why})"
+        self.CONSTANT_OUTPUTS = constant
+        self.info["constant_outputs"] = ",".join(constant)
 
     def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
         rows, labels = _sample(*task_rows_and_labels(data.train, task),
@@ -107,6 +144,10 @@ class TreeModel:
         X_valid = encoder.transform(data.valid.take(valid_rows)) if len(valid_rows) else None
         if len(valid_rows) and valid_labels.min() == valid_labels.max():
             budget = replace(budget, stopping_metric="logloss")  # AUC needs both classes
+            self.info[f"{task}_stopping_metric_why"] = "validation labels are one class"
+        # What the library watched: the profile's metric, log loss, or nothing (no valid rows).
+        self.info[f"{task}_stopping_metric"] = budget.stopping_metric if len(valid_rows) \
+            else "none"
         booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
                                  encoder.names, budget, ctx.seed, ctx.threads)
         self.boosters[task] = booster

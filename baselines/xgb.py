@@ -10,6 +10,12 @@ import numpy as np
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
 
+# The TreeBudget fields XGBoost receives: it has no minimum row count per leaf, and it samples
+# rows (subsample = bagging_fraction) every round, so min_data_in_leaf and bagging_freq are
+# never passed, nor recorded.
+BUDGET_FIELDS = ("max_rounds", "early_stopping", "learning_rate", "num_leaves", "max_bin",
+                 "feature_fraction", "bagging_fraction", "lambda_l2", "min_hessian")
+
 
 def params(budget: TreeBudget, seed: int, threads: int) -> dict:
     return {

@@ -322,3 +322,86 @@ def test_gbdt_encodings_command_measures_the_chosen_encoding_by_default():
     assert DEFAULT_ENCODING in measured and set(measured) == set(ENCODINGS)
     args = build_parser().parse_args(["gbdt", "encodings", "--encodings", "count,native"])
     assert encodings_to_measure(args.encodings) == ["count", "native"]
+
+
+def _no_purchases(split):
+    return _with_labels(split, purchase=np.zeros_like(split.purchase))
+
+
+@pytest.mark.parametrize("name", ["lgbm_ctr_x_cvr", "xgb_ctcvr"])
+def test_one_class_train_labels_make_declared_constant_outputs(name, tiny_data, tiny_profile):
+    from bench import harness
+
+    data = dataclasses.replace(tiny_data, train=_no_purchases(tiny_data.train))
+    model = _fit(name, data, tiny_profile)
+    out = model.predict(tiny_data.test)
+    # No conversion in train: the cvr (or ctcvr) forest is not trained, and pCTR x a pCVR of
+    # 0 is constant too.
+    want = ("ctr", "cvr", "ctcvr") if model.mode == "ctcvr" else ("cvr", "ctcvr")
+    assert model.CONSTANT_OUTPUTS == want
+    assert model.info[f"{'cvr' if model.mode == 'ctr_x_cvr' else 'ctcvr'}"
+                      "_constant_because_one_class"]
+    for task in ("ctr", "cvr", "ctcvr"):
+        assert (np.ptp(out[task]) == 0) == (task in want), task
+        assert ("(constant" in model.OUTPUTS_HOW[task].lower()) == (task in want), task
+    # The records carry it, so the report marks these outputs constant.
+    records = harness.run_one(get(name), data, tiny_profile, seed=0, threads=1, progress=False)
+    for record in records:
+        marked = "(constant" in (record["prediction_how"] or "").lower()
+        assert marked == (record["prediction"] in want), record["task"]
+    by_task = {record["task"]: record for record in records}
+    assert by_task["cvr"]["model_info"]["constant_outputs"] == ",".join(want)
+
+
+def test_stopping_metric_recorded_is_the_one_the_library_got(tiny_data, tiny_profile,
+                                                             monkeypatch):
+    import baselines.lgbm
+
+    seen, real_train = {}, baselines.lgbm.train
+
+    def spy(X, y, X_valid, y_valid, categorical, names, budget, *args):
+        seen[int(y.sum())] = budget.stopping_metric
+        return real_train(X, y, X_valid, y_valid, categorical, names, budget, *args)
+
+    monkeypatch.setattr(baselines.lgbm, "train", spy)
+    by_auc = tiny_profile.with_overrides({"gbdt_stopping_metric": "auc"})
+    # Validation has no conversion: CVR AUC is undefined there, so that forest stops on loss.
+    data = dataclasses.replace(tiny_data, valid=_no_purchases(tiny_data.valid))
+    model = _fit("lgbm_ctr_x_cvr", data, by_auc)
+    train = tiny_data.train
+    assert seen[int(train.click.sum())] == model.info["ctr_stopping_metric"] == "auc"
+    assert seen[int((train.click & train.purchase).sum())] == "logloss"
+    assert model.info["cvr_stopping_metric"] == "logloss"
+    assert model.info["cvr_stopping_metric_why"] == "validation labels are one class"
+    assert "budget_stopping_metric" not in model.info
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_info_records_only_the_budget_each_library_gets(library, tiny_profile):
+    import importlib
+
+    from baselines.tree_budget import TreeBudget
+
+    module = importlib.import_module({"lightgbm": "baselines.lgbm",
+                                      "xgboost": "baselines.xgb"}[library])
+    budget = TreeBudget.from_profile(tiny_profile)
+    passed_to_train = ("max_rounds", "early_stopping")  # train()'s own arguments
+    for field in dataclasses.fields(TreeBudget):
+        if field.name in passed_to_train + ("stopping_metric",):
+            continue
+        value = getattr(budget, field.name)
+        other = value + 1 if isinstance(value, int) else value * 0.5
+        changed = module.params(dataclasses.replace(budget, **{field.name: other}), 0, 1)
+        reaches = changed != module.params(budget, 0, 1)
+        assert reaches == (field.name in module.BUDGET_FIELDS), field.name
+    assert set(passed_to_train) <= set(module.BUDGET_FIELDS)
+
+
+def test_tree_info_says_which_path_predicted(tiny_data, tiny_profile):
+    for name, library in (("lgbm_ctr", "lightgbm"), ("xgb_ctr", "xgboost")):
+        info = _fit(name, tiny_data, tiny_profile).info
+        assert info["predict_path"] == "library" and "compiled_path" not in info
+        budget_keys = {k[len("budget_"):] for k in info if k.startswith("budget_")}
+        module = get(name).build().lib
+        assert budget_keys == set(module.BUDGET_FIELDS), library
+    assert "budget_min_data_in_leaf" not in _fit("xgb_ctr", tiny_data, tiny_profile).info
