@@ -405,3 +405,32 @@ def test_tree_info_says_which_path_predicted(tiny_data, tiny_profile):
         module = get(name).build().lib
         assert budget_keys == set(module.BUDGET_FIELDS), library
     assert "budget_min_data_in_leaf" not in _fit("xgb_ctr", tiny_data, tiny_profile).info
+
+
+@pytest.mark.parametrize("converges", [True, False])
+def test_logreg_records_non_convergence_and_lets_other_warnings_through(converges, tiny_data,
+                                                                        tiny_profile,
+                                                                        monkeypatch):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    real_fit = LogisticRegression.fit
+
+    def noisy_fit(self, X, y):
+        warnings.warn("something else the user should see", UserWarning, stacklevel=2)
+        if not converges:
+            warnings.warn("lbfgs failed to converge", ConvergenceWarning, stacklevel=2)
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(LogisticRegression, "fit", noisy_fit)
+    model = get("logreg").build()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(dataclasses.replace(tiny_data, test=None),
+                  FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    categories = [w.category for w in caught]
+    assert categories.count(UserWarning) == 3  # one per task, none swallowed
+    assert ConvergenceWarning not in categories
+    assert all(model.info[f"{task}_converged"] is converges for task in ("ctr", "cvr", "ctcvr"))
