@@ -241,8 +241,8 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
     records = []
     for n in candidates:
         plans = plan_requests(split, n, seed=seed)
-        # Every path must give the library's scores; the first requests are checked.
-        reference = [model.predict(assemble(split, plan)) for plan in plans[:2]]
+        # Every path must give the library's scores, on every request it is timed on.
+        reference = [model.predict(assemble(split, plan)) for plan in plans]
         for t in threads:
             fields = {**base, "n_candidates": n, "threads": t, "n_requests_sampled": len(plans)}
             with model_threads(model, t):
@@ -250,7 +250,7 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
                 for path, score in paths.items():
                     try:
                         diffs[path] = max(max_abs_diff(score(assemble(split, plan)), ref)
-                                          for plan, ref in zip(plans, reference, strict=False))
+                                          for plan, ref in zip(plans, reference, strict=True))
                     except Exception as error:  # a failed path is a row, not a crash
                         records.append({**fields, "path": path, "p50_ms": None,
                                         "utc": utc_now(),

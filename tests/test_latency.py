@@ -166,3 +166,27 @@ def test_cli_passes_neural_settings_to_the_models_it_fits(sample_dir, sample_dat
     assert {r["n_params"] for r in records} == {small.n_params()} != {default.n_params()}
     assert json.loads((out / "meta.json").read_text())["latency_runs"][0][
         "neural_settings"] == {"embedding_dim": "4", "mlp_dims": "8,4"}
+
+
+def test_a_path_wrong_on_any_timed_request_is_recorded_as_wrong(tiny_data):
+    """Equality with the library is checked on every request a path is timed on, not only the
+    first ones: a path that is right on two requests and wrong after shows its difference."""
+    from bench.latency import measure_model
+
+    class Prior:
+        def predict(self, split):
+            n = len(split.click)
+            return {k: np.full(n, 0.1) for k in ("ctr", "cvr", "ctcvr")}
+
+    calls = {"n": 0}
+
+    def right_twice(split):
+        calls["n"] += 1
+        out = Prior().predict(split)
+        return out if calls["n"] <= 2 else {k: v + 0.5 for k, v in out.items()}
+
+    records = measure_model(Prior(), {"library": Prior().predict, "right_twice": right_twice},
+                            tiny_data.test, candidates=(5,), threads=(1,), min_repeats=3,
+                            budget_s=0.0, warmup=0)
+    diff = {r["path"]: r["max_abs_diff_vs_library"] for r in records}
+    assert diff["library"] == 0.0 and diff["right_twice"] == pytest.approx(0.5)

@@ -182,6 +182,5 @@ def measure(args, argv) -> int:
           f"{', failed: ' + ', '.join(sorted(failed)) if failed else ''})")
     if not args.no_report:
         build_report(run_dir)
-    if args.out is None:  # a new folder under reports/runs/ (an explicit --out is left alone)
-        link_latest(run_dir)
+    link_latest(run_dir)  # only folders under reports/runs/
     return 0

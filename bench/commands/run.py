@@ -166,7 +166,10 @@ def resumed_meta(previous: dict, current: dict) -> dict:
 
 
 def link_latest(run_dir: Path) -> None:
-    """reports/latest points at the newest run (a relative symlink, replaced atomically)."""
+    """reports/latest points at the newest run folder under reports/runs/ (a relative symlink,
+    replaced atomically); a folder elsewhere (--out /tmp/...) leaves the link alone."""
+    if (REPORTS_ROOT / "runs").resolve() not in Path(run_dir).resolve().parents:
+        return
     latest = REPORTS_ROOT / "latest"
     try:
         target = os.path.relpath(run_dir.resolve(), REPORTS_ROOT.resolve())
@@ -237,8 +240,7 @@ def handle(args, argv) -> int:
           f"{', failed: ' + ', '.join(failed) if failed else ''})")
     if not args.no_report:
         build_report(run_dir)
-    if args.out is None:  # only folders under reports/runs/; an explicit --out is left alone
-        link_latest(run_dir)
+    link_latest(run_dir)
     if failed:  # results and report are written; the exit status still tells a script
         print(f"error: {len(failed)} model(s) failed (their errors are records in "
               f"{harness.RESULTS_FILE} and listed in the report)", file=sys.stderr)

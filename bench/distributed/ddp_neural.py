@@ -270,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.commands.run import build_report
 
                 build_report(run_dir)
-            if args.out is None:  # as `bench run`: only folders under reports/runs/
-                link_latest(run_dir)
+            link_latest(run_dir)  # only folders under reports/runs/
     finally:
         dist.destroy_process_group()
     return 0

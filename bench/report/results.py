@@ -206,6 +206,9 @@ def _pool_task(task: str, records: list[dict]) -> TaskResult:
         first_seed_ci=(first.get("auc_ci_low"), first.get("auc_ci_high")))
 
 
+REDUCED_PRECISION_PATHS = ("int8", "bf16")
+
+
 def _pick_latency(records: list[dict]) -> dict | None:
     """The latency figure the leaderboard shows for one model, or None when not measured.
 
@@ -215,8 +218,11 @@ def _pick_latency(records: list[dict]) -> dict | None:
     """
     usable = [r for r in records if r.get("n_candidates") == LATENCY_CANDIDATES
               and not r.get("error") and r.get("p50_ms") is not None
-              # only paths that score like the model's own predict (int8 does not)
-              and (r.get("max_abs_diff_vs_library") or 0.0) <= 1e-5]
+              # only paths that score like the model's own predict: measured equal, and not
+              # reduced precision (int8 and bf16 can fall within 1e-5 where scores are tiny)
+              and r.get("max_abs_diff_vs_library") is not None
+              and r["max_abs_diff_vs_library"] <= 1e-5
+              and r.get("path") not in REDUCED_PRECISION_PATHS]
     if not usable:
         return None
     fewest = min(r.get("threads") or 0 for r in usable)
