@@ -123,13 +123,17 @@ def test_model_never_sees_the_test_split(tiny_data, tiny_profile, tmp_path, monk
     assert seen["predict"] is tiny_data.test  # predictions are made, and scored, on test only
 
 
-def test_unknown_profile_setting_is_rejected(tmp_path, capsys):
+@pytest.mark.parametrize("setting, message", [
+    ("bogus=1", "unknown --set key(s) ['bogus']"),
+    ("pooling=max", "pooling must be 'sum' or 'mean'"),
+], ids=["unknown key", "bad neural value"])
+def test_a_bad_set_is_rejected_before_any_data_is_loaded(setting, message, tmp_path, capsys):
     unused = tmp_path / "data"
     code = main(["run", "--models", "baselines/constant", "--dataset", "synthetic",
-                 "--data-dir", str(unused), "--profile", "tiny", "--set", "bogus=1",
+                 "--data-dir", str(unused), "--profile", "tiny", "--set", setting,
                  "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 2
-    assert "unknown --set key(s) ['bogus']" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not unused.exists()  # rejected before any data is generated or loaded
 
 
@@ -149,16 +153,6 @@ def test_set_routes_neural_settings_to_the_neural_models(tiny_raw_dir, tmp_path)
     assert {r["model_info"]["epochs_run"] for r in neural} == {1}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["neural_settings"] == {"pooling": "sum"}
-
-
-def test_set_rejects_a_bad_neural_value(tmp_path, capsys):
-    unused = tmp_path / "data"
-    code = main(["run", "--models", "baselines/constant", "--dataset", "synthetic",
-                 "--data-dir", str(unused), "--profile", "tiny", "--set", "pooling=max",
-                 "--out", str(tmp_path / "r"), "--quiet"])
-    assert code == 2
-    assert "pooling must be 'sum' or 'mean'" in capsys.readouterr().err
-    assert not unused.exists()
 
 
 # Evaluation: each task scored with its own prediction, on its own rows, as

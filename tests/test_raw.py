@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_bad_input import KEY, SKELETON, convert, strict_error  # one train-split converter
 
 from bench.data import raw, schema
 from bench.data.fingerprint import fingerprint_files
@@ -333,8 +334,6 @@ def test_prepare_bench_measures_two_sizes(tmp_path):
 
 # ---- bytes the CSV parser would misread: non-UTF-8 text, a lone carriage return, archives
 
-KEY = "0123456789abcdef"
-SKELETON_FILE = "sample_skeleton_train.csv"
 
 
 def skeleton_line(sample_id: int) -> bytes:
@@ -347,27 +346,16 @@ def write_raw_bytes(data_dir, skeleton_lines: dict, n: int = 40, end: bytes = b"
     {line number: raw bytes}; every line is followed by `end`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     lines = [skeleton_lines.get(i, skeleton_line(i)) for i in range(1, n + 1)]
-    (data_dir / SKELETON_FILE).write_bytes(b"".join(x + end for x in lines))
+    (data_dir / SKELETON).write_bytes(b"".join(x + end for x in lines))
     common = line_text([KEY], [("101", 1, "1.0"), ("109_14", 5, "0.693147")])
     (data_dir / "common_features_train.csv").write_bytes(common.encode() + end)
-
-
-def convert_train(data_dir, **kwargs):
-    return raw.convert_raw(data_dir, data_dir / "cache", splits=("train",), progress=False,
-                           **kwargs)
-
-
-def strict_error(data_dir, **kwargs) -> raw.RawFormatError:
-    with pytest.raises(raw.RawFormatError) as caught:
-        convert_train(data_dir, **kwargs)
-    return caught.value
 
 
 def check_lenient(data_dir, bad_lines: dict, n: int = 40, **kwargs):
     """Lenient: each bad line is one counted skip, listed in line order, and every other
     line is written under its own physical line number."""
-    report = convert_train(data_dir, lenient=True, **kwargs)
-    counts = report["files"][SKELETON_FILE]
+    report = convert(data_dir, lenient=True, **kwargs)
+    counts = report["files"][SKELETON]
     assert counts["lines"] == n
     assert counts["skipped_lines"] == len(bad_lines)
     assert counts["rows_written"] == n - len(bad_lines)
@@ -388,13 +376,13 @@ def test_non_utf8_line_with_a_wrong_column_count(tmp_path, capfd, block_bytes):
     bad = {5: b"5,0,0,\xe9t\xe9", 17: b"17,0,0,\xff"}
     write_raw_bytes(tmp_path, bad)
     error = strict_error(tmp_path, block_bytes=block_bytes)
-    assert str(error) == (f'{SKELETON_FILE} line 5, field feature_num: line has 4 of 6 columns '
+    assert str(error) == (f'{SKELETON} line 5, field feature_num: line has 4 of 6 columns '
                           f'(missing feature_num, feature_list): "5,0,0,\\xe9t\\xe9"')
-    assert (error.path, error.line, error.field) == (str(tmp_path / SKELETON_FILE), 5,
+    assert (error.path, error.line, error.field) == (str(tmp_path / SKELETON), 5,
                                                      "feature_num")
     report = check_lenient(tmp_path, bad, block_bytes=block_bytes)
     assert report["skipped_examples"][1] == [
-        SKELETON_FILE, 17, 'field feature_num: line has 4 of 6 columns (missing feature_num, '
+        SKELETON, 17, 'field feature_num: line has 4 of 6 columns (missing feature_num, '
         'feature_list): "17,0,0,\\xff"']
     assert "UnicodeDecodeError" not in capfd.readouterr().err  # no "Exception ignored"
 
@@ -402,7 +390,7 @@ def test_non_utf8_line_with_a_wrong_column_count(tmp_path, capfd, block_bytes):
 def test_non_utf8_bytes_in_a_well_formed_line_name_the_triple(tmp_path):
     bad_line = skeleton_line(9).replace(b"206\x023", b"206\x02\xe93")
     write_raw_bytes(tmp_path, {9: bad_line})
-    assert str(strict_error(tmp_path)) == (f'{SKELETON_FILE} line 9, field feature_list: '
+    assert str(strict_error(tmp_path)) == (f'{SKELETON} line 9, field feature_list: '
                                            f'triple 2 "206\\x02\\xe93\\x031.0" has a '
                                            f'non-integer feature id')
     check_lenient(tmp_path, {9: bad_line})
@@ -424,7 +412,7 @@ def test_lone_carriage_return_is_a_bad_character_of_its_line(tmp_path, block_byt
     write_raw_bytes(tmp_path, {5: in_features, 17: bad_value}, end=end)
     error = strict_error(tmp_path, block_bytes=block_bytes)
     assert (error.line, error.field) == (5, "feature_list")
-    assert str(error).startswith(f"{SKELETON_FILE} line 5, field feature_list: carriage "
+    assert str(error).startswith(f"{SKELETON} line 5, field feature_list: carriage "
                                  f"return (\\r) at byte 37 of the line, not part of a \\r\\n "
                                  f'line end: "5,1,0,{KEY},3,205\\x025\\x031.0\\x012\\x0d06')
     check_lenient(tmp_path, {5: in_features, 17: bad_value}, block_bytes=block_bytes)
@@ -441,8 +429,8 @@ def test_crlf_and_lf_files_give_the_same_cache(tmp_path, block_bytes):
     tables = {}
     for name, end in (("lf", b"\n"), ("crlf", b"\r\n")):
         write_raw_bytes(tmp_path / name, {}, end=end)
-        report = convert_train(tmp_path / name, block_bytes=block_bytes)
-        assert report["files"][SKELETON_FILE]["lines"] == 40
+        report = convert(tmp_path / name, block_bytes=block_bytes)
+        assert report["files"][SKELETON]["lines"] == 40
         tables[name] = read_rows(tmp_path / name / "cache" / "skeleton_train.parquet")
     assert len(tables["lf"]) == 40 and tables["crlf"] == tables["lf"]
 
@@ -451,7 +439,7 @@ def test_byte_order_mark_at_the_start_is_not_a_bad_byte(tmp_path):
     tables = {}
     for name, mark in (("plain", b""), ("bom", b"\xef\xbb\xbf")):
         write_raw_bytes(tmp_path / name, {1: mark + skeleton_line(1)})
-        convert_train(tmp_path / name)
+        convert(tmp_path / name)
         tables[name] = read_rows(tmp_path / name / "cache" / "skeleton_train.parquet")
     assert len(tables["plain"]) == 40 and tables["bom"] == tables["plain"]
     # A bad byte on the first line: the error shows the line without the mark.
@@ -462,11 +450,11 @@ def test_byte_order_mark_at_the_start_is_not_a_bad_byte(tmp_path):
 
 def test_last_line_may_end_with_a_lone_carriage_return(tmp_path):
     write_raw_bytes(tmp_path, {})
-    path = tmp_path / SKELETON_FILE
+    path = tmp_path / SKELETON
     path.write_bytes(path.read_bytes()[:-1] + b"\r")  # the final \n replaced by \r
-    report = convert_train(tmp_path)
-    assert report["files"][SKELETON_FILE]["lines"] == 40
-    assert report["files"][SKELETON_FILE]["rows_written"] == 40
+    report = convert(tmp_path)
+    assert report["files"][SKELETON]["lines"] == 40
+    assert report["files"][SKELETON]["rows_written"] == 40
 
 
 def test_skipped_examples_are_in_line_order_across_kinds(tmp_path):
@@ -498,13 +486,13 @@ def test_archive_saved_under_the_csv_name(tmp_path, what, head):
     import gzip
 
     write_raw_bytes(tmp_path, {})
-    path = tmp_path / SKELETON_FILE
+    path = tmp_path / SKELETON
     path.write_bytes(gzip.compress(path.read_bytes()) if head is None else head.ljust(1024, b"\0"))
     for lenient in (False, True):  # not a line to skip
         with pytest.raises(raw.RawFormatError) as caught:
-            convert_train(tmp_path, lenient=lenient)
+            convert(tmp_path, lenient=lenient)
         assert (caught.value.path, caught.value.line) == (str(path), None)
-        assert str(caught.value).startswith(f"{SKELETON_FILE}: file is {what} (its bytes at "
+        assert str(caught.value).startswith(f"{SKELETON}: file is {what} (its bytes at "
                                             f"offset ")
         assert "decompress it first" in str(caught.value)
 
