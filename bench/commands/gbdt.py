@@ -48,14 +48,12 @@ def _log(message: str) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench.commands.run import parse_overrides
+    from bench.commands.run import data_options, parse_overrides
     from bench.data.loader import load
     from bench.profiles import get_profile
 
     profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
-    data = load(args.dataset, args.data_dir, synth_profile=profile.synth_profile,
-                seed=args.data_seed, min_count=args.min_count, lenient=args.lenient,
-                progress=False)
+    data = load(**data_options(args), synth_profile=profile.synth_profile, progress=False)
     threads = args.threads or profile.threads
     if args.what == "encodings":
         result = measure_encodings(data, profile, args.libraries.split(","),

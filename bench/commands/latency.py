@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
     gate.add_argument("--threshold", type=float,
                       help="allowed slowdown as a fraction (default: the baseline's, 0.30)")
     gate.add_argument("--rounds", type=int, default=5,
-                      help="gate rounds; each ratio is the minimum over rounds (default 5)")
+                      help="gate rounds; each ratio is the median over rounds (default 5)")
     gate.add_argument("--retry-s", type=float, default=None,
                       help="how long the second attempt may re-measure failing entries "
                            "(default 40 s; 0 = one pass)")
@@ -88,13 +88,13 @@ def handle(args, argv) -> int:
     return measure(args, argv)
 
 
-def _prepare_out(out: str | None, name: str) -> tuple[Path, bool]:
-    """The run folder and whether it already existed (then records are appended)."""
+def _prepare_out(out: str | None, name: str) -> Path:
+    """The run folder: --out as it is (records are appended), or a new one."""
     from bench.commands.run import prepare_run_dir
 
     if out is not None and Path(out).exists():
-        return Path(out), True
-    return prepare_run_dir(out, f"{name}-latency", overwrite=False, resume=False), False
+        return Path(out)
+    return prepare_run_dir(out, f"{name}-latency", overwrite=False, resume=False)
 
 
 def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
@@ -130,7 +130,7 @@ def measure(args, argv) -> int:
     specs = select(args.models)
     progress = not args.quiet
     data = load(**data_options(args), synth_profile=profile.synth_profile, progress=progress)
-    run_dir, _ = _prepare_out(args.out, f"{data.name}-{profile.name}")
+    run_dir = _prepare_out(args.out, f"{data.name}-{profile.name}")
     meta_path = run_dir / harness.META_FILE
     latency_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                                 profile=profile.__dict__, seed=args.seed, threads=list(threads),
