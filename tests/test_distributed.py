@@ -137,3 +137,32 @@ def test_lightgbm_best_round_chosen_afterwards_equals_early_stopping():
     best, losses = lightgbm_best_iteration(everything, X[2000:], y[2000:], patience=10)
     assert 1 < best < 300 and len(losses) == best + 10  # it stopped early, as LightGBM did
     assert best == stopped.best_iteration
+
+
+def test_ddp_averages_touched_rows_when_auto_resolves_to_rows(tiny_data, tiny_profile, tmp_path,
+                                                              monkeypatch):
+    """embedding_gradients="auto" picks "rows" above neural.config.DENSE_TABLE_MAX_ROWS; the
+    DDP trainer must then leave the table out of DDP and average its touched rows itself."""
+    torch = pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    import neural.config
+    from bench.distributed import ddp_neural
+    from bench.model import FitContext
+
+    monkeypatch.setattr(neural.config, "DENSE_TABLE_MAX_ROWS", 0)  # the tiny table is "over"
+    reduced = []
+    original = ddp_neural.DdpTrainer._all_reduce_table_gradient
+    monkeypatch.setattr(ddp_neural.DdpTrainer, "_all_reduce_table_gradient",
+                        lambda self: (reduced.append(1), original(self)))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        model = ddp_neural.DdpNeuralRanker(network="neural.models.mmoe:MMoE")
+        model.fit(dataclasses.replace(tiny_data, test=None),
+                  FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    finally:
+        dist.destroy_process_group()
+    assert model.info["embedding_gradients"] == "rows"
+    assert reduced, "the touched rows' gradients were never all-reduced across ranks"
+    assert torch.isfinite(model.network.inputs.table).all()

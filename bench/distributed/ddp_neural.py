@@ -63,7 +63,8 @@ class DdpTrainer(Trainer):
     def __init__(self, network, config, train, train_rows, batch_size, seed):
         super().__init__(network, config, train, train_rows, batch_size, seed)
         self.raw = network
-        self.sparse_table = config.embedding_gradients in ("rows", "sparse")
+        # The resolved update ("auto" is "rows" above neural.config.DENSE_TABLE_MAX_ROWS).
+        self.sparse_table = network.inputs.gradients in ("rows", "sparse")
         if self.sparse_table:
             name = next(n for n, p in network.named_parameters() if p is network.inputs.table)
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(network, [name])
