@@ -64,9 +64,3 @@ def n_nodes(booster) -> int:
     """Splits plus leaves over all trees: the tree counterpart of a parameter count."""
     trees = booster.dump_model()["tree_info"]
     return int(sum(2 * t["num_leaves"] - 1 for t in trees))
-
-
-def to_treelite(booster):
-    import treelite
-
-    return treelite.frontend.from_lightgbm(booster)

@@ -70,9 +70,3 @@ def n_rounds(booster) -> int:
 def n_nodes(booster) -> int:
     """Splits plus leaves over all trees: the tree counterpart of a parameter count."""
     return int(sum(dump.count("\n") for dump in booster.get_dump()))
-
-
-def to_treelite(booster):
-    import treelite
-
-    return treelite.frontend.from_xgboost(booster)
