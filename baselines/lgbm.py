@@ -38,11 +38,11 @@ def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
     """A Booster holding only the trees up to the best validation iteration."""
     import lightgbm
 
-    train_set = lightgbm.Dataset(X, label=y, feature_name=names,
+    train_set = lightgbm.Dataset(_source(X), label=y, feature_name=names,
                                  categorical_feature=categorical, free_raw_data=True)
     valid_sets, callbacks = [], []
     if X_valid is not None and len(X_valid):
-        valid_sets = [lightgbm.Dataset(X_valid, label=y_valid, reference=train_set)]
+        valid_sets = [lightgbm.Dataset(_source(X_valid), label=y_valid, reference=train_set)]
         callbacks = [lightgbm.early_stopping(budget.early_stopping, verbose=False)]
     booster = lightgbm.train(params(budget, seed, threads), train_set,
                              num_boost_round=budget.max_rounds, valid_sets=valid_sets,
@@ -50,6 +50,31 @@ def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
     # Drop the trees grown after the best iteration, so every predict path sees the same model.
     return lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def _source(X):
+    """A matrix as it is; ChunkedFeatures (baselines/tree_input.py) as a lightgbm.Sequence."""
+    from baselines.tree_input import ChunkedFeatures
+
+    if not isinstance(X, ChunkedFeatures):
+        return X
+    import lightgbm
+
+    class Rows(lightgbm.Sequence):
+        batch_size = X.chunk_rows  # LightGBM asks for these slices: one chunk each
+
+        def __getitem__(self, index):
+            if isinstance(index, slice):
+                start, stop, _ = index.indices(len(X))
+                k = start // X.chunk_rows
+                first = k * X.chunk_rows
+                return X.chunk(k)[start - first: stop - first]
+            return X.row(index)
+
+        def __len__(self):
+            return len(X)
+
+    return Rows()
 
 
 def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -158,7 +158,13 @@ class TreeFeatures:
                       vocab_sizes: dict[str, int]) -> np.ndarray:
         """Fit on `train` and return the features of train `rows`; target encodings there are
         out-of-fold, so no row's own label leaks into its features."""
-        codes = field_codes(train)
+        return self._assemble(train, rows, self.fit(train, rows, labels, vocab_sizes))
+
+    def fit(self, train, rows: np.ndarray, labels: np.ndarray,
+            vocab_sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """Fit the tables on `train`; the out-of-fold target encodings of train `rows` (what
+        `rows_features` needs to assemble those rows' features a chunk at a time)."""
+        codes = field_codes(train, HIGH_CARDINALITY)
         self.cross_base = {b: max(vocab_sizes.get(b, 0), int(codes[b].max(initial=0)) + 1)
                            for _, b in CROSSES}
         keys = self._keys(codes)
@@ -170,9 +176,8 @@ class TreeFeatures:
                     counts[seen == schema.CODE_RARE] = 0.0  # each seen < min_count times
                     counts[seen == schema.CODE_MISSING] = np.nan
                 self.count_tables[name] = Lookup(seen, counts, 0.0)
-        oof = (self._fit_target(keys, rows, labels, train.request[rows]) if self.uses_target
-               else {})
-        return self._assemble(train, rows, oof)
+        return (self._fit_target(keys, rows, labels, np.asarray(train.request)[rows])
+                if self.uses_target else {})
 
     def _fit_target(self, keys, rows, labels, requests) -> dict[str, np.ndarray]:
         from sklearn.preprocessing import TargetEncoder
@@ -195,6 +200,11 @@ class TreeFeatures:
 
     def transform(self, split) -> np.ndarray:
         return self._assemble(split, None, {})
+
+    def rows_features(self, split, rows: np.ndarray, oof: dict[str, np.ndarray]) -> np.ndarray:
+        """The features of `split`'s `rows` alone (a chunk); `oof` holds those rows' out-of-fold
+        target encodings, in the same order (empty for a split the encoder was not fit on)."""
+        return self._assemble(split.take(rows), None, oof)
 
     def _assemble(self, split, rows, oof: dict[str, np.ndarray]) -> np.ndarray:
         codes = field_codes(split)

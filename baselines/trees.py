@@ -126,22 +126,21 @@ class TreeModel:
         self.info["constant_outputs"] = ",".join(constant)
 
     def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
-        rows, labels = _sample(*task_rows_and_labels(data.train, task),
-                               getattr(ctx.profile, "gbdt_max_train_rows", 0), ctx.seed)
+        rows, labels = task_rows_and_labels(data.train, task)
         encoder = TreeFeatures(self.encoding, seed=ctx.seed)
-        X = encoder.fit_transform(data.train, rows, labels, data.vocab_sizes)
+        X = _features(encoder, data.train, rows, encoder.fit(data.train, rows, labels,
+                                                            data.vocab_sizes))
         self.encoders[task] = encoder
         self.info[f"{task}_train_rows"] = int(len(rows))
         self.info[f"{task}_n_features"] = int(X.shape[1])
+        self.info[f"{task}_input"] = type(X).__name__  # ndarray, or ChunkedFeatures
         if len(rows) < 2 or labels.min() == labels.max():
             self.boosters[task] = None  # nothing to learn: predict the train rate
             self.info[f"{task}_rounds"] = 0
             return
-        valid_rows, valid_labels = _sample(*task_rows_and_labels(data.valid, task),
-                                           getattr(ctx.profile, "gbdt_max_valid_rows", 0),
-                                           ctx.seed)
+        valid_rows, valid_labels = task_rows_and_labels(data.valid, task)
         self.info[f"{task}_valid_rows"] = int(len(valid_rows))
-        X_valid = encoder.transform(data.valid.take(valid_rows)) if len(valid_rows) else None
+        X_valid = _features(encoder, data.valid, valid_rows, {}) if len(valid_rows) else None
         if len(valid_rows) and valid_labels.min() == valid_labels.max():
             budget = replace(budget, stopping_metric="logloss")  # AUC needs both classes
             self.info[f"{task}_stopping_metric_why"] = "validation labels are one class"
@@ -218,9 +217,15 @@ class TreeModel:
         return sum(self.lib.n_nodes(b) for b in self.boosters.values() if b is not None)
 
 
-def _sample(rows: np.ndarray, labels: np.ndarray, max_rows: int, seed: int):
-    """At most `max_rows` of the rows (0 = all), uniformly at random with the model seed."""
-    if not max_rows or len(rows) <= max_rows:
-        return rows, labels
-    keep = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
-    return rows[keep], labels[keep]
+def _features(encoder: TreeFeatures, split, rows: np.ndarray, oof: dict):
+    """The fitted encoder's features of `split`'s `rows`: one matrix, or for a memory-mapped or
+    long split a ChunkedFeatures the libraries read a chunk at a time (baselines/tree_input.py).
+    `oof`: the rows' out-of-fold target encodings (train), empty otherwise."""
+    from bench.data.chunks import chunk_rows_for
+
+    chunk_rows = chunk_rows_for(split, 0)
+    if chunk_rows and len(rows) > chunk_rows:
+        from baselines.tree_input import ChunkedFeatures
+
+        return ChunkedFeatures(encoder, split, rows, oof, chunk_rows)
+    return encoder.rows_features(split, rows, oof)

@@ -30,12 +30,38 @@ def params(budget: TreeBudget, seed: int, threads: int) -> dict:
     }
 
 
-def _matrix(X, y, categorical: list[int], names: list[str], threads: int):
+def _matrix(X, y, categorical: list[int], names: list[str], threads: int, max_bin: int,
+            ref=None):
+    """A DMatrix of an array; a QuantileDMatrix built chunk by chunk from ChunkedFeatures
+    (baselines/tree_input.py), whose bins follow `ref`'s for a validation matrix."""
     import xgboost
 
+    from baselines.tree_input import ChunkedFeatures
+
     types = ["c" if j in set(categorical) else "q" for j in range(X.shape[1])]
-    return xgboost.DMatrix(X, label=y, feature_names=names, feature_types=types,
-                           enable_categorical=True, nthread=threads)
+    if not isinstance(X, ChunkedFeatures):
+        return xgboost.DMatrix(X, label=y, feature_names=names, feature_types=types,
+                               enable_categorical=True, nthread=threads)
+
+    class Chunks(xgboost.DataIter):
+        def __init__(self):
+            self.k = 0
+            super().__init__()
+
+        def next(self, input_data) -> bool:
+            if self.k == len(X.bounds):
+                return False
+            start, stop = X.bounds[self.k]
+            input_data(data=X.chunk(self.k), label=y[start:stop], feature_names=names,
+                       feature_types=types)
+            self.k += 1
+            return True
+
+        def reset(self) -> None:
+            self.k = 0
+
+    return xgboost.QuantileDMatrix(Chunks(), max_bin=max_bin, ref=ref, enable_categorical=True,
+                                   nthread=threads)
 
 
 def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
@@ -43,10 +69,12 @@ def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
     """A Booster holding only the trees up to the best validation iteration."""
     import xgboost
 
-    train_matrix = _matrix(X, y, categorical, names, threads)
+    train_matrix = _matrix(X, y, categorical, names, threads, budget.max_bin)
     evals, stopping = [], None
     if X_valid is not None and len(X_valid):
-        evals = [(_matrix(X_valid, y_valid, categorical, names, threads), "valid")]
+        ref = train_matrix if isinstance(train_matrix, xgboost.QuantileDMatrix) else None
+        evals = [(_matrix(X_valid, y_valid, categorical, names, threads, budget.max_bin, ref),
+                  "valid")]
         stopping = budget.early_stopping
     booster = xgboost.train(params(budget, seed, threads), train_matrix,
                             num_boost_round=budget.max_rounds, evals=evals,

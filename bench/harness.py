@@ -136,6 +136,15 @@ def _nan_to_none(record: dict) -> dict:
             for k, v in record.items()}
 
 
+def train_rows_of(train, profile):
+    """The train split every model of a run fits on (profile.max_train_rows; 0 = all rows)."""
+    from bench.data.split import capped_rows
+
+    rows = capped_rows(train.request_key, np.asarray(train.request),
+                       getattr(profile, "max_train_rows", 0))
+    return train if rows is None else train.take(rows, name=f"{train.name}-capped")
+
+
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             extra: dict | None = None, engine: str = "local", workers: int = 1) -> list[dict]:
     """Fit and evaluate one model with one seed; records for every task (or one error record).
@@ -148,8 +157,10 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
             "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
             "engine": engine, "workers": workers}
-    # The model never sees the test split while fitting.
-    fit_view = dataclasses.replace(data, test=None)
+    # The model never sees the test split while fitting, and every family trains on the same
+    # rows: the profile's cap, if any, keeps the same whole requests for every model and seed.
+    fit_view = dataclasses.replace(data, train=train_rows_of(data.train, profile), test=None)
+    base["train_rows"] = len(fit_view.train)
     try:
         seed_everything(seed)
         model = spec.build()

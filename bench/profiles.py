@@ -16,6 +16,9 @@ class Profile:
     seeds: tuple[int, ...] = (0,)
     threads: int = 2
     n_bootstrap: int = 200  # request-level bootstrap resamples per AUC
+    # Train rows every model trains on, at most: 0 = all; otherwise the same whole requests for
+    # every family, model and seed (bench.data.split.capped_rows; `train_rows` in each record).
+    max_train_rows: int = 0
     # GBDT budget, shared by LightGBM and XGBoost.
     gbdt_max_rounds: int = 1000
     gbdt_early_stopping: int = 50
@@ -26,10 +29,6 @@ class Profile:
     gbdt_lambda_l2: float = 10.0
     gbdt_min_hessian: float = 1e-3  # per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight)
     gbdt_stopping_metric: str = "logloss"  # validation metric of early stopping: logloss or auc
-    # Rows the trees train and early-stop on, at most: 0 = all; otherwise a uniform sample
-    # drawn with the model seed (recorded in the results), so full Ali-CCP fits in memory.
-    gbdt_max_train_rows: int = 0
-    gbdt_max_valid_rows: int = 0
     # Neural budget, shared by every neural model.
     neural_max_epochs: int = 3
     neural_patience: int = 1
@@ -59,8 +58,7 @@ PROFILES = {
     "small": Profile(name="small", synth_profile="small"),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
-                    neural_patience=1, gbdt_max_train_rows=10_000_000,
-                    gbdt_max_valid_rows=2_000_000),
+                    neural_patience=1),
 }
 DEFAULT_PROFILE = "small"
 

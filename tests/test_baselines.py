@@ -292,11 +292,64 @@ def test_unknown_options_are_rejected():
         get("lgbm_ctr").build(mode="cvr_only")
 
 
-def test_row_caps_of_the_profile_are_honoured(tiny_data, tiny_profile):
-    capped = tiny_profile.with_overrides({"gbdt_max_train_rows": "3000",
-                                          "gbdt_max_valid_rows": "2000"})
-    model = _fit("lgbm_ctr", tiny_data, capped)
-    assert model.info["ctr_train_rows"] == 3000 and model.info["ctr_valid_rows"] == 2000
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, tiny_profile,
+                                                            monkeypatch):
+    """Out of core, a forest's input is assembled a chunk at a time (LightGBM Sequence,
+    XGBoost QuantileDMatrix) from the same features. On tiny every train row is in LightGBM's
+    bin sample and XGBoost's sketch is exact, so the forests are the same: equal predictions."""
+    import bench.data.chunks
+
+    short = {"lightgbm": "lgbm", "xgboost": "xgb"}[library]
+    whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
+    monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
+    chunked = get(f"{short}_ctr_x_cvr").build()  # not _fit's cache: that is the whole fit
+    chunked.fit(dataclasses.replace(tiny_data, test=None),
+                FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    assert whole.info["ctr_input"] == "ndarray" and chunked.info["ctr_input"] == "ChunkedFeatures"
+    assert chunked.info["cvr_train_rows"] == whole.info["cvr_train_rows"]
+    assert chunked.info["ctr_rounds"] == whole.info["ctr_rounds"]
+    a, b = whole.predict(tiny_data.test), chunked.predict(tiny_data.test)
+    for task in ("ctr", "cvr", "ctcvr"):
+        np.testing.assert_allclose(b[task], a[task], rtol=0, atol=1e-12, err_msg=task)
+
+
+def test_every_family_trains_on_the_same_capped_rows(tiny_data, tiny_profile, monkeypatch):
+    """profile.max_train_rows keeps the same whole requests for trees and neural models alike
+    (and for every seed), and each model's own record of its rows agrees."""
+    from baselines.trees import TreeModel
+    from bench.harness import run_one
+    from neural.trainer import NeuralRanker
+
+    seen = {}
+
+    def recording(cls):
+        original = cls.fit
+
+        def fit(self, data, ctx):
+            seen.setdefault(cls.__name__, []).append(np.asarray(data.train.sample_id).copy())
+            return original(self, data, ctx)
+        monkeypatch.setattr(cls, "fit", fit)
+
+    recording(TreeModel)
+    recording(NeuralRanker)
+    capped = tiny_profile.with_overrides({"max_train_rows": "6000"})
+    records = [r for name in ("baselines/lgbm_ctr", "neural/dnn_ctr") for seed in (0, 1)
+               for r in run_one(get(name), tiny_data, capped, seed, threads=1, progress=False)]
+    assert all(r["error"] is None for r in records), records[0].get("error")
+    ids = seen["TreeModel"] + seen["NeuralRanker"]
+    assert 4000 < len(ids[0]) <= 6000 < len(tiny_data.train)
+    for other in ids[1:]:
+        np.testing.assert_array_equal(other, ids[0])
+    # Whole requests: every kept request keeps all of its impressions.
+    kept = np.isin(tiny_data.train.sample_id, ids[0])
+    requests = np.asarray(tiny_data.train.request)
+    assert set(requests[kept]).isdisjoint(requests[~kept])
+    assert {r["train_rows"] for r in records} == {len(ids[0])}
+    assert {r["model_info"]["ctr_train_rows"] for r in records
+            if r["family"] == "baselines"} == {len(ids[0])}
+    assert {r["model_info"]["n_train_rows"] for r in records
+            if r["family"] == "neural"} == {len(ids[0])}
 
 
 def test_gbdt_command_fits_the_registered_configuration(tiny_data, tiny_profile):

@@ -7,6 +7,10 @@ Steps, each in its own spawned child (so its peak is its own), on one converted 
   epoch-memory    encode-memory, then one epoch of a neural model (and its validation
                   scoring) on the whole split as tensors
   epoch-stream    load-stream, then the same epoch, chunk by chunk
+  trees-memory    encode-memory, then fit a tree model (--tree-model, --tree-rounds rounds) on
+                  every train row from the whole-split feature matrix
+  trees-stream    load-stream, then the same fit from the libraries' out-of-core inputs
+                  (baselines/tree_input.py: LightGBM Sequence, XGBoost QuantileDMatrix)
 
 Reported per step: wall seconds, peak RSS (VmHWM: every resident page, including pages of the
 memory-mapped cache, which the kernel can drop at any time) and peak anonymous memory
@@ -14,6 +18,7 @@ memory-mapped cache, which the kernel can drop at any time) and peak anonymous m
 
 Command line:
     python -m bench.data.ooc_bench --data-dir DIR [--steps ...] [--model mmoe:MMoE] [--out F]
+        [--tree-model lgbm_ctr_x_cvr] [--tree-rounds 20]
 DIR holds the raw files of a synthetic or real data set (converted first if needed).
 """
 
@@ -28,7 +33,8 @@ import threading
 import time
 from pathlib import Path
 
-STEPS = ("encode-memory", "encode-stream", "load-stream", "epoch-memory", "epoch-stream")
+STEPS = ("encode-memory", "encode-stream", "load-stream", "epoch-memory", "epoch-stream",
+         "trees-memory", "trees-stream")
 
 
 def _status_kib(field: str) -> int:
@@ -74,7 +80,28 @@ def _epoch(data, model: str, threads: int, batch_size: int, chunk_rows: int) -> 
             "history": ranker.info["history"]}
 
 
-def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, queue):
+def _trees(data, model: str, threads: int, rounds: int) -> dict:
+    """Fit a registered tree model with at most `rounds` rounds: the data path's memory, not
+    the forest's accuracy, is measured (a forest of 63-leaf trees is a few MB)."""
+    import dataclasses
+
+    import bench.data.chunks
+    from bench.data.npy_cache import is_memory_mapped
+    from bench.model import FitContext
+    from bench.profiles import get_profile
+    from bench.registry import get
+
+    profile = get_profile("full").with_overrides({"gbdt_max_rounds": rounds})
+    tree = get(model).build()
+    if not is_memory_mapped(data.train.click):
+        bench.data.chunks.AUTO_CHUNK_ROWS = 1 << 62  # the whole-matrix path, as before
+    tree.fit(dataclasses.replace(data, test=None), FitContext(0, threads, profile, False))
+    return {key: value for key, value in tree.info.items()
+            if key.endswith(("_train_rows", "_valid_rows", "_input", "_rounds", "_n_features"))}
+
+
+def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, queue,
+           tree_model: str = "lgbm_ctr_x_cvr", tree_rounds: int = 20):
     try:
         from bench.data.loader import load
 
@@ -88,6 +115,8 @@ def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, 
             # The in-memory path as it was: the whole split as tensors (-1: never chunk).
             result["epoch"] = _epoch(data, model, threads, batch_size,
                                      0 if out_of_core else -1)
+        if step.startswith("trees"):
+            result["trees"] = _trees(data, tree_model, threads, tree_rounds)
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["peak_anon_mib"] = round(peak.stop() / 1024, 1)
         result["peak_rss_mib"] = round(_status_kib("VmHWM") / 1024, 1)
@@ -97,7 +126,8 @@ def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, 
 
 
 def measure(step: str, data_dir: Path, model: str = "mmoe:MMoE", threads: int = 2,
-            batch_size: int = 2048) -> dict:
+            batch_size: int = 2048, tree_model: str = "lgbm_ctr_x_cvr",
+            tree_rounds: int = 20) -> dict:
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; known: {STEPS}")
     if step == "encode-stream":  # measure the encoding itself, not a reuse of its cache
@@ -106,7 +136,8 @@ def measure(step: str, data_dir: Path, model: str = "mmoe:MMoE", threads: int = 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_child,
-                            args=(step, str(data_dir), model, threads, batch_size, queue))
+                            args=(step, str(data_dir), model, threads, batch_size, queue,
+                                  tree_model, tree_rounds))
     child.start()
     result = queue.get()
     child.join()
@@ -122,6 +153,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="mmoe:MMoE", help="neural.models module:Class")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--tree-model", default="lgbm_ctr_x_cvr",
+                        help="registered tree model of the trees-* steps")
+    parser.add_argument("--tree-rounds", type=int, default=20,
+                        help="boosting rounds of the trees-* steps (memory, not accuracy)")
     parser.add_argument("--out", help="also write the results here (JSON)")
     args = parser.parse_args(argv)
     from bench.data import raw
@@ -131,7 +166,8 @@ def main(argv=None) -> int:
         raw.convert_raw(data_dir, data_dir / "cache")  # not part of any step's figures
     results = []
     for step in args.steps:
-        results.append(measure(step, data_dir, args.model, args.threads, args.batch_size))
+        results.append(measure(step, data_dir, args.model, args.threads, args.batch_size,
+                               args.tree_model, args.tree_rounds))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     text = json.dumps({"data_dir": args.data_dir, "results": results}, indent=1)
     print(text)

@@ -18,3 +18,22 @@ def in_test_half(request_keys) -> np.ndarray:
         dtype=bool,
         count=len(request_keys),
     )
+
+
+def capped_rows(request_keys, request: np.ndarray, max_rows: int) -> np.ndarray | None:
+    """Rows of whole requests, at most `max_rows` of them, the same for every model, seed and
+    family of every run on these data (None: no cap, or the split is within it).
+
+    Requests are ranked by a hash of their key (no random state, as the split rule), and taken
+    in that order while their impressions fit under the cap."""
+    if not max_rows or len(request) <= max_rows:
+        return None
+    ranks = np.fromiter((int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8,
+                                                        person=b"train-cap").digest(), "little")
+                         for k in request_keys), dtype=np.uint64, count=len(request_keys))
+    sizes = np.bincount(request, minlength=len(request_keys))
+    order = np.argsort(ranks, kind="stable")
+    kept = order[np.cumsum(sizes[order]) <= max_rows]
+    keep = np.zeros(len(request_keys), dtype=bool)
+    keep[kept] = True
+    return np.flatnonzero(keep[request])

@@ -16,7 +16,7 @@ Early stopping: xgboost.dask aggregates the validation metric over workers and s
 itself. lightgbm.dask cannot (its validation metrics are per worker, and early stopping there
 hangs or stops on one worker's slice: LightGBM issues #6351, #6963), so LightGBM trains the full
 `max_rounds` and the best iteration is chosen afterwards on the client, on the validation
-split (at most `gbdt_max_valid_rows` of it, as the local models), by the same rule as
+split (all of it, as the local models), by the same rule as
 lightgbm.early_stopping (stop after `early_stopping` rounds without a lower log loss), and the
 model is cut there.
 """
@@ -38,7 +38,7 @@ from baselines.tree_features import (
     field_codes,
     task_rows_and_labels,
 )
-from baselines.trees import TreeModel, _sample
+from baselines.trees import TreeModel
 from bench.data import schema
 
 # Local-cluster workers inherit this: OpenMP threads that spin while they wait starve the
@@ -272,10 +272,8 @@ class DaskTreeModel(TreeModel):
                                             **_lightgbm_params(budget, ctx.seed, ctx.threads))
         model.fit(X, y, feature_name=encoder.names, categorical_feature=encoder.categorical)
         booster = model.to_local().booster_
-        # On the client, so at most the profile's gbdt_max_valid_rows, as the local models.
-        valid_rows, valid_labels = _sample(*task_rows_and_labels(valid, task),
-                                           getattr(ctx.profile, "gbdt_max_valid_rows", 0),
-                                           ctx.seed)
+        # On the client: every validation row of the task, as the local models.
+        valid_rows, valid_labels = task_rows_and_labels(valid, task)
         self.info[f"{task}_valid_rows"] = int(len(valid_rows))
         if len(valid_rows) == 0:
             return booster
