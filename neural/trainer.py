@@ -179,6 +179,19 @@ def setup_torch(threads: int, seed: int) -> None:
 class NeuralRanker:
     """A network of the zoo behind the bench model protocol (fit / predict / n_params)."""
 
+    # What every network sees (neural/inputs.py), in the columns of the report's inputs table.
+    INPUTS = {
+        "single-valued ids": "all 18 single-valued fields (user 101, profile 121-129, item 205, "
+                             "category 206, shop 207, brand 216, combinations, position 301), "
+                             "each embedded",
+        "behaviour lists": "every id of the four user lists and the item's intention nodes, "
+                           "embedded and pooled with their weights (lists kept whole)",
+        "user x candidate match": "combination ids 508/509/702/853 embedded, and their weights; "
+                                  "no explicit user x category/shop/brand cross ids (the MLP "
+                                  "combines the user's and the item's embeddings)",
+        "dense": "the 12 dense columns (combination weights, list mean weights and lengths)",
+    }
+
     def __init__(self, network: str, **params):
         self.network_cls = resolve(network)
         self.params = params

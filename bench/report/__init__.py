@@ -19,6 +19,7 @@ REPORT_HTML = "report.html"
 
 def blocks_for(run) -> list:
     from bench.report import figures, sections
+    from bench.report.inputs import inputs_section
     from bench.report.render import Heading
 
     order = sections.leaderboard_order(run.models)
@@ -30,7 +31,8 @@ def blocks_for(run) -> list:
         blocks.append(Heading(2, "Figures", "figures"))
         blocks += drawn
     blocks += (sections.crosswalk(run) + sections.oracle_gaps(run) + sections.calibration(run)
-               + sections.costs(run) + sections.failures(run) + sections.definitions(run))
+               + sections.costs(run) + inputs_section(run) + sections.failures(run)
+               + sections.definitions(run))
     return blocks
 
 

@@ -149,6 +149,7 @@ class ModelResult:
     n_params: int | None
     latency: dict | None  # the latency record at LATENCY_CANDIDATES, if measured
     info: dict | None = None
+    inputs: dict | None = None  # what the model sees (its family's INPUTS)
     failed_seeds: dict[int, str] = field(default_factory=dict)
 
     def auc(self, task: str) -> float | None:
@@ -299,7 +300,7 @@ def load_run(run_dir: str | Path) -> Run:
             train_s_std=_std(r.get("train_s") for r in per_seed.values()),
             predict_ms_per_1k=_mean(predict), n_params=first.get("n_params"),
             latency=_pick_latency([r for r in latency if r["model"] == key]),
-            info=first.get("model_info"),
+            info=first.get("model_info"), inputs=first.get("inputs"),
             failed_seeds={s: r.get("error", "") for (m, s), r in errors.items()
                           if m == key and (m, s) not in succeeded}))
     n_boot = {r.get("n_bootstrap") for r in accuracy.values() if r.get("n_bootstrap")}
