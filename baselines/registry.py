@@ -26,3 +26,7 @@ SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,
                     f"lightgbm, AITM paper's configuration: {TREE_MODES[mode]}",
                     params={"library": "lightgbm", "mode": mode, "config": "aitm"})
           for mode in ("ctcvr", "ctr_x_cvr")]
+# One forest for two tasks: XGBoost's multi-output trees (baselines/xgb_multi.py).
+SPECS.append(ModelSpec("xgb_multi", "baselines", "baselines.xgb_multi:XgbMultiOutput",
+                       "xgboost: one forest, leaves hold (click, click-and-purchase) "
+                       "(multi_output_tree); pCVR = pCTCVR / pCTR"))

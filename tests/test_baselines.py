@@ -487,3 +487,21 @@ def test_logreg_records_non_convergence_and_lets_other_warnings_through(converge
     assert categories.count(UserWarning) == 3  # one per task, none swallowed
     assert ConvergenceWarning not in categories
     assert all(model.info[f"{task}_converged"] is converges for task in ("ctr", "cvr", "ctcvr"))
+
+
+def test_xgb_multi_is_one_forest_with_two_outputs_per_leaf(tiny_data, tiny_profile):
+    """baselines/xgb_multi: one XGBoost forest whose leaves hold (click, click-and-purchase);
+    pCTR and pCTCVR are its two outputs and pCVR their ratio."""
+    import json
+
+    model = _fit("xgb_multi", tiny_data, tiny_profile)
+    config = json.loads(model.booster.save_config())
+    learner = config["learner"]
+    assert learner["learner_model_param"]["num_target"] == "2"
+    assert learner["learner_train_param"]["multi_strategy"] == "multi_output_tree"
+    out = model.booster.inplace_predict(model._features(tiny_data.test))
+    p = model.predict(tiny_data.test)
+    np.testing.assert_allclose(p["ctr"], out[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(p["ctcvr"], out[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(p["cvr"], np.minimum(1, out[:, 1] / out[:, 0]), rtol=1e-5)
+    assert model.info["train_rows"] == len(tiny_data.train) and model.info["rounds"] >= 1
