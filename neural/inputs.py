@@ -94,7 +94,6 @@ def _bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: s
           where: str) -> Bags:
     """One bag per (row, field), row-major, so row r's bags are r*len(fields) + 0..k-1."""
     sizes = layout.sizes()
-    n_rows = ragged[fields[0]].n_rows
     lengths = np.stack([ragged[f].lengths() for f in fields], axis=1)  # (rows, fields)
     offsets = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(lengths.ravel(), out=offsets[1:])
@@ -103,7 +102,7 @@ def _bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: s
     for k, f in enumerate(fields):
         r = ragged[f]
         _code_check(r.codes, sizes[f], f, where)
-        row_of_value = np.repeat(np.arange(n_rows), r.lengths())
+        row_of_value = r.row_of_value()  # empty rows own no value
         rank = np.arange(len(r.codes)) - r.offsets[row_of_value]
         target = offsets[row_of_value * len(fields) + k] + rank
         index[target] = r.codes + layout.offsets[f]

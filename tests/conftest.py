@@ -8,6 +8,11 @@ import pytest
 
 from bench.data.loader import SAMPLE_DIR_CANDIDATES
 
+try:  # registers and loads the Hypothesis profiles (HYPOTHESIS_PROFILE=slow for thousands)
+    import hypothesis_profiles  # noqa: F401
+except ImportError:  # hypothesis not installed: the generated-input tests skip themselves
+    pass
+
 
 def _have(module: str) -> bool:
     try:

@@ -12,13 +12,40 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum of values[offsets[i]:offsets[i+1]] for every row i; 0 for an empty row.
+
+    np.add.reduceat alone is wrong on empty rows: it returns the value at an empty row's start,
+    and fails when that start is the end of `values` (empty last rows). So it is given the
+    starts of the non-empty rows only: between two of them lie only empty rows, hence each
+    sum runs exactly to its row's end. Sums keep the dtype of `values`, as reduceat's do."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    first, last = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
+    sums = np.zeros(max(len(offsets) - 1, 0), dtype=np.asarray(values).dtype)
+    non_empty = np.flatnonzero(np.diff(offsets) > 0)
+    if len(non_empty):
+        sums[non_empty] = np.add.reduceat(values[first:last], offsets[non_empty] - first)
+    return sums
+
+
 @dataclass
 class Ragged:
-    """Variable-length id lists with weights, in CSR form (row i is offsets[i]:offsets[i+1])."""
+    """Variable-length id lists with weights, in CSR form (row i is offsets[i]:offsets[i+1]).
+
+    offsets[0] is 0 and offsets[-1] is the number of values (checked on construction), so
+    codes and weights hold exactly the values of the rows; any row may be empty."""
 
     offsets: np.ndarray  # int64 (n_rows + 1,)
     codes: np.ndarray  # int64 (n_values,)
     weights: np.ndarray  # float32 (n_values,)
+
+    def __post_init__(self):
+        n_values = int(self.offsets[-1]) if len(self.offsets) else -1
+        if len(self.offsets) == 0 or self.offsets[0] != 0 or \
+                not n_values == len(self.codes) == len(self.weights):
+            raise ValueError(f"not a CSR list: {len(self.offsets)} offsets from "
+                             f"{self.offsets[:1].tolist()} to {self.offsets[-1:].tolist()} for "
+                             f"{len(self.codes)} codes and {len(self.weights)} weights")
 
     @property
     def n_rows(self) -> int:
@@ -26,6 +53,10 @@ class Ragged:
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    def row_of_value(self) -> np.ndarray:
+        """The row each value belongs to (int64, n_values): empty rows own none."""
+        return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths())
 
     def take(self, rows: np.ndarray) -> Ragged:
         """The lists of `rows`, in that order (vectorised: no loop over rows)."""
@@ -45,13 +76,9 @@ class Ragged:
                       self.codes[first:last], self.weights[first:last])
 
     def row_mean_weight(self) -> np.ndarray:
-        sums = np.add.reduceat(self.weights, self.offsets[:-1]) if len(self.weights) else None
-        lengths = self.lengths()
-        if sums is None:
-            return np.zeros(self.n_rows, dtype=np.float32)
-        # reduceat returns the element at an empty row's start; mask empty rows out.
-        sums = np.where(lengths > 0, sums[: self.n_rows], 0.0)
-        return (sums / np.maximum(lengths, 1)).astype(np.float32)
+        """Mean weight of each row's list; 0 for an empty list."""
+        sums = segment_sums(self.weights, self.offsets)
+        return (sums / np.maximum(self.lengths(), 1)).astype(np.float32)
 
 
 @dataclass

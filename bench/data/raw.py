@@ -1173,8 +1173,10 @@ def _convert_split(data_dir: Path, work_dir: Path, split: str, lenient: bool, re
         if progress:
             print(f"converting {path} ...", file=sys.stderr, flush=True)
         ctx = _Context(path, layout, lenient, known_keys)
-        known_keys = _convert_file(ctx, work_dir / out_name, stats, report, block_bytes,
-                                   workers, progress) or known_keys
+        keys = _convert_file(ctx, work_dir / out_name, stats, report, block_bytes, workers,
+                             progress)
+        if layout.kind == "common":  # its keys, even none (every line skipped as bad)
+            known_keys = keys
         files[name] = _file_entry(stats, out_name)
         if layout.kind == "common":
             requests = stats.rows_written
