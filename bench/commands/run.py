@@ -41,6 +41,11 @@ def out_of_core_setting(args) -> bool | None:
 def data_options(args) -> dict:
     """`load()` keywords from the options of add_data_arguments: every command passes them all,
     so an option shown in --help is never silently ignored."""
+    from bench.ranges import check_option
+
+    # Checked here, before any data is read: every command passes through this function.
+    check_option("--min-count", args.min_count, low=1)
+    check_option("--data-seed", args.data_seed, low=0, high=2**32 - 1)
     return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.data_seed,
             "min_count": args.min_count,
             "keep_purchase_without_click": args.keep_purchase_without_click,
@@ -185,6 +190,7 @@ def handle(args, argv) -> int:
     from bench import harness, meta
     from bench.data.loader import load
     from bench.profiles import get_profile
+    from bench.ranges import check_option
     from bench.registry import select
 
     if args.engine == "torchrun":  # every rank runs this command again, under torchrun
@@ -193,8 +199,13 @@ def handle(args, argv) -> int:
         return launch_torchrun(argv[1:], args.workers)
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
-    threads = args.threads or profile.threads
+    # --seeds and --threads are checked against the profile's ranges but not stored in it:
+    # a --resume with more seeds must still find the same profile.
+    chosen = profile.with_overrides({k: v for k, v in (("seeds", args.seeds),
+                                                       ("threads", args.threads))
+                                     if v is not None})
+    seeds, threads = chosen.seeds, chosen.threads
+    check_option("--workers", args.workers, low=1)
     specs = select(None if args.all else args.models)
     if args.engine == "dask":
         from bench.distributed.engines import dask_specs
