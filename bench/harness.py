@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 import traceback
@@ -39,17 +40,111 @@ def _log(message: str, progress: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+# First in every line, so that a line cut short by a crash still says whose record it was.
+IDENTITY_KEYS = ("kind", "model", "seed", "task")
+
+
+def record_line(record: dict) -> str:
+    first = {k: record[k] for k in IDENTITY_KEYS if k in record}
+    rest = {k: record[k] for k in sorted(record) if k not in first}
+    return json.dumps({**first, **rest}) + "\n"
+
+
+def append_records(run_dir: Path, records: list[dict]) -> None:
+    """Append records as JSON lines in one write, then flush them to disk.
+
+    One write of whole lines to a file opened for appending: concurrent appenders never
+    interleave within a line, and a process killed mid-write leaves at most one cut last line,
+    which read_records drops with a warning and --resume removes (trim_for_resume)."""
+    data = "".join(record_line(r) for r in records).encode()
+    fd = os.open(Path(run_dir) / RESULTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def append_record(run_dir: Path, record: dict) -> None:
-    with open(Path(run_dir) / RESULTS_FILE, "a") as out:
-        out.write(json.dumps(record, sort_keys=True) + "\n")
+    append_records(run_dir, [record])
+
+
+def _cut_line_name(text: str) -> str:
+    """Who a line cut mid-write belonged to, from the identity keys it begins with."""
+    import re
+
+    found = [f"{key} {match.group(1)}" for key in IDENTITY_KEYS
+             if (match := re.search(rf'"{key}": ("[^"]*"|-?\d+)[,}}]', text))]
+    return ", ".join(found) or "its identity keys were cut too"
+
+
+def _read_lines(path: Path) -> tuple[list[tuple[bytes, dict]], str | None]:
+    """(raw line, record) of every complete line, and a warning if the last one was cut."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    parsed, warning = [], None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append((line, json.loads(line)))
+        except ValueError as error:
+            if number != len(lines):  # a complete line (a newline follows) that is not JSON
+                raise ValueError(f"{path} line {number}: not a JSON record ({error})") from None
+            text = line.decode(errors="replace")
+            warning = (f"warning: {path} line {number} was cut mid-write ({len(line)} bytes; "
+                       f"{_cut_line_name(text)}): that partial record is dropped")
+    return parsed, warning
 
 
 def read_records(run_dir: Path) -> list[dict]:
+    """Every record of a run folder; a last line cut mid-write (a killed run) is dropped with
+    a warning that names it."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.exists():
         return []
-    with open(path) as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    parsed, warning = _read_lines(path)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return [record for _, record in parsed]
+
+
+def complete_pairs(records: list[dict]) -> frozenset:
+    """(model, seed) pairs with an error-free accuracy record for every task."""
+    tasks: dict[tuple, set] = {}
+    for r in records:
+        if r.get("kind", "accuracy") == "accuracy" and r.get("error") is None:
+            tasks.setdefault((r["model"], r["seed"]), set()).add(r.get("task"))
+    return frozenset(pair for pair, seen in tasks.items() if seen >= set(metrics.TASKS))
+
+
+def trim_for_resume(run_dir: Path, progress: bool = True) -> frozenset:
+    """Before --resume appends: remove a cut last line and the records of pairs cut between
+    their task lines (they run again), rewriting the file atomically; return the complete
+    (model, seed) pairs, which need not run again."""
+    from bench import atomic
+
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.exists():
+        return frozenset()
+    parsed, warning = _read_lines(path)
+    done = complete_pairs([record for _, record in parsed])
+    kept = [(line, r) for line, r in parsed
+            if r.get("kind", "accuracy") != "accuracy" or r.get("error") is not None
+            or (r.get("model"), r.get("seed")) in done]
+    if len(kept) < len(parsed) or warning or not path.read_bytes().endswith(b"\n"):
+        if warning:
+            print(warning.replace("is dropped", "is removed; its model runs again"),
+                  file=sys.stderr, flush=True)
+        partial = sorted({(r["model"], r["seed"]) for _, r in parsed} - done
+                         - {(r["model"], r["seed"]) for _, r in kept})
+        for model, seed in partial:
+            _log(f"note: {model} seed {seed} has records for some tasks only (cut by a crash);"
+                 " they are removed and it runs again", progress)
+        atomic.write_bytes(path, b"".join(line + b"\n" for line, _ in kept))
+    return done
 
 
 def bootstrap_seed(fingerprint: str, task: str) -> int:
@@ -209,8 +304,7 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
         records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
                           workers)
-        for record in records:
-            append_record(run_dir, record)
+        append_records(run_dir, records)  # one write: all of a pair's lines or a cut tail
         all_records.extend(records)
         ok = [r for r in records if r.get("error") is None]
         if ok:

@@ -6,49 +6,52 @@ budget fields that concern them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
+
+from bench.ranges import apply_overrides, check_fields, setting
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     synth_profile: str  # synthetic data profile used when the data set is "synthetic"
-    seeds: tuple[int, ...] = (0,)
-    threads: int = 2
-    n_bootstrap: int = 200  # request-level bootstrap resamples per AUC
+    seeds: tuple[int, ...] = setting((0,), low=0, high=2**32 - 1, nonempty=True)
+    threads: int = setting(2, low=1)
+    # Request-level bootstrap resamples per AUC.
+    n_bootstrap: int = setting(200, low=0, note="0 = no interval")
     # Train rows every model trains on, at most: 0 = all; otherwise the same whole requests for
     # every family, model and seed (bench.data.split.capped_rows; `train_rows` in each record).
-    max_train_rows: int = 0
+    max_train_rows: int = setting(0, low=0, note="0 = all")
     # GBDT budget, shared by LightGBM and XGBoost.
-    gbdt_max_rounds: int = 1000
-    gbdt_early_stopping: int = 50
-    gbdt_learning_rate: float = 0.05
-    gbdt_num_leaves: int = 63
-    gbdt_max_bin: int = 255
-    gbdt_feature_fraction: float = 0.5  # columns sampled per tree
-    gbdt_lambda_l2: float = 10.0
-    gbdt_min_hessian: float = 1e-3  # per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight)
-    gbdt_stopping_metric: str = "logloss"  # validation metric of early stopping: logloss or auc
+    gbdt_max_rounds: int = setting(1000, low=1)
+    gbdt_early_stopping: int = setting(50, low=1)
+    gbdt_learning_rate: float = setting(0.05, low=0, low_open=True)
+    gbdt_num_leaves: int = setting(63, low=2)
+    gbdt_max_bin: int = setting(255, low=2)
+    gbdt_feature_fraction: float = setting(0.5, low=0, low_open=True, high=1)  # per tree
+    gbdt_lambda_l2: float = setting(10.0, low=0)
+    # Per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight).
+    gbdt_min_hessian: float = setting(1e-3, low=0)
+    # Validation metric of early stopping.
+    gbdt_stopping_metric: str = setting("logloss", choices=("logloss", "auc"))
     # Neural budget, shared by every neural model.
-    neural_max_epochs: int = 3
-    neural_patience: int = 1
-    neural_batch_size: int = 2048
+    neural_max_epochs: int = setting(3, low=1)
+    neural_patience: int = setting(1, low=0)
+    neural_batch_size: int = setting(2048, low=1)
     # Rows per chunk a neural epoch holds in memory: 0 = automatic (chunks of
     # bench.data.chunks.AUTO_CHUNK_ROWS when the split is memory-mapped or that long),
     # -1 = never chunk, N = chunks of N rows.
-    neural_chunk_rows: int = 0
+    neural_chunk_rows: int = setting(0, low=-1, note="-1 = never chunk, 0 = automatic")
     # Logistic-regression floor.
-    linear_max_iter: int = 200
+    linear_max_iter: int = setting(200, low=1)
+
+    def __post_init__(self):
+        check_fields(self)  # a named profile out of range fails at import, not mid-run
 
     def with_overrides(self, overrides: dict) -> Profile:
-        names = {f.name for f in fields(self)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"unknown profile setting(s) {sorted(unknown)}; known: "
-                             f"{sorted(names)}")
-        typed = {k: type(getattr(self, k))(v) if not isinstance(getattr(self, k), tuple)
-                 else tuple(int(x) for x in str(v).split(",")) for k, v in overrides.items()}
-        return replace(self, **typed)
+        """This profile with `overrides` (text as --set gives it, or values) converted to each
+        field's type and checked against its declared range."""
+        return replace(self, **apply_overrides(self, overrides, "profile setting"))
 
 
 PROFILES = {

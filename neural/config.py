@@ -7,7 +7,9 @@ Budgets that every family shares (epochs, patience, batch size) live in bench.pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
+
+from bench.ranges import apply_overrides, check_fields, setting
 
 # Up to this many embedding rows a dense table gradient is cheaper than touched-rows updates.
 DENSE_TABLE_MAX_ROWS = 150_000
@@ -16,64 +18,49 @@ DENSE_TABLE_MAX_ROWS = 150_000
 @dataclass(frozen=True)
 class NeuralConfig:
     # Inputs.
-    embedding_dim: int = 16
+    embedding_dim: int = setting(16, low=1)
     # How a multi-valued field's ids are pooled, each id scaled by its weight: "sum" adds the
     # weighted embeddings, "mean" divides that sum by the list length. Chosen by measurement
     # (see neural/README.md): mean keeps hundred-id behaviour lists at the scale of one id.
-    pooling: str = "mean"
+    pooling: str = setting("mean", choices=("sum", "mean"))
     # Network sizes.
-    mlp_dims: tuple[int, ...] = (256, 128)  # a bottom, an expert, or a single-task trunk
-    tower_dims: tuple[int, ...] = (64,)  # each task's head on top of the shared part
-    n_experts: int = 4  # MMoE
-    n_shared_experts: int = 2  # PLE, per level
-    n_task_experts: int = 2  # PLE, per task and level
-    ple_levels: int = 2
-    dropout: float = 0.0
+    # A bottom, an expert, or a single-task trunk (dims[-1] feeds the towers); each task's
+    # head on the shared part (empty: one linear layer).
+    mlp_dims: tuple[int, ...] = setting((256, 128), low=1, nonempty=True)
+    tower_dims: tuple[int, ...] = setting((64,), low=1)
+    n_experts: int = setting(4, low=1)  # MMoE
+    n_shared_experts: int = setting(2, low=1)  # PLE, per level
+    n_task_experts: int = setting(2, low=1)  # PLE, per task and level
+    ple_levels: int = setting(2, low=1)
+    dropout: float = setting(0.0, low=0, high=1, high_open=True)
     # Optimiser: Adam on the dense weights. The embedding table learns by "rows" (gradients and
     # a lazy Adam step on the distinct rows a batch touched: neural/optim.py), "sparse" (torch
     # sparse gradients + SparseAdam) or "dense" (full-table gradient + Adam). "auto" picks
     # dense for tables up to DENSE_TABLE_MAX_ROWS rows and rows above: measured (MMoE, 2
     # threads), dense is 5-15% faster at 46k-100k rows, even at 200k, 20% slower at 400k and
     # 3x slower at 1.6M (neural/README.md).
-    embedding_gradients: str = "auto"
-    learning_rate: float = 1e-3
-    embedding_learning_rate: float = 1e-3
+    embedding_gradients: str = setting("auto", choices=("auto", "rows", "sparse", "dense"))
+    learning_rate: float = setting(1e-3, low=0, low_open=True)
+    embedding_learning_rate: float = setting(1e-3, low=0, low_open=True)
     # Batch order: requests in a random order, rows shuffled within windows of this many
     # batches (0 = a full shuffle of all rows). Smaller windows put fewer distinct requests in
     # a batch (each request's behaviour lists are pooled once per batch: faster). 32 had the
     # best mean validation AUC over three seeds against 0 and 8 (neural/README.md).
-    shuffle_window: int = 32
+    shuffle_window: int = setting(32, low=0, note="0 = a full shuffle")
     # Prediction batch size (no gradients, so larger than the training batch).
-    predict_batch_size: int = 16384
+    predict_batch_size: int = setting(16384, low=1)
+
+    def __post_init__(self):
+        check_fields(self)
 
     @classmethod
     def with_overrides(cls, overrides: dict | None) -> NeuralConfig:
-        """Defaults with `overrides` applied; unknown keys are an error that lists the known."""
+        """Defaults with `overrides` applied (text as --set gives it, or values), each converted
+        to its field's type and checked against its declared range."""
         config = cls()
         if not overrides:
             return config
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(overrides) - set(known)
-        if unknown:
-            raise ValueError(f"unknown neural setting(s) {sorted(unknown)}; known: "
-                             f"{sorted(known)}")
-        typed = {}
-        for key, value in overrides.items():
-            default = getattr(config, key)
-            if isinstance(default, tuple):
-                typed[key] = tuple(int(v) for v in value) if not isinstance(value, str) \
-                    else tuple(int(v) for v in value.split(",") if v)
-            elif isinstance(default, bool) and isinstance(value, str):
-                typed[key] = value.lower() in ("1", "true", "yes")
-            else:
-                typed[key] = type(default)(value)
-        config = replace(config, **typed)
-        if config.embedding_gradients not in ("auto", "rows", "sparse", "dense"):
-            raise ValueError("embedding_gradients must be 'auto', 'rows', 'sparse' or 'dense', got "
-                             f"{config.embedding_gradients!r}")
-        if config.pooling not in ("sum", "mean"):
-            raise ValueError(f"pooling must be 'sum' or 'mean', got {config.pooling!r}")
-        return config
+        return replace(config, **apply_overrides(config, overrides, "neural setting"))
 
     def gradients_for(self, table_rows: int) -> str:
         """The embedding update actually used for a table of `table_rows` rows."""

@@ -125,7 +125,7 @@ def test_model_never_sees_the_test_split(tiny_data, tiny_profile, tmp_path, monk
 
 @pytest.mark.parametrize("setting, message", [
     ("bogus=1", "unknown --set key(s) ['bogus']"),
-    ("pooling=max", "pooling must be 'sum' or 'mean'"),
+    ("pooling=max", "setting pooling=max is out of range: allowed one of 'sum', 'mean'"),
 ], ids=["unknown key", "bad neural value"])
 def test_a_bad_set_is_rejected_before_any_data_is_loaded(setting, message, tmp_path, capsys):
     unused = tmp_path / "data"

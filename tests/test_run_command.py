@@ -69,14 +69,20 @@ def test_reports_latest_follows_default_folders_only(run, tiny_raw_dir, tmp_path
     assert (latest / harness.RESULTS_FILE).exists()
 
 
-def test_a_failed_model_is_recorded_and_the_exit_status_says_so(run, tiny_raw_dir, capsys):
+def test_a_failed_model_is_recorded_and_the_exit_status_says_so(run, tiny_raw_dir, capsys,
+                                                                 monkeypatch):
+    from baselines.logreg import LogisticFloor
+
+    def broken_fit(self, data, ctx):
+        raise RuntimeError("a model that breaks while fitting")
+
+    monkeypatch.setattr(LogisticFloor, "fit", broken_fit)
     invoke, out = run
-    code = main(["run", "--models", "baselines/constant", "neural/dnn_ctr", "--dataset",
+    code = main(["run", "--models", "baselines/constant", "baselines/logreg", "--dataset",
                  "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
-                 "--seeds", "0", "--out", str(out), "--quiet", "--no-report",
-                 "--set", "neural_batch_size=0"])
+                 "--seeds", "0", "--out", str(out), "--quiet", "--no-report"])
     assert code == 1
     assert "1 model(s) failed" in capsys.readouterr().err
     records = harness.read_records(out)
-    assert [r["model"] for r in records if r.get("error")] == ["neural/dnn_ctr"]
+    assert [r["model"] for r in records if r.get("error")] == ["baselines/logreg"]
     assert any(r["model"] == "baselines/constant" and r.get("error") is None for r in records)

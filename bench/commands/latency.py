@@ -13,13 +13,16 @@ import sys
 from pathlib import Path
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 1 of `option`; an error line names the option."""
+    from bench.ranges import check_option
+
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"expected positive integers, got {text!r}")
+        values = ()  # reported as out of range, with the text as given
+    check_option(option, values, "comma-separated integers, each", given=text, low=1,
+                 nonempty=True)
     return values
 
 
@@ -75,6 +78,12 @@ def add_parser(sub) -> None:
 def handle(args, argv) -> int:
     if args.check or args.update_baseline:
         from bench import latency_gate
+        from bench.ranges import check_option
+
+        check_option("--rounds", args.rounds, low=1)
+        for option, value in (("--threshold", args.threshold), ("--retry-s", args.retry_s)):
+            if value is not None:
+                check_option(option, value, "a number", low=0)
 
         if args.check and args.update_baseline:
             raise ValueError("--check and --update-baseline are exclusive")
@@ -86,6 +95,15 @@ def handle(args, argv) -> int:
         return latency_gate.check(baseline, rounds=args.rounds, threshold=args.threshold,
                                   retry_s=retry_s)
     return measure(args, argv)
+
+
+def _check_timing(args) -> None:
+    from bench.ranges import check_option
+
+    check_option("--seed", args.seed, low=0, high=2**32 - 1)
+    check_option("--min-repeats", args.min_repeats, low=1)
+    check_option("--budget-s", args.budget_s, "a number", low=0)
+    check_option("--warmup", args.warmup, low=0)
 
 
 def _prepare_out(out: str | None, name: str) -> Path:
@@ -126,7 +144,8 @@ def measure(args, argv) -> int:
 
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)
-    threads, candidates = _ints(args.threads), _ints(args.candidates)
+    threads, candidates = _ints("--threads", args.threads), _ints("--candidates", args.candidates)
+    _check_timing(args)
     specs = select(args.models)
     progress = not args.quiet
     data = load(**data_options(args), synth_profile=profile.synth_profile, progress=progress)

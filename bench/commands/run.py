@@ -8,7 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPORTS_ROOT = Path(__file__).resolve().parents[2] / "reports"
+# CCPBENCH_REPORTS moves the default run folders (tests start real processes with it).
+REPORTS_ROOT = Path(os.environ.get("CCPBENCH_REPORTS",
+                                   Path(__file__).resolve().parents[2] / "reports"))
 
 
 def add_data_arguments(parser) -> None:
@@ -41,6 +43,11 @@ def out_of_core_setting(args) -> bool | None:
 def data_options(args) -> dict:
     """`load()` keywords from the options of add_data_arguments: every command passes them all,
     so an option shown in --help is never silently ignored."""
+    from bench.ranges import check_option
+
+    # Checked here, before any data is read: every command passes through this function.
+    check_option("--min-count", args.min_count, low=1)
+    check_option("--data-seed", args.data_seed, low=0, high=2**32 - 1)
     return {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.data_seed,
             "min_count": args.min_count,
             "keep_purchase_without_click": args.keep_purchase_without_click,
@@ -114,13 +121,31 @@ def split_settings(overrides: dict) -> tuple[dict, dict]:
             {k: v for k, v in overrides.items() if k in neural})
 
 
+def new_run_dir(name: str) -> Path:
+    """A folder of its own under reports/runs/, named by the UTC second; a run that starts in
+    the same second as another (or finds the name taken) gets -2, -3, ...: mkdir either
+    creates the folder or fails, so two processes never get the same one."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    root = REPORTS_ROOT / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        run_dir = root / (f"{stamp}-{name}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name under {root} for {stamp}-{name}")
+
+
 def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -> Path:
+    """The run folder, held by this process until it exits (bench.folder_lock.claim): a second
+    run given the same --out stops with an error naming the first's PID."""
+    from bench.folder_lock import claim
     from bench.harness import META_FILE, RESULTS_FILE
 
-    if out is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = REPORTS_ROOT / "runs" / f"{stamp}-{name}"
-    run_dir = Path(out)
+    run_dir = new_run_dir(name) if out is None else Path(out)
+    claim(run_dir)
     results = run_dir / RESULTS_FILE
     if results.exists() and not (overwrite or resume):
         raise ValueError(f"{run_dir} already holds results; pass --overwrite or --resume")
@@ -182,9 +207,10 @@ def link_latest(run_dir: Path) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench import harness, meta
+    from bench import atomic, harness, meta
     from bench.data.loader import load
     from bench.profiles import get_profile
+    from bench.ranges import check_option
     from bench.registry import select
 
     if args.engine == "torchrun":  # every rank runs this command again, under torchrun
@@ -193,8 +219,13 @@ def handle(args, argv) -> int:
         return launch_torchrun(argv[1:], args.workers)
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
-    threads = args.threads or profile.threads
+    # --seeds and --threads are checked against the profile's ranges but not stored in it:
+    # a --resume with more seeds must still find the same profile.
+    chosen = profile.with_overrides({k: v for k, v in (("seeds", args.seeds),
+                                                       ("threads", args.threads))
+                                     if v is not None})
+    seeds, threads = chosen.seeds, chosen.threads
+    check_option("--workers", args.workers, low=1)
     specs = select(None if args.all else args.models)
     if args.engine == "dask":
         from bench.distributed.engines import dask_specs
@@ -219,8 +250,8 @@ def handle(args, argv) -> int:
         check_resumable(run_dir, previous, data.fingerprint, profile.__dict__, neural_settings)
     selected = [s.key for s in specs]
     # A resumed folder keeps its successful (model, seed) pairs; only the others run.
-    done = frozenset((r["model"], r["seed"]) for r in harness.read_records(run_dir)
-                     if r.get("error") is None) if args.resume else frozenset()
+    # A pair cut between its task records by a crash runs again (harness.trim_for_resume).
+    done = harness.trim_for_resume(run_dir, progress) if args.resume else frozenset()
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
@@ -229,12 +260,12 @@ def handle(args, argv) -> int:
                             started_utc=harness.utc_now())
     if previous is not None:
         run_meta = resumed_meta(previous, run_meta)
-    meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+    atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,
                                 done=done)
     run_meta["finished_utc"] = harness.utc_now()
-    meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+    atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
     failed = sorted({r["model"] for r in records if r.get("error")})
     print(f"results: {run_dir / harness.RESULTS_FILE} ({len(records)} records"
           f"{', failed: ' + ', '.join(failed) if failed else ''})")

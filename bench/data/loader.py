@@ -51,14 +51,17 @@ def ensure_synthetic(profile: str, seed: int, data_dir: Path | None = None,
                      progress: bool = True) -> Path:
     """Generate the synthetic raw files unless a complete set is already there."""
     from bench.data import synth
+    from bench.folder_lock import folder_lock
 
     out = Path(data_dir) if data_dir else synthetic_dir(profile, seed)
     info_path = out / "synth_info.json"
-    if info_path.exists():
-        info = json.loads(info_path.read_text())
-        if info.get("profile") == profile and info.get("seed") == seed:
-            return out
-    synth.generate(out, profile=profile, seed=seed, progress=progress)
+    # Under the folder's lock: two generators would write the same partial files.
+    with folder_lock(out, progress):
+        if info_path.exists():
+            info = json.loads(info_path.read_text())
+            if info.get("profile") == profile and info.get("seed") == seed:
+                return out
+        synth.generate(out, profile=profile, seed=seed, progress=progress)
     return out
 
 
@@ -95,23 +98,27 @@ def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSetting
              lenient: bool = False, progress: bool = True, name: str = "aliccp",
              info: dict | None = None, out_of_core: bool | None = None) -> Dataset:
     from bench.data import raw
+    from bench.folder_lock import folder_lock
 
     data_dir = Path(data_dir)
     cache_dir = Path(cache_dir) if cache_dir else data_dir / "cache"
-    if not raw.cache_is_current(data_dir, cache_dir, {"lenient": lenient}):
-        raw.convert_raw(data_dir, cache_dir, lenient=lenient, progress=progress)
-    manifest = json.loads((cache_dir / "manifest.json").read_text())
-    info = {**(info or {}), "source": str(data_dir), "conversion": manifest,
-            "split_rule": "train = train file; validation/test = test file halved by a hash "
-                          "of the request key"}
-    fingerprint = f"{manifest['fingerprint']}-{_settings_digest(settings)}"
-    if use_out_of_core(out_of_core, cache_dir):
-        from bench.data.stream_encode import encoded_dataset
+    # Checked, converted if stale, and read (or memory-mapped) under the cache's lock, so that
+    # another process cannot convert into it meanwhile; encoding in memory needs no lock.
+    with folder_lock(cache_dir, progress):
+        if not raw.cache_is_current(data_dir, cache_dir, {"lenient": lenient}):
+            raw.convert_raw(data_dir, cache_dir, lenient=lenient, progress=progress)
+        manifest = json.loads((cache_dir / "manifest.json").read_text())
+        info = {**(info or {}), "source": str(data_dir), "conversion": manifest,
+                "split_rule": "train = train file; validation/test = test file halved by a "
+                              "hash of the request key"}
+        fingerprint = f"{manifest['fingerprint']}-{_settings_digest(settings)}"
+        if use_out_of_core(out_of_core, cache_dir):
+            from bench.data.stream_encode import encoded_dataset
 
-        return encoded_dataset(cache_dir, data_dir, settings, fingerprint,
-                               manifest["fingerprint"], name, info, progress)
-    train = _read_cache(cache_dir, "train", data_dir)
-    valid, test = _halve_test(_read_cache(cache_dir, "test", data_dir))
+            return encoded_dataset(cache_dir, data_dir, settings, fingerprint,
+                                   manifest["fingerprint"], name, info, progress)
+        train = _read_cache(cache_dir, "train", data_dir)
+        valid, test = _halve_test(_read_cache(cache_dir, "test", data_dir))
     return encode_dataset(name, fingerprint, train, valid, test, settings, info)
 
 

@@ -12,6 +12,7 @@ changes its own pages, never the cache.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,10 @@ class NpyAppender:
         self._file.flush()
         if self._write_header() != self._header_bytes:  # cannot happen below 10^21 rows
             raise RuntimeError(f"{self.path}: .npy header changed length")
+        self._file.flush()
+        # On disk before the folder's manifest is: a power cut must not leave a manifest
+        # that vouches for arrays whose pages never reached the disk.
+        os.fsync(self._file.fileno())
         self._file.close()
 
 

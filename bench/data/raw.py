@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bench.atomic import replace_synced, write_json
 from bench.data import schema
 from bench.data.fingerprint import fingerprint_files
 
@@ -1098,15 +1099,23 @@ def _check_inputs(paths: list[Path]):
                     f"sample_train.tar.gz and sample_test.tar.gz unpack with tar -xzf)"))
 
 
-def convert_raw(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool = False,
-                progress: bool = True, block_bytes: int = BLOCK_BYTES,
-                workers: int = WORKERS) -> dict:
+def convert_raw(data_dir, cache_dir, *, progress: bool = True, **options) -> dict:
     """Convert the raw files of `splits` into the Parquet cache; return the report (manifest).
 
     Strict mode (the default) raises RawFormatError at the first bad line; lenient mode skips
     bad lines and counts and lists them in the report. Single fields repeated on a line are
-    always repaired (first kept) and counted.
+    always repaired (first kept) and counted. Holds the cache folder's lock meanwhile
+    (bench.folder_lock), so two processes never convert into one folder at once.
     """
+    from bench.folder_lock import folder_lock
+
+    with folder_lock(cache_dir, progress):
+        return _convert_locked(data_dir, cache_dir, progress=progress, **options)
+
+
+def _convert_locked(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool = False,
+                    progress: bool = True, block_bytes: int = BLOCK_BYTES,
+                    workers: int = WORKERS) -> dict:
     started = time.perf_counter()
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -1125,9 +1134,9 @@ def convert_raw(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool 
             for split in settings["splits"]:
                 _convert_split(data_dir, work_dir, split, lenient, report, files, split_stats,
                                block_bytes, workers, progress)
-        for split in settings["splits"]:
+        for split in settings["splits"]:  # the manifest, written last, makes them current
             for out_name in output_names(split):
-                os.replace(work_dir / out_name, cache_dir / out_name)
+                replace_synced(work_dir / out_name, cache_dir / out_name)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -1152,7 +1161,7 @@ def convert_raw(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: bool 
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pyarrow": pa.__version__,
     }
-    _write_json_atomically(cache_dir / MANIFEST, manifest)
+    write_json(cache_dir / MANIFEST, manifest, indent=1, sort_keys=True)
     if progress:
         print(f"converted {total_bytes / 1e6:,.0f} MB in {seconds:.1f} s "
               f"({manifest['mb_per_s']:.0f} MB/s); skipped {manifest['skipped_lines']} lines, "
@@ -1199,9 +1208,3 @@ def _split_entry(stats: _FileStats, requests: int) -> dict:
             "purchases": stats.purchases, "click_and_purchase": stats.click_and_purchase,
             "purchase_without_click": stats.purchase_without_click,
             "skipped_missing_common": stats.skipped.get("missing_common", 0)}
-
-
-def _write_json_atomically(path: Path, data: dict):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)

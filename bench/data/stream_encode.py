@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench.atomic import fsync_path, write_json
 from bench.data import schema
 from bench.data.dataset import Dataset, Ragged
 from bench.data.encode import PrepSettings, Vocabulary, _ids, _ragged_raw, _values
@@ -489,18 +490,29 @@ def is_current(folder: Path, fingerprint: str) -> bool:
 
 def build(cache_dir: Path, data_dir: Path, settings: PrepSettings, fingerprint: str,
           raw_fingerprint: str, progress: bool = True, **batch_rows) -> Path:
-    """(Re)build the encoded cache of `cache_dir` for `settings`; return its folder."""
+    """(Re)build the encoded cache of `cache_dir` for `settings`; return its folder.
+
+    Under the cache folder's lock. The folder is built under a work name and renamed into
+    place; an older folder is first renamed away (one atomic step), never deleted in place,
+    where a kill midway could leave a manifest beside missing arrays."""
+    from bench.folder_lock import folder_lock
+
     final = encoded_dir(cache_dir, settings)
-    work = Path(tempfile.mkdtemp(prefix=".encoding-", dir=cache_dir))
-    try:
-        encoder = StreamEncoder(cache_dir, data_dir, settings, progress=progress, **batch_rows)
-        manifest = encoder.encode(work, fingerprint, raw_fingerprint)
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(work, final)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with folder_lock(cache_dir, progress):
+        work = Path(tempfile.mkdtemp(prefix=".encoding-", dir=cache_dir))
+        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=cache_dir))
+        try:
+            encoder = StreamEncoder(cache_dir, data_dir, settings, progress=progress,
+                                    **batch_rows)
+            manifest = encoder.encode(work, fingerprint, raw_fingerprint)
+            write_json(work / MANIFEST, manifest, indent=1, sort_keys=True)
+            if final.exists():
+                os.replace(final, old)
+            os.replace(work, final)
+            fsync_path(final.parent)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -528,8 +540,11 @@ def encoded_dataset(cache_dir: Path, data_dir: Path, settings: PrepSettings, fin
                     raw_fingerprint: str, name: str, info: dict | None = None,
                     progress: bool = True, **batch_rows) -> Dataset:
     """The memory-mapped Dataset of a Parquet cache, encoding it first unless current."""
+    from bench.folder_lock import folder_lock
+
     folder = encoded_dir(cache_dir, settings)
-    if not is_current(folder, fingerprint):
-        build(cache_dir, data_dir, settings, fingerprint, raw_fingerprint, progress,
-              **batch_rows)
-    return load_encoded(folder, name, info)
+    with folder_lock(cache_dir, progress):  # mapped before another process may replace it
+        if not is_current(folder, fingerprint):
+            build(cache_dir, data_dir, settings, fingerprint, raw_fingerprint, progress,
+                  **batch_rows)
+        return load_encoded(folder, name, info)
