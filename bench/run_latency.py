@@ -28,8 +28,8 @@ CANDIDATES = (1, 1000)
 THREADS = 1
 EQUAL_WITHIN = 1e-5
 # Brief timing that only ranks the equal paths; then the chosen one and the library for real.
-SCREEN = {"warmup": 3, "min_repeats": 15, "budget_s": 0.0}
-TIMING = {"warmup": 10, "min_repeats": 200, "budget_s": 0.5}
+SCREEN = {"warmup": 2, "min_repeats": 10, "budget_s": 0.0}
+TIMING = {"warmup": 10, "min_repeats": 200, "budget_s": 0.2}
 
 
 def fastest_equal_path(model, paths: dict, split, n_candidates: int,
