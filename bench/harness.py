@@ -241,11 +241,14 @@ def train_rows_of(train, profile):
 
 
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
-            extra: dict | None = None, engine: str = "local", workers: int = 1) -> list[dict]:
+            extra: dict | None = None, engine: str = "local", workers: int = 1,
+            on_fitted=None) -> list[dict]:
     """Fit and evaluate one model with one seed; records for every task (or one error record).
 
     engine / workers: where the model trained (bench.distributed): "local" in this process,
-    "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`."""
+    "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`.
+    on_fitted(spec, seed, model): called with the fitted model once it is evaluated (the run's
+    serving latency, bench.run_latency), so that nothing is fitted twice or kept after."""
     from threadpoolctl import threadpool_limits
 
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
@@ -287,13 +290,16 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             "n_params": n_params, "model_info": getattr(model, "info", None),
             "inputs": getattr(model, "INPUTS", None),
             "utc": utc_now(), "error": None}))
+    if on_fitted is not None:
+        on_fitted(spec, seed, model)
     return records
 
 
 def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
               progress: bool = True, extra: dict | None = None, engine: str = "local",
-              workers: int = 1, done: frozenset = frozenset()) -> list[dict]:
-    """Every (model, seed) pair not in `done` (pairs a resumed folder already holds)."""
+              workers: int = 1, done: frozenset = frozenset(), on_fitted=None) -> list[dict]:
+    """Every (model, seed) pair not in `done` (pairs a resumed folder already holds);
+    `on_fitted` as in run_one."""
     run_dir = Path(run_dir)
     all_records = []
     pairs = [(spec, seed) for spec in specs for seed in seeds if (spec.key, seed) not in done]
@@ -303,7 +309,7 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         step += 1
         _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
         records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
-                          workers)
+                          workers, on_fitted)
         append_records(run_dir, records)  # one write: all of a pair's lines or a cut tail
         all_records.extend(records)
         ok = [r for r in records if r.get("error") is None]

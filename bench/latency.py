@@ -222,11 +222,41 @@ def serving_paths(model) -> dict:
             paths["compiled"] = lambda split: fast(split, threads=getattr(model, "threads", 1))
         else:
             paths["compiled"] = fast
+    serving = _family_serving(model)
+    if serving is not None:
+        paths.update(serving.serving_paths(model))
+    return paths
+
+
+def reduced_precision_paths(model) -> frozenset[str]:
+    """Paths that score close to the library by design but not equal to it (int8, bf16):
+    never a model's "fastest equal" path, even where they fall within the tolerance."""
+    serving = _family_serving(model)
+    return frozenset(getattr(serving, "REDUCED_PRECISION", ()))
+
+
+def _family_serving(model):
+    """The serving module of the model's family (neural.serving), or None; imported only for
+    neural models, so that a GBDT run never imports torch."""
     if type(model).__module__.split(".")[0] == "neural":
         from neural import serving
 
-        paths.update(serving.serving_paths(model))
-    return paths
+        return serving
+    return None
+
+
+def check_paths(paths: dict, split: Split, plans: list[RequestPlan],
+                reference: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
+    """Each path's largest difference from `reference` (the library's outputs) over every
+    planned request, and the error of each path that failed (a failed path is not a crash)."""
+    diffs, errors = {}, {}
+    for path, score in paths.items():
+        try:
+            diffs[path] = max(max_abs_diff(score(assemble(split, plan)), ref)
+                              for plan, ref in zip(plans, reference, strict=True))
+        except Exception as error:
+            errors[path] = f"{type(error).__name__}: {error}"
+    return diffs, errors
 
 
 def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATES,
@@ -238,6 +268,7 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
     base = {"kind": "latency", "split": split.name, "version": bench_version(),
             "n_params": model.n_params() if hasattr(model, "n_params") else None,
             **(base or {})}
+    reduced = reduced_precision_paths(model)
     records = []
     for n in candidates:
         plans = plan_requests(split, n, seed=seed)
@@ -246,19 +277,14 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
         for t in threads:
             fields = {**base, "n_candidates": n, "threads": t, "n_requests_sampled": len(plans)}
             with model_threads(model, t):
-                diffs = {}
-                for path, score in paths.items():
-                    try:
-                        diffs[path] = max(max_abs_diff(score(assemble(split, plan)), ref)
-                                          for plan, ref in zip(plans, reference, strict=True))
-                    except Exception as error:  # a failed path is a row, not a crash
-                        records.append({**fields, "path": path, "p50_ms": None,
-                                        "utc": utc_now(),
-                                        "error": f"{type(error).__name__}: {error}"})
+                diffs, errors = check_paths(paths, split, plans, reference)
+                records += [{**fields, "path": path, "p50_ms": None, "utc": utc_now(),
+                             "error": error} for path, error in errors.items()]
                 timings = time_requests({p: paths[p] for p in diffs}, split, plans, **timing)
             for path, timing_result in timings.items():
                 records.append({**fields, "path": path, **_figures(timing_result, n),
-                                "max_abs_diff_vs_library": diffs[path], "utc": utc_now(),
+                                "max_abs_diff_vs_library": diffs[path],
+                                "reduced_precision": path in reduced, "utc": utc_now(),
                                 "error": None})
                 if progress:
                     r = records[-1]

@@ -284,6 +284,20 @@ def _machine() -> dict:
             "libraries": library_versions()}
 
 
+def machine_differences(recorded: dict | None, now: dict) -> list[str]:
+    """What differs between the machine and libraries the baseline was measured with and the
+    current ones, one phrase each ("torch 2.13.0 then, 2.14.0 now"); [] when all agree. A
+    baseline without the record counts as different: nothing says what it was measured on."""
+    if not recorded:
+        return ["the baseline does not record its machine and libraries"]
+    differ = [f"{key} {recorded.get(key)!r} then, {now.get(key)!r} now"
+              for key in ("cpu_model", "cpu_count") if recorded.get(key) != now.get(key)]
+    before, after = recorded.get("libraries") or {}, now.get("libraries") or {}
+    differ += [f"{name} {before.get(name, 'absent')} then, {after.get(name, 'absent')} now"
+               for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+    return differ
+
+
 def _git_commit() -> str | None:
     from bench.meta import collect
 
@@ -358,6 +372,10 @@ def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None =
     started = time.perf_counter()
     baseline = load_baseline(path)
     threshold = baseline.get("threshold", THRESHOLD) if threshold is None else threshold
+    differ = machine_differences(baseline.get("machine"), _machine())
+    if differ:
+        print(f"gate: the baseline was measured on another machine or with other libraries: "
+              f"{'; '.join(differ)}", flush=True)
     entries, skipped = (build or build_entries)(gated, progress=progress)
     measure_fn = measure_fn or measure
     first = measure_fn(entries, rounds)
@@ -388,6 +406,10 @@ def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None =
     missing = sorted(k for k in set(baseline["entries"]) - set(first)
                      if " ".join(k.split("|")[:2]) not in unavailable)
     _print_table(baseline, first, second, confirmed, skipped, threshold)
+    if differ:
+        print("note: the ratios above may have moved because the CPU or the libraries differ "
+              "from the baseline's (listed above), not only because of the code; if so, "
+              "re-measure the baseline on purpose (--update-baseline)")
     new = sorted(set(first) - set(baseline["entries"]))
     if new:
         print(f"not in the baseline (not gated until it is updated): {', '.join(new)}")
@@ -396,7 +418,8 @@ def check(path: Path = BASELINE_PATH, rounds: int = 5, threshold: float | None =
               "was removed or renamed: update the baseline on purpose)")
     verdict = "FAIL" if confirmed or missing else "ok"
     print(f"latency gate: {verdict} ({len(first)} entries, threshold +{threshold:.0%}, "
-          f"{time.perf_counter() - started:.0f} s)")
+          f"{time.perf_counter() - started:.0f} s"
+          f"{'; baseline from another CPU or other libraries' if differ else ''})")
     if confirmed:
         print("a slowdown that is intended: `python -m bench latency --update-baseline` and "
               "commit reports/latency_baseline.json (README, 'Latency')")

@@ -29,7 +29,7 @@ def test_list_imports_neither_torch_nor_gbdt_libraries():
 
 def _run_constant(data_args, out, seeds="0,1"):
     return main(["run", "--models", "baselines/constant", *data_args, "--profile", "tiny",
-                 "--seeds", seeds, "--out", str(out), "--quiet", "--no-report"])
+                 "--seeds", seeds, "--out", str(out), "--quiet", "--no-report", "--no-latency"])
 
 
 def test_run_writes_flat_records_and_meta(tiny_raw_dir, tiny_data, tmp_path):
@@ -144,7 +144,7 @@ def test_set_routes_neural_settings_to_the_neural_models(tiny_raw_dir, tmp_path)
                  "--dataset", "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
                  "--seeds", "0", "--set", "pooling=sum", "--set", "neural_max_epochs=1",
                  "--set", "neural_batch_size=8192",
-                 "--out", str(out), "--quiet", "--no-report"])
+                 "--out", str(out), "--quiet", "--no-report", "--no-latency"])
     assert code == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     neural = [r for r in records if r["model"] == "neural/dnn_ctr"]

@@ -175,3 +175,35 @@ def test_a_path_missing_for_want_of_an_optional_library_only_warns(tmp_path, cap
 
     assert gate.check(path, build=skipped_build, measure_fn=measure, progress=False) == 0
     assert "skipped: m compiled: path not available" in capsys.readouterr().out
+
+
+def test_the_gate_says_when_the_baseline_came_from_another_cpu_or_libraries(tmp_path, capsys):
+    """Same machine and libraries: no word; another CPU model and torch version: one clear
+    line naming both before the table, a note after it, and the verdict unchanged."""
+    now = gate._machine()
+    path = _baseline_file(tmp_path)
+    stored = json.loads(path.read_text())
+    build, measure = _fake([{"m|library|100": 1.0}])
+    for machine, expect_note in ((now, False),
+                                 ({**now, "cpu_model": "Another CPU 9000",
+                                   "libraries": {**now["libraries"], "torch": "1.0.0"}}, True)):
+        path.write_text(json.dumps({**stored, "machine": machine}))
+        assert gate.check(path, build=build, measure_fn=measure, progress=False) == 0
+        out = capsys.readouterr().out
+        assert ("another machine or with other libraries" in out) is expect_note
+        assert ("may have moved" in out) is expect_note
+        if expect_note:
+            line = next(x for x in out.splitlines() if "other libraries:" in x)
+            assert "cpu_model 'Another CPU 9000' then" in line
+            assert f"torch 1.0.0 then, {now['libraries'].get('torch', 'absent')} now" in line
+            assert "lightgbm" not in line  # only what differs is named
+            assert out.index("other libraries:") < out.index("m   ") < out.index("may have")
+
+
+def test_a_baseline_without_its_machine_is_said_to_differ():
+    assert gate.machine_differences(None, gate._machine()) == [
+        "the baseline does not record its machine and libraries"]
+    now = {"cpu_model": "x", "cpu_count": 2, "libraries": {"numpy": "2"}}
+    assert gate.machine_differences(now, now) == []
+    assert gate.machine_differences({**now, "libraries": {}}, now) == [
+        "numpy absent then, 2 now"]

@@ -567,7 +567,7 @@ def test_tiny_profile_run_leaves_every_report_file(tiny_raw_dir, tmp_path, monke
     meta = json.loads((out / "meta.json").read_text())
     assert meta["fingerprint"] in md and "Ali-CCP real, train file" in md
     # The oracle AUCs of the synthetic data appear, as the harness measured them on test rows.
-    ctr = next(r for r in harness.read_records(out) if r["task"] == "ctr")
+    ctr = next(r for r in harness.read_records(out) if r.get("task") == "ctr")
     assert f"CTR {ctr['oracle_auc']:.4f}" in md
 
 

@@ -77,6 +77,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep an existing --out folder's results and run what is missing")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip the serving latency measured on each fitted model (1 "
+                             "thread, N = 1 and 1,000; bench/run_latency.py)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--engine", default="local", choices=("local", "dask", "torchrun"),
                         help="where models train: this process (default), a Dask cluster "
@@ -261,10 +264,14 @@ def handle(args, argv) -> int:
     if previous is not None:
         run_meta = resumed_meta(previous, run_meta)
     atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
+    latency = _latency_step(args, run_dir, data, profile, progress)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,
-                                done=done)
+                                done=done, on_fitted=latency)
     run_meta["finished_utc"] = harness.utc_now()
+    if latency is not None:
+        run_meta["serving_latency"] = latency.meta()
+        print(f"serving latency: {latency.seconds:.0f} s for {len(latency.measured)} models")
     atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
     failed = sorted({r["model"] for r in records if r.get("error")})
     print(f"results: {run_dir / harness.RESULTS_FILE} ({len(records)} records"
@@ -277,6 +284,16 @@ def handle(args, argv) -> int:
               f"{harness.RESULTS_FILE} and listed in the report)", file=sys.stderr)
         return 1
     return 0
+
+
+def _latency_step(args, run_dir, data, profile, progress: bool):
+    """The serving latency of each fitted model (bench.run_latency), or None where skipped:
+    --no-latency, or an engine that fits models outside this process."""
+    if args.no_latency or args.engine != "local":
+        return None
+    from bench.run_latency import RunLatency
+
+    return RunLatency(run_dir, data, profile.name, progress)
 
 
 def build_report(run_dir: Path) -> None:

@@ -150,6 +150,7 @@ class ModelResult:
     latency: dict | None  # the latency record at LATENCY_CANDIDATES, if measured
     info: dict | None = None
     inputs: dict | None = None  # what the model sees (its family's INPUTS)
+    latency_single: dict | None = None  # the same at one candidate, if measured
     failed_seeds: dict[int, str] = field(default_factory=dict)
 
     def auc(self, task: str) -> float | None:
@@ -210,20 +211,21 @@ def _pool_task(task: str, records: list[dict]) -> TaskResult:
 REDUCED_PRECISION_PATHS = ("int8", "bf16")
 
 
-def _pick_latency(records: list[dict]) -> dict | None:
+def _pick_latency(records: list[dict], n_candidates: int = LATENCY_CANDIDATES) -> dict | None:
     """The latency figure the leaderboard shows for one model, or None when not measured.
 
-    At LATENCY_CANDIDATES candidates, on the fewest threads measured (one serving worker per
+    At `n_candidates` candidates, on the fewest threads measured (one serving worker per
     core is the common deployment), the fastest of the model's serving paths (library call,
     compiled trees, ONNX, ...): what a careful deployment would run.
     """
-    usable = [r for r in records if r.get("n_candidates") == LATENCY_CANDIDATES
+    usable = [r for r in records if r.get("n_candidates") == n_candidates
               and not r.get("error") and r.get("p50_ms") is not None
               # only paths that score like the model's own predict: measured equal, and not
               # reduced precision (int8 and bf16 can fall within 1e-5 where scores are tiny)
               and r.get("max_abs_diff_vs_library") is not None
               and r["max_abs_diff_vs_library"] <= 1e-5
-              and r.get("path") not in REDUCED_PRECISION_PATHS]
+              and not r.get("reduced_precision")
+              and r.get("path") not in REDUCED_PRECISION_PATHS]  # records without the flag
     if not usable:
         return None
     fewest = min(r.get("threads") or 0 for r in usable)
@@ -300,6 +302,7 @@ def load_run(run_dir: str | Path) -> Run:
             train_s_std=_std(r.get("train_s") for r in per_seed.values()),
             predict_ms_per_1k=_mean(predict), n_params=first.get("n_params"),
             latency=_pick_latency([r for r in latency if r["model"] == key]),
+            latency_single=_pick_latency([r for r in latency if r["model"] == key], 1),
             info=first.get("model_info"), inputs=first.get("inputs"),
             failed_seeds={s: r.get("error", "") for (m, s), r in errors.items()
                           if m == key and (m, s) not in succeeded}))

@@ -198,10 +198,9 @@ def _auc_cell(result, best: bool, mark: bool) -> str:
     return f"{text} {fmt.interval(result.ci_low, result.ci_high)}"
 
 
-def _latency_cell(model: ModelResult) -> str:
-    if not model.latency:
+def _latency_cell(lat: dict | None) -> str:
+    if not lat:
         return "not measured"
-    lat = model.latency
     path = f", {lat['path']}" if lat.get("path") else ""
     return f"{fmt.ms(lat['p50_ms'])} ({fmt.ms(lat.get('p99_ms'))}){path}"
 
@@ -243,7 +242,7 @@ def leaderboard(run: Run) -> list:
             row.append(f"**{value}**" if model.model == best_loss[task] else value)
         train = fmt.seconds(model.train_s)
         row.append(f"**{train}**" if model.model == best_train else train)
-        latency = _latency_cell(model)
+        latency = _latency_cell(model.latency)
         row.append(f"**{latency}**" if model.model == best_latency else latency)
         row.append(fmt.size(model.n_params))
         rows.append(row)
@@ -264,8 +263,9 @@ def leaderboard(run: Run) -> list:
         "(its `prediction_how` says so), e.g. a single-task model's other outputs. "
         "Rows ordered by CTCVR AUC. Train time: mean wall-clock `fit` time over seeds. "
         + ("Latency: median (p99) time to score one request of 1,000 candidates, on the "
-           "fewest threads measured, fastest serving path (named), from the run's latency "
-           "records (`python -m bench latency --out RUN_DIR`)."
+           "fewest threads measured, fastest serving path that scores equal to the model's "
+           "own predict (named), from the run's latency records (measured by `bench run` on "
+           "each fitted model, or added by `python -m bench latency --out RUN_DIR`)."
            if any(m.latency for m in order) else
            "Latency: **not measured** in this run (see the costs table for batch prediction "
            "time, which is not serving latency)."),
@@ -406,6 +406,7 @@ def costs(run: Run) -> list:
                      fmt.ms(m.predict_ms_per_1k),
                      fmt.ms(lat.get("p50_ms")) if lat else "not measured",
                      fmt.ms(lat.get("p99_ms")) if lat else fmt.DASH,
+                     _latency_cell(m.latency_single),
                      fmt.ms(lat.get("assembly_p50_ms")) if lat else fmt.DASH,
                      fmt.count(lat.get("candidates_per_s")) if lat else fmt.DASH,
                      f"{lat.get('path') or fmt.DASH}, {lat.get('threads', fmt.DASH)}"
@@ -414,18 +415,35 @@ def costs(run: Run) -> list:
     blocks = [Heading(2, "Costs", "costs"),
               Para("Training and prediction are timed apart by the harness; batch prediction "
                    "scores the whole test split at once and is **not** serving latency. Latency "
-                   f"columns: scoring one request of {LATENCY_CANDIDATES:,} candidates (feature "
-                   "assembly timed apart), fastest serving path on the fewest threads measured; "
-                   "every latency record is listed below the table.")]
+                   f"columns: scoring one request of {LATENCY_CANDIDATES:,} candidates, and of "
+                   "one candidate (feature assembly timed apart), fastest serving path that "
+                   "scores equal to the model's predict, on the fewest threads measured; every "
+                   "latency record, the library's own path included, is listed below the "
+                   "table."), *_latency_step_note(run)]
     if order:
         blocks.append(Table(
             ["model", "train time", "batch predict, ms per 1k rows",
-             f"latency p50 @{LATENCY_CANDIDATES:,} (ms)", "p99 (ms)", "assembly p50 (ms)",
-             "candidates/s", "path, threads", "parameters", "how pCTCVR is formed"], rows,
-            "lrrrrrrlrl", id="costs-table"))
+             f"latency p50 @{LATENCY_CANDIDATES:,} (ms)", "p99 (ms)", "p50 (p99) @1 (ms)",
+             "assembly p50 (ms)", "candidates/s", "path, threads", "parameters",
+             "how pCTCVR is formed"], rows, "lrrrrrrrlrl", id="costs-table"))
     if run.latency_records:
         blocks += latency_records(run.latency_records)
     return blocks
+
+
+def _latency_step_note(run: Run) -> list:
+    """How long the run's own latency step took (meta.json, bench.run_latency)."""
+    step = run.meta.get("serving_latency")
+    if not step:
+        return []
+    share = ""
+    if step.get("process_cpu_seconds"):
+        share = (f", {100 * step['cpu_seconds'] / step['process_cpu_seconds']:.0f}% of the "
+                 "command's CPU time")
+    return [Para(f"The run measured serving latency on each fitted model right after its fit "
+                 f"({len(step.get('models', []))} models, {step.get('threads')} thread, N = "
+                 f"{', '.join(f'{n:,}' for n in step.get('candidates', []))}); this took "
+                 f"{fmt.seconds(step.get('seconds'))} of wall-clock time{share}.")]
 
 
 # The plain references a serving path is compared with, where the model has them (neural).
