@@ -23,6 +23,7 @@ class Profile:
     gbdt_num_leaves: int = 63
     gbdt_max_bin: int = 255
     gbdt_feature_fraction: float = 0.5  # columns sampled per tree
+    gbdt_bagging_fraction: float = 1.0  # rows sampled per round (1.0 = no row sampling)
     gbdt_lambda_l2: float = 10.0
     gbdt_min_hessian: float = 1e-3  # per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight)
     gbdt_stopping_metric: str = "logloss"  # validation metric of early stopping: logloss or auc

@@ -38,6 +38,8 @@ class NeuralConfig:
     embedding_gradients: str = "auto"
     learning_rate: float = 1e-3
     embedding_learning_rate: float = 1e-3
+    # L2 penalty (Adam's weight_decay) on the dense weights; the embedding table has none.
+    weight_decay: float = 0.0
     # Batch order: requests in a random order, rows shuffled within windows of this many
     # batches (0 = a full shuffle of all rows). Smaller windows put fewer distinct requests in
     # a batch (each request's behaviour lists are pooled once per batch: faster). 32 had the

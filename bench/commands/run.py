@@ -69,6 +69,9 @@ def add_parser(sub) -> None:
                         help="replace the results of an existing --out folder")
     parser.add_argument("--resume", action="store_true",
                         help="keep an existing --out folder's results and run what is missing")
+    parser.add_argument("--no-tuned", action="store_true",
+                        help="fit every model with its defaults, even where a tuned file "
+                             "(tuned/<dataset>-<profile>.json, `python -m bench tune`) exists")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--engine", default="local", choices=("local", "dask", "torchrun"),
@@ -182,7 +185,7 @@ def link_latest(run_dir: Path) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench import harness, meta
+    from bench import harness, meta, tuned_config
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select
@@ -230,9 +233,11 @@ def handle(args, argv) -> int:
     if previous is not None:
         run_meta = resumed_meta(previous, run_meta)
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
+    configs = tuned_config.configs_for_run(data.name, data.fingerprint, profile.name,
+                                           selected, not args.no_tuned, args.engine)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,
-                                done=done)
+                                done=done, configs=configs)
     run_meta["finished_utc"] = harness.utc_now()
     meta_path.write_text(json.dumps(run_meta, indent=2, sort_keys=True, default=str))
     failed = sorted({r["model"] for r in records if r.get("error")})
