@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -130,6 +131,7 @@ def make_objective(spec, view, profile, space, seed: int, threads: int):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"step {step}: validation {score:.5f}")
 
+        cpu_started = time.process_time()
         try:
             values = {param.key: param.suggest(trial) for param in space}
             model, train_s = fit_model(spec, view, profile, seed, threads, progress=False,
@@ -145,6 +147,8 @@ def make_objective(spec, view, profile, space, seed: int, threads: int):
             raise
         trial.set_user_attr("valid_auc", {k: round(v, 6) for k, v in aucs.items()})
         trial.set_user_attr("train_s", round(train_s, 3))
+        # CPU seconds of the whole trial: on a shared machine wall time follows the load.
+        trial.set_user_attr("cpu_s", round(time.process_time() - cpu_started, 3))
         return score
 
     return objective
@@ -206,6 +210,7 @@ def entry_of(spec, study, trials: int, seed: int, model_seed: int, space) -> dic
                 "last_intermediate": t.intermediate_values.get(t.last_step),
                 "params": t.params, "valid_auc": t.user_attrs.get("valid_auc"),
                 "error": t.user_attrs.get("error"), "last_step": t.last_step,
+                "train_s": t.user_attrs.get("train_s"), "cpu_s": t.user_attrs.get("cpu_s"),
                 "duration_s": _duration(t)} for t in used]
     return {
         "params": best.params, "settings": split_by_target(best.params),

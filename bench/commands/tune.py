@@ -73,7 +73,9 @@ def handle(args, argv) -> int:
                                   args.threads, progress)
         run_meta = meta.collect(argv)
         entry.update({k: run_meta[k] for k in ("command", "git_commit", "git_dirty")},
-                     utc=_utc(), storage=_without_password(storage))
+                     utc=_utc(), storage=_shown(storage))
+        # Read again before adding: another tune process may have written its models since.
+        content = _existing(path, data, profile.name, overwrite=False)
         content["models"][spec.key] = entry
         tuned_config.write(path, content)  # after every model: an interruption keeps them
         print(f"{spec.key}: best validation {entry['best_valid_score']:.5f} (default "
@@ -111,10 +113,13 @@ def _delete_study(storage: str, name: str) -> None:
         pass  # no such study yet
 
 
-def _without_password(url: str) -> str:
-    """A database URL as the committed file shows it: no credentials."""
+def _shown(url: str) -> str:
+    """A storage URL as the committed file shows it: no credentials, no local path prefix."""
     from urllib.parse import urlsplit, urlunsplit
 
+    from bench.tuned_config import TUNED_ROOT
+
+    url = url.replace(f"sqlite:///{TUNED_ROOT.parent}/", "sqlite:///")
     parts = urlsplit(url)
     if parts.password is None:
         return url
