@@ -140,7 +140,10 @@ def make_objective(spec, view, profile, space, seed: int, threads: int):
             outputs = check_outputs(model.predict(view.valid), len(view.valid))
             score, aucs = validation_score(outputs, view.valid,
                                            getattr(model, "CONSTANT_OUTPUTS", ()))
-        except (KeyboardInterrupt, optuna.TrialPruned):
+        except optuna.TrialPruned:
+            trial.set_user_attr("cpu_s", round(time.process_time() - cpu_started, 3))
+            raise
+        except KeyboardInterrupt:
             raise
         except Exception as error:  # a failed configuration is a result of its trial
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
