@@ -171,6 +171,9 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
     config: the tuned configuration to fit with and record (bench.tuned_config), or None."""
     from threadpoolctl import threadpool_limits
 
+    from bench.tuned_config import default
+
+    config = config or default("no configuration was looked up for this fit (defaults)")
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
             "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
             "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
