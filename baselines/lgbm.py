@@ -34,8 +34,11 @@ def params(budget: TreeBudget, seed: int, threads: int) -> dict:
 
 
 def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
-          budget: TreeBudget, seed: int, threads: int):
-    """A Booster holding only the trees up to the best validation iteration."""
+          budget: TreeBudget, seed: int, threads: int, on_round=None):
+    """A Booster holding only the trees up to the best validation iteration.
+
+    on_round(round, score): called after each round with the validation metric, higher =
+    better (log loss negated); it may raise to end training (tuning's pruner)."""
     import lightgbm
 
     train_set = lightgbm.Dataset(_source(X), label=y, feature_name=names,
@@ -44,6 +47,8 @@ def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
     if X_valid is not None and len(X_valid):
         valid_sets = [lightgbm.Dataset(_source(X_valid), label=y_valid, reference=train_set)]
         callbacks = [lightgbm.early_stopping(budget.early_stopping, verbose=False)]
+        if on_round is not None:
+            callbacks.append(lambda env: _report(env, on_round))
     booster = lightgbm.train(params(budget, seed, threads), train_set,
                              num_boost_round=budget.max_rounds, valid_sets=valid_sets,
                              callbacks=callbacks)
@@ -75,6 +80,11 @@ def _source(X):
             return len(X)
 
     return Rows()
+
+
+def _report(env, on_round) -> None:
+    _, _, value, higher_is_better = env.evaluation_result_list[0]
+    on_round(env.iteration + 1, value if higher_is_better else -value)
 
 
 def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -13,7 +13,8 @@ LIBRARIES = {"lgbm": "lightgbm", "xgb": "xgboost"}
 
 SPECS = [
     ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior",
-              "training prior of each task for every row (AUC 0.5 floor)"),
+              "training prior of each task for every row (AUC 0.5 floor)",
+              untuned_why="nothing to tune: the train rates are its only parameters"),
     ModelSpec("logreg", "baselines", "baselines.logreg:LogisticFloor",
               "logistic regression on one-hot codes and dense features, one per task (floor)"),
 ]
@@ -24,7 +25,9 @@ SPECS += [ModelSpec(f"{short}_{mode}", "baselines", TREES, f"{library}: {how}",
 # configuration for the CTR x CVR pair, to compare with our defaults on every task.
 SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,
                     f"lightgbm, AITM paper's configuration: {TREE_MODES[mode]}",
-                    params={"library": "lightgbm", "mode": mode, "config": "aitm"})
+                    params={"library": "lightgbm", "mode": mode, "config": "aitm"},
+                    untuned_why="a published configuration, kept as the paper reports it "
+                                f"(its tuned counterpart is lgbm_{mode})")
           for mode in ("ctcvr", "ctr_x_cvr")]
 # One forest for two tasks: XGBoost's multi-output trees (baselines/xgb_multi.py).
 SPECS.append(ModelSpec("xgb_multi", "baselines", "baselines.xgb_multi:XgbMultiOutput",

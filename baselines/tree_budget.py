@@ -38,12 +38,17 @@ class TreeBudget:
 
     @classmethod
     def from_profile(cls, profile, config: str = "default") -> TreeBudget:
+        bagging = getattr(profile, "gbdt_bagging_fraction", 1.0)
         budget = cls(max_rounds=profile.gbdt_max_rounds,
                      early_stopping=profile.gbdt_early_stopping,
                      learning_rate=profile.gbdt_learning_rate,
                      num_leaves=profile.gbdt_num_leaves,
                      max_bin=getattr(profile, "gbdt_max_bin", 255),
                      feature_fraction=getattr(profile, "gbdt_feature_fraction", 0.5),
+                     bagging_fraction=bagging,
+                     # LightGBM samples rows only with a bagging frequency; every round, as
+                     # XGBoost's subsample does.
+                     bagging_freq=1 if bagging < 1.0 else 0,
                      lambda_l2=getattr(profile, "gbdt_lambda_l2", 10.0),
                      min_hessian=getattr(profile, "gbdt_min_hessian", 1e-3),
                      stopping_metric=getattr(profile, "gbdt_stopping_metric", "logloss"))

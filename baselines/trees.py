@@ -74,7 +74,7 @@ class TreeModel:
     INPUTS = INPUTS
 
     def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
-                 config: str = "default", encoding: str | None = None):
+                 config: str = "default", encoding: str = DEFAULT_ENCODING):
         if library not in LIBRARIES:
             raise ValueError(f"unknown tree library {library!r}; known: {sorted(LIBRARIES)}")
         if mode not in MODES:
@@ -162,7 +162,8 @@ class TreeModel:
         self.info[f"{task}_stopping_metric"] = budget.stopping_metric if len(valid_rows) \
             else "none"
         booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
-                                 encoder.names, budget, ctx.seed, ctx.threads)
+                                 encoder.names, budget, ctx.seed, ctx.threads,
+                                 on_round=_round_reporter(ctx, task, budget, self.mode))
         self.boosters[task] = booster
         self.info[f"{task}_rounds"] = int(self.lib.n_rounds(booster))
 
@@ -243,3 +244,13 @@ def _features(encoder: TreeFeatures, split, rows: np.ndarray, oof: dict):
 
         return ChunkedFeatures(encoder, split, rows, oof, chunk_rows)
     return encoder.rows_features(split, rows, oof)
+
+
+def _round_reporter(ctx, task: str, budget: TreeBudget, mode: str):
+    """ctx.on_validation for the rounds of one forest; the k-th forest of a mode reports
+    steps k * max_rounds + round, so each step means the same forest's round in every fit."""
+    report = getattr(ctx, "on_validation", None)
+    if report is None:
+        return None
+    offset = MODES[mode].index(task) * budget.max_rounds
+    return lambda round_, score: report(offset + round_, score)

@@ -65,24 +65,42 @@ def _matrix(X, y, categorical: list[int], names: list[str], threads: int, max_bi
 
 
 def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
-          budget: TreeBudget, seed: int, threads: int):
-    """A Booster holding only the trees up to the best validation iteration."""
+          budget: TreeBudget, seed: int, threads: int, on_round=None):
+    """A Booster holding only the trees up to the best validation iteration.
+
+    on_round(round, score): called after each round with the validation metric, higher =
+    better (log loss negated); it may raise to end training (tuning's pruner)."""
     import xgboost
 
     train_matrix = _matrix(X, y, categorical, names, threads, budget.max_bin)
-    evals, stopping = [], None
+    evals, stopping, callbacks = [], None, []
     if X_valid is not None and len(X_valid):
         ref = train_matrix if isinstance(train_matrix, xgboost.QuantileDMatrix) else None
         evals = [(_matrix(X_valid, y_valid, categorical, names, threads, budget.max_bin, ref),
                   "valid")]
         stopping = budget.early_stopping
+        if on_round is not None:
+            callbacks = [_reporter(on_round, higher_is_better=budget.stopping_metric == "auc")]
     booster = xgboost.train(params(budget, seed, threads), train_matrix,
                             num_boost_round=budget.max_rounds, evals=evals,
-                            early_stopping_rounds=stopping, verbose_eval=False)
+                            early_stopping_rounds=stopping, verbose_eval=False,
+                            callbacks=callbacks)
     if stopping is not None:
         booster = booster[: booster.best_iteration + 1]
     booster.set_param({"nthread": 1})
     return booster
+
+
+def _reporter(on_round, higher_is_better: bool):
+    import xgboost
+
+    class Report(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log) -> bool:
+            value = next(iter(evals_log["valid"].values()))[-1]
+            on_round(epoch + 1, value if higher_is_better else -value)
+            return False  # never stops training itself
+
+    return Report()
 
 
 def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:

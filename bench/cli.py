@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt")
+COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

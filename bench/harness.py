@@ -240,34 +240,59 @@ def train_rows_of(train, profile):
     return train if rows is None else train.take(rows, name=f"{train.name}-capped")
 
 
+def fit_model(spec, fit_view, profile, seed: int, threads: int, progress: bool = True,
+              extra: dict | None = None, config: dict | None = None, on_validation=None):
+    """The one way a model is fitted (run_one, tuning): seeded, threads limited, fit timed.
+
+    fit_view holds train and validation only (test None). config: a tuned configuration
+    (bench.tuned_config), its settings split by target: "model" (constructor keywords),
+    "profile" (budget fields for this fit), "neural" (neural settings; --set's win).
+    Returns (model, train_s); exceptions propagate."""
+    from threadpoolctl import threadpool_limits
+
+    if fit_view.test is not None:
+        raise ValueError("a model is fitted on train and validation only (test must be None)")
+    settings = (config or {}).get("settings") or {}
+    seed_everything(seed)
+    model = spec.build(**settings.get("model", {}))
+    ctx = FitContext(seed=seed, threads=threads,
+                     profile=profile.with_overrides(settings.get("profile", {})),
+                     progress=progress, extra={**settings.get("neural", {}), **(extra or {})},
+                     on_validation=on_validation)
+    with threadpool_limits(limits=threads):
+        started = time.perf_counter()
+        model.fit(fit_view, ctx)
+        return model, time.perf_counter() - started
+
+
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             extra: dict | None = None, engine: str = "local", workers: int = 1,
-            on_fitted=None) -> list[dict]:
+            on_fitted=None, config: dict | None = None) -> list[dict]:
     """Fit and evaluate one model with one seed; records for every task (or one error record).
 
     engine / workers: where the model trained (bench.distributed): "local" in this process,
     "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`.
+    config: the tuned configuration to fit with and record (bench.tuned_config), or None.
     on_fitted(spec, seed, model): called with the fitted model once it is evaluated (the run's
     serving latency, bench.run_latency), so that nothing is fitted twice or kept after."""
     from threadpoolctl import threadpool_limits
 
+    from bench.tuned_config import default
+
+    config = config or default("no configuration was looked up for this fit (defaults)")
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
             "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
             "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
-            "engine": engine, "workers": workers}
+            "engine": engine, "workers": workers,
+            **{k: v for k, v in (config or {}).items() if k != "settings"}}
     # The model never sees the test split while fitting, and every family trains on the same
     # rows: the profile's cap, if any, keeps the same whole requests for every model and seed.
     fit_view = dataclasses.replace(data, train=train_rows_of(data.train, profile), test=None)
     base["train_rows"] = len(fit_view.train)
     try:
-        seed_everything(seed)
-        model = spec.build()
-        ctx = FitContext(seed=seed, threads=threads, profile=profile, progress=progress,
-                         extra=dict(extra or {}))
+        model, train_s = fit_model(spec, fit_view, profile, seed, threads, progress, extra,
+                                   config)
         with threadpool_limits(limits=threads):
-            started = time.perf_counter()
-            model.fit(fit_view, ctx)
-            train_s = time.perf_counter() - started
             started = time.perf_counter()
             outputs = model.predict(data.test)
             predict_s = time.perf_counter() - started
@@ -297,9 +322,11 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 
 def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
               progress: bool = True, extra: dict | None = None, engine: str = "local",
-              workers: int = 1, done: frozenset = frozenset(), on_fitted=None) -> list[dict]:
+              workers: int = 1, done: frozenset = frozenset(), on_fitted=None,
+              configs: dict | None = None) -> list[dict]:
     """Every (model, seed) pair not in `done` (pairs a resumed folder already holds);
-    `on_fitted` as in run_one."""
+    `on_fitted` as in run_one; configs: per model key, the configuration to fit with and
+    record (bench.tuned_config)."""
     run_dir = Path(run_dir)
     all_records = []
     pairs = [(spec, seed) for spec in specs for seed in seeds if (spec.key, seed) not in done]
@@ -309,7 +336,7 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         step += 1
         _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
         records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
-                          workers, on_fitted)
+                          workers, on_fitted, (configs or {}).get(spec.key))
         append_records(run_dir, records)  # one write: all of a pair's lines or a cut tail
         all_records.extend(records)
         ok = [r for r in records if r.get("error") is None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +28,9 @@ class FitContext:
     profile: object  # bench.profiles.Profile
     progress: bool = True
     extra: dict = field(default_factory=dict)  # model options from the CLI (--set key=value)
+    # Called at each intermediate validation check of a fit as on_validation(step, score),
+    # score higher = better; it may raise to end the fit early (tuning's pruner: bench/tuning).
+    on_validation: Callable[[int, float], None] | None = None
 
 
 class RankingModel(Protocol):

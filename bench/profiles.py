@@ -29,6 +29,8 @@ class Profile:
     gbdt_num_leaves: int = setting(63, low=2)
     gbdt_max_bin: int = setting(255, low=2)
     gbdt_feature_fraction: float = setting(0.5, low=0, low_open=True, high=1)  # per tree
+    # Rows sampled per round (1.0 = no row sampling).
+    gbdt_bagging_fraction: float = setting(1.0, low=0, low_open=True, high=1)
     gbdt_lambda_l2: float = setting(10.0, low=0)
     # Per leaf (LightGBM min_sum_hessian, XGBoost min_child_weight).
     gbdt_min_hessian: float = setting(1e-3, low=0)

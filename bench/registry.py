@@ -21,6 +21,10 @@ class ModelSpec:
     description: str
     params: dict = field(default_factory=dict)  # constructor keyword arguments
     tags: tuple[str, ...] = ()  # e.g. ("slow",) ; free-form labels for selection
+    # The model's own tunable knobs (bench.search_space.Param), beside its family's space.
+    search: tuple = ()
+    # Why the model has no search space at all (then `python -m bench tune` skips it).
+    untuned_why: str = ""
 
     @property
     def key(self) -> str:

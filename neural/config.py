@@ -42,6 +42,8 @@ class NeuralConfig:
     embedding_gradients: str = setting("auto", choices=("auto", "rows", "sparse", "dense"))
     learning_rate: float = setting(1e-3, low=0, low_open=True)
     embedding_learning_rate: float = setting(1e-3, low=0, low_open=True)
+    # L2 penalty (Adam's weight_decay) on the dense weights; the embedding table has none.
+    weight_decay: float = setting(0.0, low=0)
     # Batch order: requests in a random order, rows shuffled within windows of this many
     # batches (0 = a full shuffle of all rows). Smaller windows put fewer distinct requests in
     # a batch (each request's behaviour lists are pooled once per batch: faster). 32 had the

@@ -62,15 +62,16 @@ def make_optimizers(network: RankingNet, config: NeuralConfig) -> list:
     table = network.inputs.table
     dense = [p for p in network.parameters() if p is not table]
     adam = {"lr": config.learning_rate, "fused": True}  # fused: one kernel for all tensors
+    decay = {"weight_decay": config.weight_decay}  # dense weights only, never the table
     gradients = network.inputs.gradients
     if gradients == "rows":
         return [RowAdam(network.inputs, lr=config.embedding_learning_rate),
-                torch.optim.Adam(dense, **adam)]
+                torch.optim.Adam(dense, **adam, **decay)]
     if gradients == "sparse":
         return [torch.optim.SparseAdam([table], lr=config.embedding_learning_rate),
-                torch.optim.Adam(dense, **adam)]
+                torch.optim.Adam(dense, **adam, **decay)]
     return [torch.optim.Adam([{"params": [table], "lr": config.embedding_learning_rate},
-                              {"params": dense}], **adam)]
+                              {"params": dense, **decay}], **adam)]
 
 
 @torch.no_grad()
@@ -319,6 +320,8 @@ class NeuralRanker:
                 print(f"    epoch {epoch}: loss {train_loss:.5f}  valid AUC {shown}  "
                       f"({epoch_rows / (time.perf_counter() - started):,.0f} "
                       "rows/s incl. validation)", file=sys.stderr, flush=True)
+            if ctx.on_validation is not None:  # tuning's pruner may end the fit here
+                ctx.on_validation(epoch, score)
             if score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}

@@ -76,6 +76,9 @@ def add_parser(sub) -> None:
                         help="replace the results of an existing --out folder")
     parser.add_argument("--resume", action="store_true",
                         help="keep an existing --out folder's results and run what is missing")
+    parser.add_argument("--no-tuned", action="store_true",
+                        help="fit every model with its defaults, even where a tuned file "
+                             "(tuned/<dataset>-<profile>.json, `python -m bench tune`) exists")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
     parser.add_argument("--no-latency", action="store_true",
                         help="skip the serving latency measured on each fitted model (1 "
@@ -210,7 +213,7 @@ def link_latest(run_dir: Path) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench import atomic, harness, meta
+    from bench import atomic, harness, meta, tuned_config
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.ranges import check_option
@@ -264,10 +267,12 @@ def handle(args, argv) -> int:
     if previous is not None:
         run_meta = resumed_meta(previous, run_meta)
     atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
+    configs = tuned_config.configs_for_run(data.name, data.fingerprint, profile.name,
+                                           selected, not args.no_tuned, args.engine)
     latency = _latency_step(args, run_dir, data, profile, progress)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,
-                                done=done, on_fitted=latency)
+                                done=done, on_fitted=latency, configs=configs)
     run_meta["finished_utc"] = harness.utc_now()
     if latency is not None:
         run_meta["serving_latency"] = latency.meta()
