@@ -10,8 +10,8 @@ import numpy as np
 
 
 class ConstantPrior:
-    INPUTS = {"single-valued ids": "none", "behaviour lists": "none",
-              "user x candidate match": "none", "dense": "none (train label rates only)"}
+    INPUTS = {"ids": "none", "lists": "none",
+              "match": "none", "dense": "none (train label rates only)"}
     OUTPUTS_HOW = {"ctr": "train click rate", "cvr": "train purchases / train clicks",
                    "ctcvr": "train click-and-purchase rate"}
 

@@ -44,9 +44,9 @@ def one_hot(split, vocab_sizes: dict[str, int]):
 
 
 class LogisticFloor:
-    INPUTS = {"single-valued ids": "one-hot code of each of the 18 single-valued fields",
-              "behaviour lists": "the item's intention nodes, multi-hot; no user list ids",
-              "user x candidate match": "combination ids one-hot, and their weights",
+    INPUTS = {"ids": "one-hot code of each of the 18 single-valued fields",
+              "lists": "the item's intention nodes, multi-hot; no user list ids",
+              "match": "combination ids one-hot, and their weights",
               "dense": "the 12 dense columns"}
     OUTPUTS_HOW = {"ctr": "own logistic regression (click, all impressions)",
                    "cvr": "own logistic regression (purchase, clicked impressions only)",

@@ -58,12 +58,12 @@ CONSTANT = {mode: tuple(out for out, forests in uses.items() if not forests)
             for mode, uses in USES.items()}
 # What a forest sees (tree_features.py), in the columns of the report's inputs table.
 INPUTS = {
-    "single-valued ids": "user profile 121-129 and position 301 as categories; user 101, item "
+    "ids": "user profile 121-129 and position 301 as categories; user 101, item "
                          "205, category 206, shop 207, brand 216 and the combination ids as "
                          "train counts and out-of-fold target encodings of the task's label",
-    "behaviour lists": "each user list's mean weight and length; the item's first intention "
+    "lists": "each user list's mean weight and length; the item's first intention "
                        "node (encoded as above) and its node-list length; no list ids",
-    "user x candidate match": "combination ids 508/509/702/853 (encoded as above) and weights "
+    "match": "combination ids 508/509/702/853 (encoded as above) and weights "
                               "(the user's behaviour weight on this item's category, shop, "
                               "brand, node); target-encoded user x category/shop/brand crosses",
     "dense": "the 12 dense columns (combination weights, list mean weights and lengths)",

@@ -30,7 +30,7 @@ class XgbMultiOutput:
                    "cvr": "min(1, pCTCVR / pCTR) of the forest's two outputs",
                    "ctcvr": "own output 1 of the two-output forest (click and purchase)"}
     CONSTANT_OUTPUTS = ()
-    INPUTS = {**INPUTS, "single-valued ids": INPUTS["single-valued ids"].replace(
+    INPUTS = {**INPUTS, "ids": INPUTS["ids"].replace(
         "as categories", "as ordered codes (no categorical multi-output splits)")}
 
     def __init__(self, encoding: str = DEFAULT_ENCODING):

@@ -313,7 +313,7 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             **base, **fields, "prediction": prediction, "prediction_how": how.get(prediction),
             "train_s": train_s, "predict_s": predict_s, "predict_rows": len(data.test),
             "n_params": n_params, "model_info": getattr(model, "info", None),
-            "inputs": getattr(model, "INPUTS", None),
+            **{f"inputs_{k}": v for k, v in getattr(model, "INPUTS", {}).items()},
             "utc": utc_now(), "error": None}))
     if on_fitted is not None:
         on_fitted(spec, seed, model)

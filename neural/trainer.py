@@ -182,12 +182,12 @@ class NeuralRanker:
 
     # What every network sees (neural/inputs.py), in the columns of the report's inputs table.
     INPUTS = {
-        "single-valued ids": "all 18 single-valued fields (user 101, profile 121-129, item 205, "
+        "ids": "all 18 single-valued fields (user 101, profile 121-129, item 205, "
                              "category 206, shop 207, brand 216, combinations, position 301), "
                              "each embedded",
-        "behaviour lists": "every id of the four user lists and the item's intention nodes, "
+        "lists": "every id of the four user lists and the item's intention nodes, "
                            "embedded and pooled with their weights (lists kept whole)",
-        "user x candidate match": "combination ids 508/509/702/853 embedded, and their weights; "
+        "match": "combination ids 508/509/702/853 embedded, and their weights; "
                                   "no explicit user x category/shop/brand cross ids (the MLP "
                                   "combines the user's and the item's embeddings)",
         "dense": "the 12 dense columns (combination weights, list mean weights and lengths)",

@@ -18,7 +18,7 @@ def test_report_lists_what_each_family_sees(tiny_raw_dir, tmp_path, monkeypatch)
                  "--data-dir", str(tiny_raw_dir), "--out", str(out), "--quiet"])
     assert code == 0
     records = [r for r in harness.read_records(out) if r.get("kind") == "accuracy"]
-    assert {r["model"] for r in records if r["inputs"]} == {
+    assert {r["model"] for r in records if r["inputs_lists"]} == {
         "baselines/constant", "baselines/lgbm_ctr", "baselines/xgb_cvr", "neural/dnn_ctr"}
     md = (out / "report.md").read_text()
     table = md.split("## Inputs", 1)[1].split("\n## ", 1)[0]

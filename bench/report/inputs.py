@@ -6,7 +6,9 @@ table reads as a comparison of families: what one family gets that another does 
 
 from __future__ import annotations
 
-INPUT_COLUMNS = ("single-valued ids", "behaviour lists", "user x candidate match", "dense")
+# The keys of a family's INPUTS (recorded as inputs_<key>) and their column titles.
+INPUT_COLUMNS = {"ids": "single-valued ids", "lists": "behaviour lists",
+                 "match": "user x candidate match", "dense": "dense"}
 
 
 def inputs_section(run) -> list:
@@ -29,5 +31,5 @@ def inputs_section(run) -> list:
                  "baselines/trees.py, baselines/logreg.py, baselines/constant.py and "
                  "neural/trainer.py). Every model trains on the same train rows "
                  "(`train_rows` in its records) and is scored on the same test rows."),
-            Table(["models", *INPUT_COLUMNS], table, "l" * (len(INPUT_COLUMNS) + 1),
+            Table(["models", *INPUT_COLUMNS.values()], table, "l" * (len(INPUT_COLUMNS) + 1),
                   id="inputs-table")]

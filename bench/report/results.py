@@ -303,7 +303,8 @@ def load_run(run_dir: str | Path) -> Run:
             predict_ms_per_1k=_mean(predict), n_params=first.get("n_params"),
             latency=_pick_latency([r for r in latency if r["model"] == key]),
             latency_single=_pick_latency([r for r in latency if r["model"] == key], 1),
-            info=first.get("model_info"), inputs=first.get("inputs"),
+            info=first.get("model_info"),
+            inputs={k[len("inputs_"):]: v for k, v in first.items() if k.startswith("inputs_")},
             failed_seeds={s: r.get("error", "") for (m, s), r in errors.items()
                           if m == key and (m, s) not in succeeded}))
     n_boot = {r.get("n_bootstrap") for r in accuracy.values() if r.get("n_bootstrap")}
