@@ -26,8 +26,8 @@ LOGREG = (Param("C", "model", 1e-3, 100.0, log=True),)
 
 
 def space_for(spec) -> tuple[Param, ...]:
-    if spec.target == "baselines.trees:TreeModel":
-        return TREES
+    if spec.target in ("baselines.trees:TreeModel", "baselines.xgb_multi:XgbMultiOutput"):
+        return TREES  # the multi-output forest takes the same budget and encodings
     if spec.target == "baselines.logreg:LogisticFloor":
         return LOGREG
     raise ValueError(f"{spec.key}: no search space declared in baselines/search_space.py; "
