@@ -120,7 +120,7 @@ def complete_pairs(records: list[dict]) -> frozenset:
     return frozenset(pair for pair, seen in tasks.items() if seen >= set(metrics.TASKS))
 
 
-def trim_for_resume(run_dir: Path, progress: bool = True) -> frozenset:
+def trim_for_resume(run_dir: Path) -> frozenset:
     """Before --resume appends: remove a cut last line and the records of pairs cut between
     their task lines (they run again), rewriting the file atomically; return the complete
     (model, seed) pairs, which need not run again."""
@@ -138,11 +138,11 @@ def trim_for_resume(run_dir: Path, progress: bool = True) -> frozenset:
         if warning:
             print(warning.replace("is dropped", "is removed; its model runs again"),
                   file=sys.stderr, flush=True)
-        partial = sorted({(r["model"], r["seed"]) for _, r in parsed} - done
-                         - {(r["model"], r["seed"]) for _, r in kept})
-        for model, seed in partial:
-            _log(f"note: {model} seed {seed} has records for some tasks only (cut by a crash);"
-                 " they are removed and it runs again", progress)
+        partial = sorted({(r.get("model"), r.get("seed")) for _, r in parsed} - done
+                         - {(r.get("model"), r.get("seed")) for _, r in kept})
+        for model, seed in partial:  # printed even with --quiet, as the warning above
+            print(f"note: {model} seed {seed} has records for some tasks only (cut by a "
+                  "crash); they are removed and it runs again", file=sys.stderr, flush=True)
         atomic.write_bytes(path, b"".join(line + b"\n" for line, _ in kept))
     return done
 
