@@ -36,7 +36,8 @@ except ImportError:  # not POSIX: no locking (ccpbench runs on Linux and macOS)
     fcntl = None
 
 LOCK_NAME = ".lock"
-WORK_PREFIXES = (".converting-", ".encoding-", ".replaced-")
+# Work folders of a conversion, of an encoding, and an encoded folder being replaced.
+CONVERTING, ENCODING, REPLACED = WORK_PREFIXES = (".converting-", ".encoding-", ".replaced-")
 _held: dict[str, int] = {}  # lock path -> depth, in this process
 _claims = ExitStack()  # run folders this process holds until it exits
 
