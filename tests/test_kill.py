@@ -135,3 +135,18 @@ def test_a_line_cut_mid_write_is_named_dropped_and_run_again_on_resume(
     assert "runs again" in err and "has records for some tasks only" in err
     assert records_key(harness.read_records(out)) == records_key(
         harness.read_records(reference_records))
+
+
+def test_a_record_appended_after_a_cut_line_stays_whole(tmp_path, capsys):
+    """`bench latency --out` appends to a run folder that a killed run left with a cut line:
+    the new record gets a line of its own, and the cut one is named and dropped."""
+    whole = {"kind": "accuracy", "model": "baselines/constant", "seed": 0, "task": "ctr"}
+    harness.append_record(tmp_path, whole)
+    with open(tmp_path / harness.RESULTS_FILE, "ab") as out:
+        out.write(harness.record_line({**whole, "task": "cvr"}).encode()[:60])
+    harness.append_record(tmp_path, {"kind": "latency", "model": "baselines/constant",
+                                     "seed": 0, "p50_ms": 1.5})
+    records = harness.read_records(tmp_path)
+    assert [r["kind"] for r in records] == ["accuracy", "latency"]
+    err = capsys.readouterr().err
+    assert "line 2 is not a whole JSON record" in err and 'model "baselines/constant"' in err
