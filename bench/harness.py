@@ -57,8 +57,11 @@ def append_records(run_dir: Path, records: list[dict]) -> None:
     interleave within a line, and a process killed mid-write leaves at most one cut last line,
     which read_records drops with a warning and --resume removes (trim_for_resume)."""
     data = "".join(record_line(r) for r in records).encode()
-    fd = os.open(Path(run_dir) / RESULTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(Path(run_dir) / RESULTS_FILE, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a cut line stays a line of its own
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -81,22 +84,21 @@ def _cut_line_name(text: str) -> str:
 
 
 def _read_lines(path: Path) -> tuple[list[tuple[bytes, dict]], str | None]:
-    """(raw line, record) of every complete line, and a warning if the last one was cut."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    parsed, warning = [], None
+    """(raw line, record) of every whole line, and a warning naming each line that is not
+    (the last one when a kill cut it mid-write; an earlier one if a writer appended after it)."""
+    lines = path.read_bytes().split(b"\n")
+    parsed, warnings = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             parsed.append((line, json.loads(line)))
-        except ValueError as error:
-            if number != len(lines):  # a complete line (a newline follows) that is not JSON
-                raise ValueError(f"{path} line {number}: not a JSON record ({error})") from None
-            text = line.decode(errors="replace")
-            warning = (f"warning: {path} line {number} was cut mid-write ({len(line)} bytes; "
-                       f"{_cut_line_name(text)}): that partial record is dropped")
-    return parsed, warning
+        except ValueError:
+            how = "was cut mid-write" if number == len(lines) else "is not a whole JSON record"
+            warnings.append(f"warning: {path} line {number} {how} ({len(line)} bytes; "
+                            f"{_cut_line_name(line.decode(errors='replace'))}): that partial "
+                            "record is dropped")
+    return parsed, "\n".join(warnings) or None
 
 
 def read_records(run_dir: Path) -> list[dict]:
@@ -120,7 +122,7 @@ def complete_pairs(records: list[dict]) -> frozenset:
     return frozenset(pair for pair, seen in tasks.items() if seen >= set(metrics.TASKS))
 
 
-def trim_for_resume(run_dir: Path, progress: bool = True) -> frozenset:
+def trim_for_resume(run_dir: Path) -> frozenset:
     """Before --resume appends: remove a cut last line and the records of pairs cut between
     their task lines (they run again), rewriting the file atomically; return the complete
     (model, seed) pairs, which need not run again."""
@@ -138,11 +140,11 @@ def trim_for_resume(run_dir: Path, progress: bool = True) -> frozenset:
         if warning:
             print(warning.replace("is dropped", "is removed; its model runs again"),
                   file=sys.stderr, flush=True)
-        partial = sorted({(r["model"], r["seed"]) for _, r in parsed} - done
-                         - {(r["model"], r["seed"]) for _, r in kept})
-        for model, seed in partial:
-            _log(f"note: {model} seed {seed} has records for some tasks only (cut by a crash);"
-                 " they are removed and it runs again", progress)
+        partial = sorted({(r.get("model"), r.get("seed")) for _, r in parsed} - done
+                         - {(r.get("model"), r.get("seed")) for _, r in kept})
+        for model, seed in partial:  # printed even with --quiet, as the warning above
+            print(f"note: {model} seed {seed} has records for some tasks only (cut by a "
+                  "crash); they are removed and it runs again", file=sys.stderr, flush=True)
         atomic.write_bytes(path, b"".join(line + b"\n" for line, _ in kept))
     return done
 

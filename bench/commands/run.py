@@ -257,7 +257,7 @@ def handle(args, argv) -> int:
     selected = [s.key for s in specs]
     # A resumed folder keeps its successful (model, seed) pairs; only the others run.
     # A pair cut between its task records by a crash runs again (harness.trim_for_resume).
-    done = harness.trim_for_resume(run_dir, progress) if args.resume else frozenset()
+    done = harness.trim_for_resume(run_dir) if args.resume else frozenset()
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,

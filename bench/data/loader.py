@@ -31,6 +31,7 @@ from bench.data import schema
 from bench.data.dataset import Dataset
 from bench.data.encode import PrepSettings, RawPart, encode_dataset
 from bench.data.split import in_test_half
+from bench.folder_lock import folder_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ROOT = Path(os.environ.get("CCPBENCH_DATA", REPO_ROOT / "data"))
@@ -51,8 +52,6 @@ def ensure_synthetic(profile: str, seed: int, data_dir: Path | None = None,
                      progress: bool = True) -> Path:
     """Generate the synthetic raw files unless a complete set is already there."""
     from bench.data import synth
-    from bench.folder_lock import folder_lock
-
     out = Path(data_dir) if data_dir else synthetic_dir(profile, seed)
     info_path = out / "synth_info.json"
     # Under the folder's lock: two generators would write the same partial files.
@@ -98,8 +97,6 @@ def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSetting
              lenient: bool = False, progress: bool = True, name: str = "aliccp",
              info: dict | None = None, out_of_core: bool | None = None) -> Dataset:
     from bench.data import raw
-    from bench.folder_lock import folder_lock
-
     data_dir = Path(data_dir)
     cache_dir = Path(cache_dir) if cache_dir else data_dir / "cache"
     # Checked, converted if stale, and read (or memory-mapped) under the cache's lock, so that

@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 from bench.atomic import replace_synced, write_json
 from bench.data import schema
 from bench.data.fingerprint import fingerprint_files
+from bench.folder_lock import CONVERTING, folder_lock
 
 # Bump when the cache layout or the parsing rules change: old caches then read as stale.
 CACHE_FORMAT = 1
@@ -1107,8 +1108,6 @@ def convert_raw(data_dir, cache_dir, *, progress: bool = True, **options) -> dic
     always repaired (first kept) and counted. Holds the cache folder's lock meanwhile
     (bench.folder_lock), so two processes never convert into one folder at once.
     """
-    from bench.folder_lock import folder_lock
-
     with folder_lock(cache_dir, progress):
         return _convert_locked(data_dir, cache_dir, progress=progress, **options)
 
@@ -1126,7 +1125,7 @@ def _convert_locked(data_dir, cache_dir, *, splits=schema.RAW_SPLITS, lenient: b
     fingerprint = fingerprint_files(paths, settings)
     cache_dir.mkdir(parents=True, exist_ok=True)
     (cache_dir / MANIFEST).unlink(missing_ok=True)  # from here on the cache reads as incomplete
-    work_dir = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache_dir))
+    work_dir = Path(tempfile.mkdtemp(prefix=CONVERTING, dir=cache_dir))
     report = _Report()
     files, split_stats = {}, {}
     try:

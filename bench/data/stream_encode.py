@@ -52,6 +52,7 @@ from bench.data.npy_cache import (
     load_split,
 )
 from bench.data.split import in_test_half
+from bench.folder_lock import ENCODING, REPLACED, folder_lock
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -495,12 +496,10 @@ def build(cache_dir: Path, data_dir: Path, settings: PrepSettings, fingerprint: 
     Under the cache folder's lock. The folder is built under a work name and renamed into
     place; an older folder is first renamed away (one atomic step), never deleted in place,
     where a kill midway could leave a manifest beside missing arrays."""
-    from bench.folder_lock import folder_lock
-
     final = encoded_dir(cache_dir, settings)
     with folder_lock(cache_dir, progress):
-        work = Path(tempfile.mkdtemp(prefix=".encoding-", dir=cache_dir))
-        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=cache_dir))
+        work = Path(tempfile.mkdtemp(prefix=ENCODING, dir=cache_dir))
+        old = Path(tempfile.mkdtemp(prefix=REPLACED, dir=cache_dir))
         try:
             encoder = StreamEncoder(cache_dir, data_dir, settings, progress=progress,
                                     **batch_rows)
@@ -540,8 +539,6 @@ def encoded_dataset(cache_dir: Path, data_dir: Path, settings: PrepSettings, fin
                     raw_fingerprint: str, name: str, info: dict | None = None,
                     progress: bool = True, **batch_rows) -> Dataset:
     """The memory-mapped Dataset of a Parquet cache, encoding it first unless current."""
-    from bench.folder_lock import folder_lock
-
     folder = encoded_dir(cache_dir, settings)
     with folder_lock(cache_dir, progress):  # mapped before another process may replace it
         if not is_current(folder, fingerprint):
