@@ -8,9 +8,11 @@ Per model, one Optuna study over its declared space (bench/search_space.py):
   the trials that reached it. Rungs are set from the default trial's length (1/9, 1/3 and all
   of its validation checks), so a slow learner is compared after a real share of its budget;
 - intermediate scores are the fit's own validation checks (FitContext.on_validation): each
-  boosting round's validation metric (the k-th forest of a model at steps k x max_rounds +
-  round; log loss negated), each neural validation check. Every check up to step 10, then
-  every 10th, is reported (each report is a write to the storage);
+  boosting round's validation metric of the model's first forest (log loss negated; a pair's
+  second forest trains unpruned), each neural validation check. Every check up to step 10,
+  then every 10th, is reported (each report is a write to the storage). Halving compares
+  trials at equal rounds, so a low learning rate is judged early: pruning trades some of the
+  search's reach for its cost;
 - a trial is fitted by bench.harness.fit_model, the harness's one fit path, on a data view
   without the test split, and scored by its mean validation AUC over the outputs the model
   estimates itself (those not in its CONSTANT_OUTPUTS): the test split is never read;
