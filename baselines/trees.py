@@ -163,7 +163,7 @@ class TreeModel:
             else "none"
         booster = self.lib.train(X, labels, X_valid, valid_labels, encoder.categorical,
                                  encoder.names, budget, ctx.seed, ctx.threads,
-                                 on_round=_round_reporter(ctx, task, budget, self.mode))
+                                 on_round=_round_reporter(ctx, task, self.mode))
         self.boosters[task] = booster
         self.info[f"{task}_rounds"] = int(self.lib.n_rounds(booster))
 
@@ -246,11 +246,17 @@ def _features(encoder: TreeFeatures, split, rows: np.ndarray, oof: dict):
     return encoder.rows_features(split, rows, oof)
 
 
-def _round_reporter(ctx, task: str, budget: TreeBudget, mode: str):
-    """ctx.on_validation for the rounds of one forest; the k-th forest of a mode reports
-    steps k * max_rounds + round, so each step means the same forest's round in every fit."""
+def _round_reporter(ctx, task: str, mode: str):
+    """ctx.on_validation for the rounds of the mode's first forest only: a step is then the
+    same forest's round in every fit (the ctr_x_cvr pair's cvr forest would put another
+    task's log loss at the steps a longer ctr forest still reports)."""
     report = getattr(ctx, "on_validation", None)
-    if report is None:
-        return None
-    offset = MODES[mode].index(task) * budget.max_rounds
-    return lambda round_, score: report(offset + round_, score)
+    return report if report is not None and task == MODES[mode][0] else None
+
+
+def _sample(rows: np.ndarray, labels: np.ndarray, max_rows: int, seed: int):
+    """At most `max_rows` of the rows (0 = all), uniformly at random with the model seed."""
+    if not max_rows or len(rows) <= max_rows:
+        return rows, labels
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
+    return rows[keep], labels[keep]

@@ -258,17 +258,19 @@ def handle(args, argv) -> int:
     # A resumed folder keeps its successful (model, seed) pairs; only the others run.
     # A pair cut between its task records by a crash runs again (harness.trim_for_resume).
     done = harness.trim_for_resume(run_dir) if args.resume else frozenset()
+    configs = tuned_config.configs_for_run(data.name, data.fingerprint, profile.name,
+                                           selected, not args.no_tuned, args.engine)
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
                             models=selected, engine=args.engine,
                             workers=workers, neural_settings=neural_settings,
+                            configs={k: c["config_file"] or f"default: {c['config_why']}"
+                                     for k, c in configs.items()},
                             started_utc=harness.utc_now())
     if previous is not None:
         run_meta = resumed_meta(previous, run_meta)
     atomic.write_json(meta_path, run_meta, indent=2, sort_keys=True, default=str)
-    configs = tuned_config.configs_for_run(data.name, data.fingerprint, profile.name,
-                                           selected, not args.no_tuned, args.engine)
     latency = _latency_step(args, run_dir, data, profile, progress)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,

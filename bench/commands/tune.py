@@ -64,6 +64,7 @@ def handle(args, argv) -> int:
     path = Path(args.out) if args.out else tuned_config.tuned_path(data.name, profile.name)
     content = _existing(path, data, profile.name, args.overwrite)
     storage = args.storage or tuning.default_storage(data.name, profile.name)
+    run_meta = meta.collect(argv)  # the commit and command the tuning starts from
     for spec in specs:
         if args.overwrite:
             _delete_study(storage, f"{data.name}-{profile.name}-{spec.key}")
@@ -71,7 +72,6 @@ def handle(args, argv) -> int:
             print(f"tuning {spec.key}: {args.trials} trials ({storage})", file=sys.stderr)
         entry = tuning.tune_model(spec, data, profile, storage, args.trials, args.seed,
                                   args.threads, progress)
-        run_meta = meta.collect(argv)
         entry.update({k: run_meta[k] for k in ("command", "git_commit", "git_dirty")},
                      utc=_utc(), storage=_shown(storage))
         # Read again before adding: another tune process may have written its models since.
