@@ -93,7 +93,7 @@ def run_with(tiny_raw_dir, tmp_path, monkeypatch):
                      str(tiny_raw_dir), "--profile", "tiny", "--seeds", "0", "--out", str(out),
                      "--quiet", "--no-report", *extra])
         assert code == 0
-        return harness.read_records(out)
+        return [r for r in harness.read_records(out) if r.get("kind") == "accuracy"]
 
     return invoke
 
