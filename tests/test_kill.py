@@ -152,3 +152,21 @@ def test_a_record_appended_after_a_cut_line_stays_whole(tmp_path, capsys):
     assert [r["kind"] for r in records] == ["accuracy", "latency"]
     err = capsys.readouterr().err
     assert "line 2 is not a whole JSON record" in err and 'model "baselines/constant"' in err
+
+
+def test_the_next_load_removes_what_killed_processes_left(reference, tmp_path, capsys):
+    from bench.data.loader import load
+
+    folder = copy_raw(reference["raw"], tmp_path / "raw", with_cache=reference["converted"])
+    cache = folder / "cache"
+    left = [cache / ".converting-k1l2m3", cache / ".encoding-x9y8", cache / ".replaced-z7"]
+    for work in left:
+        work.mkdir()
+        (work / "skeleton_train.parquet").write_bytes(b"half a file")
+    (cache / ".manifest.json.4242.tmp").write_text("{")
+    mine = cache / "notes.tmp"  # not a name ccpbench writes: left alone
+    mine.write_text("the user's")
+    load("synthetic", folder, synth_profile="tiny", progress=True)
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert mine.exists()
+    assert "removed what an interrupted run left" in capsys.readouterr().err

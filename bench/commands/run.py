@@ -219,10 +219,6 @@ def handle(args, argv) -> int:
     from bench.ranges import check_option
     from bench.registry import select
 
-    if args.engine == "torchrun":  # every rank runs this command again, under torchrun
-        from bench.distributed.engines import launch_torchrun
-
-        return launch_torchrun(argv[1:], args.workers)
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)
     # --seeds and --threads are checked against the profile's ranges but not stored in it:
@@ -232,6 +228,10 @@ def handle(args, argv) -> int:
                                      if v is not None})
     seeds, threads = chosen.seeds, chosen.threads
     check_option("--workers", args.workers, low=1)
+    if args.engine == "torchrun":  # every rank runs this command again, under torchrun
+        from bench.distributed.engines import launch_torchrun
+
+        return launch_torchrun(argv[1:], args.workers)
     specs = select(None if args.all else args.models)
     if args.engine == "dask":
         from bench.distributed.engines import dask_specs
