@@ -25,7 +25,7 @@ def blocks_for(run) -> list:
     drawn = figures.draw_all(run, order)
     # Plain words first, then what the numbers rest on, then the numbers.
     blocks = (sections.title(run) + sections.summary(run) + sections.header(run)
-              + sections.data_section(run) + sections.leaderboard(run))
+              + sections.data_section(run) + sections.leaderboard(run) + sections.protocol(run))
     if drawn:
         blocks.append(Heading(2, "Figures", "figures"))
         blocks += drawn

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bench import stats
 from bench.report import fmt
+from bench.report import verdicts as tests
 from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
 from bench.report.render import Bullets, Details, Heading, Para, Table
 from bench.report.results import (
@@ -12,9 +14,6 @@ from bench.report.results import (
     TASK_TITLES,
     ModelResult,
     Run,
-    best_vs_runner_up,
-    compare,
-    ranked,
 )
 
 # Ali-CCP's real label counts (shared/ALICCP.md, full scans), shown beside synthetic rates.
@@ -130,20 +129,24 @@ def data_section(run: Run) -> list:
     oracle = (synth or {}).get("oracle") or {}
     halves = [h for h in ("test_half", "validation_half") if isinstance(oracle.get(h), dict)]
     if halves:
-        blocks.append(Para("Oracle AUCs: the true probabilities of the synthetic generator "
-                           "scored like a model; no model can expect to beat them."))
-        blocks.append(Table(
-            ["half of the test file", "rows", "CTR AUC", "CVR AUC (clicked)", "CTCVR AUC"],
-            [[h.replace("_", " "), fmt.count(oracle[h].get("rows")),
-              fmt.auc(oracle[h].get("ctr_auc")), fmt.auc(oracle[h].get("cvr_auc")),
-              fmt.auc(oracle[h].get("ctcvr_auc"))] for h in halves], "lrrrr"))
+        blocks.append(Para(
+            "Oracle AUCs: the true probabilities of the synthetic generator scored like a "
+            "model; they include request, impression and conversion noise no model observes. "
+            "Achievable ceiling: the same truth with that noise integrated out (the best any "
+            "model can predict from what it observes), scored the same way; model quality is "
+            "expressed against it."))
+        rows = [[f"{h.replace('_', ' ')}, {what}", fmt.count(oracle[h].get("rows"))]
+                + [fmt.auc(oracle[h].get(f"{prefix}{t}_auc")) for t in MAIN_TASKS]
+                for h in halves for what, prefix in (("oracle", ""), ("achievable", "achievable_"))]
+        blocks.append(Table(["half of the test file", "rows", "CTR AUC", "CVR AUC (clicked)",
+                             "CTCVR AUC"], rows, "lrrrr", id="oracle-data-table"))
     return blocks
 
 
 def _by_kind(files: dict) -> dict[str, int]:
     kinds: dict[str, int] = {}
-    for stats in files.values():
-        for kind, count in (stats.get("skipped_by_kind") or {}).items():
+    for file_stats in files.values():
+        for kind, count in (file_stats.get("skipped_by_kind") or {}).items():
             kinds[kind] = kinds.get(kind, 0) + int(count)
     return kinds
 
@@ -216,8 +219,12 @@ def _best_key(models, value, lower: bool = False, skip_floor: bool = False):
 def leaderboard(run: Run) -> list:
     order = leaderboard_order(run.models)
     tasks = [t for t in TASK_ORDER if any(t in m.tasks for m in order)]
-    comparisons = {t: best_vs_runner_up(run.models, t) for t in tasks}
-    best_auc = {t: (ranked(order, t)[0].model if ranked(order, t) else None) for t in tasks}
+    verdicts = tests.run_verdicts(run)
+    best = {v.task: v for v in verdicts if tests.BEST in v.kinds}
+    chosen = {}
+    for t in tasks:
+        have = tests.eligible(order, t)
+        chosen[t] = tests.by_choice(have, t, tests.chosen_on(have, t))[0].model if have else None
 
     def loss(task):
         return lambda m: m.tasks[task].logloss if task in m.tasks else None
@@ -234,10 +241,8 @@ def leaderboard(run: Run) -> list:
     for model in order:
         row = [f"`{model.model}`", model.group]
         for task in tasks:
-            comparison = comparisons[task]
-            mark = (comparison is not None and comparison.runner_up is not None
-                    and comparison.significant is not True)
-            row.append(_auc_cell(model.tasks.get(task), model.model == best_auc[task], mark))
+            mark = task in best and best[task].significant is not True
+            row.append(_auc_cell(model.tasks.get(task), model.model == chosen[task], mark))
         for task in MAIN_TASKS:
             value = fmt.num(loss(task)(model), 5)
             row.append(f"**{value}**" if model.model == best_loss[task] else value)
@@ -250,16 +255,20 @@ def leaderboard(run: Run) -> list:
     align = "ll" + "r" * (len(header_row) - 2)
     seeds = fmt.seeds(run.seeds)
     notes = [
-        f"AUC cells: mean over seeds ({seeds})"
+        f"AUC cells: test AUC, mean over seeds ({seeds})"
         + (" ± standard deviation over seeds" if len(run.seeds) > 1 else "")
-        + f", then the 95% interval of the request-level bootstrap ({run.n_bootstrap or '?'} "
-          "resamples of whole requests, identical for every model).",
-        "**Bold**: best in the column (highest AUC, lowest log loss; for cost columns the "
-        "cheapest model other than the constant floor).",
-        f"{NOT_SIGNIFICANT}: the best is **not** significantly better than the runner-up: the "
-        "95% interval of their paired bootstrap AUC difference includes 0 (see the next "
-        "table). With several seeds, this tests the seed-averaged AUCs against resampling of "
-        "requests; the seed-to-seed spread is the ± figure.",
+        + f", then its 95% interval combining {_seed_words(run)} and the unit bootstrap "
+          f"({run.n_bootstrap or '?'} resamples of {_unit_words(run)}, identical for every "
+          "model); see Statistical protocol.",
+        "**Bold**: in AUC columns, the best model **chosen on the validation split** (highest "
+        "mean validation AUC), measured here on test; it need not have the highest test AUC. "
+        "In the other columns: lowest log loss; for cost columns the cheapest model other "
+        "than the constant floor.",
+        f"{NOT_SIGNIFICANT}: the bold model is **not** significantly better than the runner-up "
+        f"chosen on validation (paired test, {stats.CORRECTION}-corrected over every hypothesis "
+        "of this report; see the next table). Columns without a test "
+        f"({', '.join(SHORT_TASK[t] for t in tasks if t not in MAIN_TASKS) or 'none'}) carry "
+        "no mark.",
         "(constant output): the model does not model this task and outputs a training prior "
         "(its `prediction_how` says so), e.g. a single-task model's other outputs. "
         "Rows ordered by CTCVR AUC. Train time: mean wall-clock `fit` time over seeds. "
@@ -272,35 +281,104 @@ def leaderboard(run: Run) -> list:
     ]
     blocks = [Heading(2, "Leaderboard", "leaderboard"),
               Table(header_row, rows, align, id="leaderboard"), Bullets(notes)]
-    blocks += significance_table(run, comparisons)
+    blocks += significance_table(run, verdicts)
     return blocks
 
 
-def significance_table(run: Run, comparisons: dict) -> list:
+def _seed_words(run: Run) -> str:
+    n = len(run.seeds)
+    return (f"the spread between its {n} training seeds" if n > 1 else
+            "no training variance (one seed)")
+
+
+def _unit_words(run: Run) -> str:
+    rules = sorted({t.resampling_rule for m in run.models for t in m.tasks.values()
+                    if t.resampling_rule})
+    return "; ".join(rules) if rules else "requests (records older than the unit rule)"
+
+
+def _user_shares(run: Run) -> str:
+    shares = {}
+    for m in run.models:
+        for t, r in m.tasks.items():
+            if r.user_share is not None:
+                shares.setdefault(t, r.user_share)
+    if not shares:
+        return ""
+    return "; rows resampled by user: " + ", ".join(
+        f"{SHORT_TASK[t]} {fmt.pct(shares[t], 0)}" for t in TASK_ORDER if t in shares)
+
+
+def _p(p) -> str:
+    if fmt.missing(p):
+        return fmt.DASH
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def chosen_phrase(v: tests.Verdict) -> str:
+    """Who was compared and how they were chosen."""
+    roles = " and ".join(v.kinds)
+    if v.chosen_on == "validation":
+        picked = (f"`{v.a.model}` ({v.a.group}, validation AUC {fmt.auc(v.a.valid_auc[v.task])}) "
+                  f"and `{v.b.model}` ({v.b.group}, {fmt.auc(v.b.valid_auc[v.task])}), chosen "
+                  "on validation")
+    else:
+        picked = (f"`{v.a.model}` ({v.a.group}) and `{v.b.model}` ({v.b.group}), **chosen on "
+                  "test**: this run has no validation records, so the choice favours them")
+    return f"{roles}: {picked}"
+
+
+def measure_phrase(v: tests.Verdict) -> str:
+    """The combined interval, the corrected p-value, the detectable difference and where the
+    observed difference lies against it: every verdict line carries all four."""
+    e = v.estimate
+    if e is None or e.se is None:
+        return "not testable (no shared seeds or no bootstrap replicates)"
+    low, high = e.interval()
+    seeds = (f"{e.n_seeds} seeds and resampling combined" if e.seeds_included else
+             "resampling only: **training variance not included** (one seed)")
+    verdict = ("significant" if v.significant else "**not significant**")
+    detect = v.detectable
+    if v.too_small_to_see:
+        where = "the observed difference is below it: **too small to see here**"
+    else:
+        where = ("the observed difference is above it" + (
+            ", so the run could have seen it and the spread, not the size, keeps it from "
+            "significance" if not v.significant else ""))
+    return (f"test AUC difference {fmt.signed(e.value)} (95% CI {fmt.interval(low, high)}, "
+            f"{seeds}); {stats.CORRECTION}-corrected p = {_p(v.p_adjusted)}: {verdict}; "
+            f"smallest detectable difference {fmt.num(detect)} (80% power, 5% level): {where}")
+
+
+def significance_table(run: Run, verdicts: list) -> list:
     rows = []
-    for task, comparison in comparisons.items():
-        if comparison is None:
-            continue
-        same = ", ".join(f"`{m}`" for m in comparison.same_as_best) or fmt.DASH
-        if comparison.runner_up is None:
-            rows.append([TASK_TITLES[task], f"`{comparison.best}`", same, fmt.DASH, fmt.DASH,
-                         fmt.DASH, fmt.DASH, "no other model to test against"])
-            continue
-        verdict = {True: "yes", False: f"no {NOT_SIGNIFICANT}", None: "not testable"}[
-            comparison.significant]
-        rows.append([TASK_TITLES[task], f"`{comparison.best}`", same,
-                     f"`{comparison.runner_up}`", fmt.signed(comparison.difference),
-                     fmt.interval(comparison.ci_low, comparison.ci_high),
-                     fmt.pct(comparison.share_not_better, 1), verdict])
+    for v in verdicts:
+        e = v.estimate
+        low, high = e.interval() if e is not None else (None, None)
+        mark = {True: "yes", False: f"no {NOT_SIGNIFICANT}", None: "not testable"}[
+            v.significant]
+        below = {True: "yes: too small to see here", False: "no", None: fmt.DASH}[
+            v.too_small_to_see]
+        rows.append([SHORT_TASK[v.task], " and ".join(v.kinds),
+                     f"`{v.a.model}` ({fmt.auc(v.a.valid_auc.get(v.task))})",
+                     f"`{v.b.model}` ({fmt.auc(v.b.valid_auc.get(v.task))})",
+                     ", ".join(f"`{m}`" for m in v.same_as_a) or fmt.DASH,
+                     fmt.signed(v.difference), fmt.interval(low, high), _p(v.p_value),
+                     _p(v.p_adjusted), mark, fmt.num(v.detectable), below,
+                     "yes" if e is not None and e.seeds_included else "**no** (one seed)"])
     if not rows:
         return []
-    return [Heading(3, "Is the best significantly better than the runner-up?", "significance"),
-            Para("The runner-up is the next model whose scores differ from the best's; models "
-                 "with the same scores (e.g. a product model that reuses the best's CTR model) "
-                 "are named apart and not tested against it."),
-            Table(["column", "best", "same scores as best", "runner-up", "AUC difference",
-                   "95% CI (paired bootstrap)", "resamples where best ≤ runner-up",
-                   "significant"], rows, "llllrrrl")]
+    return [Heading(3, "Verdicts: chosen on validation, measured on test", "significance"),
+            Para("Each row is one tested hypothesis (listed again under Statistical "
+                 "protocol). The pair is chosen on the validation split (validation AUC in "
+                 "brackets); the difference, its interval and p-value are on test. Models "
+                 "with the same scores as the first (e.g. a product model that reuses its "
+                 "CTR model) are named apart and not tested against it."),
+            Table(["task", "comparison", "first (valid AUC)", "second (valid AUC)",
+                   "same scores as first", "test AUC difference", "95% CI (seeds + resampling)",
+                   "p", f"p, {stats.CORRECTION}", "significant", "smallest detectable",
+                   "observed below it?", "seed variance included"], rows,
+                  "llllllrrrrlrl", id="verdicts-table")]
 
 
 # ---------------------------------------------------------------- crosswalk
@@ -311,7 +389,8 @@ def crosswalk(run: Run) -> list:
     pwc_kept = bool(settings.get("keep_purchase_without_click"))
     rows = []
     for entry in ENTRIES:
-        best = ranked(run.models, entry.ours)
+        have = tests.eligible(run.models, entry.ours)
+        best = tests.by_choice(have, entry.ours, tests.chosen_on(have, entry.ours))
         top = best[0].tasks[entry.ours] if best else None
         here = (f"`{best[0].model}` {fmt.auc(top.auc)} {fmt.interval(top.ci_low, top.ci_high)}"
                 if best else fmt.DASH)
@@ -336,7 +415,8 @@ def crosswalk(run: Run) -> list:
                  "against all impressions, which is our `ctcvr` when the score is an "
                  "entire-space purchase probability, or our `cvr_entire` when it is a "
                  "conditional pCVR. " + caveat),
-            Table(["source", "their name", "computed as", "our column", f"best here ({dataset})",
+            Table(["source", "their name", "computed as", "our column",
+                   f"best here ({dataset}; chosen on validation, test AUC)",
                    "published (full data)", "note"], rows, "lllllll", id="crosswalk")]
 
 
@@ -347,19 +427,76 @@ def oracle_gaps(run: Run) -> list:
     order = leaderboard_order(run.models)
     tasks = [t for t in TASK_ORDER if any(t in m.tasks and m.tasks[t].oracle_auc is not None
                                           for m in order)]
-    blocks = [Heading(2, "Oracle gap", "oracle")]
+    blocks = [Heading(2, "Oracle gap and achievable ceiling", "oracle")]
     if not tasks:
         return blocks + [Para("Not available: the true click and conversion probabilities are "
                               "only known on synthetic data.")]
-    oracle = {t: next(m.tasks[t].oracle_auc for m in order if t in m.tasks
-                      and m.tasks[t].oracle_auc is not None) for t in tasks}
-    rows = [[f"`{m.model}`"] + [fmt.num(m.tasks[t].oracle_gap) if t in m.tasks else fmt.DASH
-                                for t in tasks] for m in order]
+    first = {t: next(m.tasks[t] for m in order if t in m.tasks
+                     and m.tasks[t].oracle_auc is not None) for t in tasks}
+    ceiling = {t: achievable_auc(run, t, first[t]) for t in tasks}
+
+    def cells(m, t):
+        if t not in m.tasks:
+            return [fmt.DASH, fmt.DASH]
+        share = _lift_share(m.tasks[t].auc, ceiling[t])
+        return [fmt.num(m.tasks[t].oracle_gap),
+                fmt.DASH if share is None else f"{100 * share:.0f}%"]
+
+    rows = [[f"`{m.model}`"] + [c for t in tasks for c in cells(m, t)] for m in order]
+    header = ["model"] + [h for t in tasks for h in (f"{SHORT_TASK[t]} oracle gap",
+                                                      f"{SHORT_TASK[t]} share of achievable")]
+    missing = [SHORT_TASK[t] for t in tasks if ceiling[t] is None]
     return blocks + [
-        Para("Oracle AUC minus the model's AUC (mean over seeds) on the same test rows: how "
-             "much ranking quality the model leaves on the table. Oracle AUCs here: "
-             + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(oracle[t])}" for t in tasks) + "."),
-        Table(["model"] + [f"{SHORT_TASK[t]} gap" for t in tasks], rows, id="oracle-table")]
+        Para("Oracle gap: oracle AUC minus the model's AUC (mean over seeds) on the same test "
+             "rows. Share of achievable: the model's lift over 0.5 as a share of the achievable "
+             "ceiling's (100% = all that can be learnt from what a model observes). Oracle AUCs "
+             "here: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(first[t].oracle_auc)}"
+                                  for t in tasks)
+             + ". Achievable ceilings: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(ceiling[t])}"
+                                                      for t in tasks) + "."
+             + (f" No ceiling for {', '.join(missing)}: the data's info has none for these "
+                "rows (older data, another row rule, or not a main task)." if missing else "")),
+        Table(header, rows, id="oracle-table")]
+
+
+def protocol(run: Run) -> list:
+    """The statistical protocol as applied in this run, and every hypothesis it tested."""
+    verdicts = tests.run_verdicts(run)
+    detect = tests.detectable_by_task(run)
+    items = [
+        f"Resampling unit: {_unit_words(run)} (bench.stats: user where the data has one, else "
+        "request, else row; every model gets the same resamples, so differences are paired)"
+        + _user_shares(run) + ".",
+        f"Seeds: {fmt.seeds(run.seeds)}; "
+        + ("every interval and test combines the spread between seeds with resampling "
+           f"({stats.METHOD})." if len(run.seeds) > 1 else
+           "**one seed: training variance is not included** in any interval or test."),
+        "Choice: every \"best\" (overall and per group) is the highest mean AUC on the "
+        "validation split; the test split only measures the chosen models.",
+        f"Correction: {stats.CORRECTION} (step-down, family-wise error 5%) over the "
+        f"{sum(v.p_value is not None for v in verdicts)} hypotheses below.",
+        "Power: the smallest detectable difference is the true AUC difference a paired test "
+        "at the 5% level (before correction) detects with 80% power, (t(0.975, df) + t(0.8, "
+        "df)) times the standard error of the paired difference measured in this run.",
+    ]
+    blocks = [Heading(2, "Statistical protocol", "protocol"), Bullets(items)]
+    if verdicts:
+        blocks.append(Table(["#", "hypothesis (H0)", "role", "p", f"p, {stats.CORRECTION}"],
+                            [[str(i), v.hypothesis, " and ".join(v.kinds), _p(v.p_value),
+                              _p(v.p_adjusted)] for i, v in enumerate(verdicts, start=1)],
+                            "lllrr", id="hypotheses-table"))
+    if detect:
+        blocks.append(Para("Smallest detectable difference per task: from the median standard "
+                           "error (and degrees of freedom) of the paired differences of every "
+                           "pair of models here (the constant floor left out)."))
+        blocks.append(Table(
+            ["task", "pairs", "median standard error", "df", "smallest detectable difference",
+             "seed variance included"],
+            [[SHORT_TASK[t], str(d["pairs"]), fmt.num(d["se"], 5),
+              "∞" if d["df"] == float("inf") else f"{d['df']:.1f}", fmt.num(d["detectable"]),
+              "yes" if d["seeds_included"] else "**no** (one seed)"]
+             for t, d in detect.items()], "lrrrrl", id="detectable-table"))
+    return blocks
 
 
 def calibration(run: Run) -> list:
@@ -510,11 +647,35 @@ def definitions(run: Run) -> list:
 # ---------------------------------------------------------------- summary in plain words
 
 
-def _headroom(result) -> str:
-    if result.oracle_auc is None or result.auc is None or result.oracle_auc <= 0.5:
+def achievable_auc(run: Run, task: str, result) -> float | None:
+    """The achievable ceiling's AUC (synthetic data) on this task's test rows: from the data's
+    info, used only where its oracle AUC equals the records' (the same rows were scored)."""
+    half = ((synthetic_info(run) or {}).get("oracle") or {}).get("test_half") or {}
+    ceiling, oracle = half.get(f"achievable_{task}_auc"), half.get(f"{task}_auc")
+    if ceiling is None or oracle is None or result is None or result.oracle_auc is None:
+        return None
+    return ceiling if abs(oracle - result.oracle_auc) < 1e-9 else None
+
+
+def _lift_share(auc, ceiling) -> float | None:
+    if auc is None or ceiling is None or ceiling <= 0.5:
+        return None
+    return (auc - 0.5) / (ceiling - 0.5)
+
+
+def _headroom(run: Run, task: str, result) -> str:
+    if result.oracle_auc is None or result.auc is None:
         return ""
-    share = (result.auc - 0.5) / (result.oracle_auc - 0.5)
-    return f"; it reaches {100 * share:.0f}% of the oracle's lift over 0.5"
+    text = ""
+    reachable = _lift_share(result.auc, achievable_auc(run, task, result))
+    if reachable is not None:
+        text += (f"; it reaches {100 * reachable:.0f}% of the achievable ceiling's lift over 0.5 "
+                 f"(ceiling {fmt.auc(achievable_auc(run, task, result))})")
+    oracle = _lift_share(result.auc, result.oracle_auc)
+    if oracle is not None:
+        text += (f"{' and' if text else '; it reaches'} {100 * oracle:.0f}% of the oracle's "
+                 f"(oracle {fmt.auc(result.oracle_auc)}, which sees the unobservable noise)")
+    return text
 
 
 def _cost_phrase(a: ModelResult, b: ModelResult) -> str:
@@ -541,6 +702,17 @@ def title(run: Run) -> list:
                  "rebuilds it.")]
 
 
+def _verdict_sentence(v: tests.Verdict) -> str:
+    """One verdict in words: the pair chosen on validation, then what test says about it."""
+    text = f"{chosen_phrase(v)[0].upper()}{chosen_phrase(v)[1:]}; {measure_phrase(v)}"
+    if tests.GROUPS in v.kinds and v.significant is False:
+        text += " (no group clearly wins this task here)"
+    if tests.GROUPS in v.kinds:
+        text += f"; {_cost_phrase(v.a, v.b)}; training {fmt.seconds(v.a.train_s)} vs " \
+                f"{fmt.seconds(v.b.train_s)}"
+    return text + "."
+
+
 def summary(run: Run) -> list:
     groups = sorted({m.group for m in run.models if m.group != "floor"})
     synth = synthetic_info(run)
@@ -554,52 +726,30 @@ def summary(run: Run) -> list:
     if not run.models:
         return [Heading(2, "Summary", "summary"), Para(opening + " No model produced results.")]
     items = []
+    verdicts = tests.run_verdicts(run)
     for task in MAIN_TASKS:
-        order = ranked(run.models, task)
-        if not order:
+        have = tests.eligible(run.models, task)
+        if not have:
             continue
-        top = order[0]
+        on = tests.chosen_on(have, task)
+        top = tests.by_choice(have, task, on)[0]
         result = top.tasks[task]
-        comparison = best_vs_runner_up(run.models, task)
-        text = (f"**{SHORT_TASK[task]}**: best `{top.model}` ({top.group}) AUC "
-                f"{fmt.auc(result.auc)} {fmt.interval(result.ci_low, result.ci_high)}"
-                f"{_headroom(result)}.")
+        low, high = result.ci_low, result.ci_high
+        text = (f"**{SHORT_TASK[task]}**: best on {on} `{top.model}` ({top.group}), test AUC "
+                f"{fmt.auc(result.auc)} (95% CI {fmt.interval(low, high)})"
+                f"{_headroom(run, task, result)}.")
         if result.n_positives is not None and result.n_positives < FEW_POSITIVES:
             text += (f" Only {result.n_positives} positive(s) on {fmt.count(result.n_rows)} "
                      "rows: this AUC and its interval say little.")
-        if comparison and comparison.runner_up:
-            verdict = {True: "significantly", False: "not significantly",
-                       None: "(untested)"}[comparison.significant]
-            text += (f" It is {verdict} better than the runner-up `{comparison.runner_up}` "
-                     f"({fmt.signed(comparison.difference)}, 95% CI "
-                     f"{fmt.interval(comparison.ci_low, comparison.ci_high)}).")
-        bests = {}
-        for m in order:
-            if m.group != "floor":
-                bests.setdefault(m.group, m)
-        if len(bests) >= 2:
-            text += " Best of each group: " + "; ".join(
-                f"{g} `{m.model}` {fmt.auc(m.auc(task))}" for g, m in bests.items()) + "."
-            (g1, m1), (g2, m2) = list(bests.items())[:2]
-            diff, low, high, _ = compare(m1, m2, task)
-            lead = g1[:1].upper() + g1[1:]
-            if low is not None and low > 0:
-                verdict = f"{lead} wins over {g2}"
-                sig = "significant"
-            else:
-                verdict = f"{lead} is ahead of {g2}"
-                sig = ("not significant: no group clearly wins this task here"
-                       if low is not None else "untested")
-            text += (f" {verdict} by {fmt.signed(diff)} AUC (95% CI {fmt.interval(low, high)}, "
-                     f"{sig}); {_cost_phrase(m1, m2)}; training {fmt.seconds(m1.train_s)} vs "
-                     f"{fmt.seconds(m2.train_s)}.")
-        elif len(bests) == 1:
-            text += f" Only one group ({next(iter(bests))}) has results."
+        for v in (v for v in verdicts if v.task == task):
+            text += f" {_verdict_sentence(v)}"
+        leaders = tests.group_leaders(run.models, task, on)
+        if len(leaders) == 1:
+            text += f" Only one group ({next(iter(leaders))}) has results."
         floor = next((m for m in run.models if m.group == "floor"), None)
         if floor is not None and floor.auc(task) is not None:
-            below = [m.model for m in order if m.group != "floor"
-                     and not m.tasks[task].constant_output
-                     and m.auc(task) is not None and m.auc(task) <= floor.auc(task)]
+            below = [m.model for m in have if m.group != "floor"
+                     and m.auc(task) <= floor.auc(task)]
             if below:
                 text += f" Not above the constant floor: {', '.join(f'`{b}`' for b in below)}."
         items.append(text)
