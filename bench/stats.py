@@ -91,9 +91,6 @@ def resampling_units(split, rows: np.ndarray | None = None) -> Units:
     request_ids = np.unique(requests, return_inverse=True)[1]
     singletons = len(request_ids) and request_ids.max() + 1 == len(request_ids)
     fallback = "row" if singletons else "request"
-    if not has_key:
-        fallback += (" (no request key in this form: requests rebuilt as runs of consecutive "
-                     "rows with the same user-side fields)")
     # Users first (codes), then the fallback units numbered after the largest user code.
     ids = np.where(known, users, users.max(initial=0) + 1 + request_ids)
     ids = np.unique(ids, return_inverse=True)[1]
@@ -103,7 +100,10 @@ def resampling_units(split, rows: np.ndarray | None = None) -> Units:
     elif share > 0.0:
         unit, rule = "user", f"user (field 101), rows of rare or absent users by {fallback}"
     else:
-        unit, rule = fallback.split(" ")[0], fallback
+        unit, rule = fallback, fallback
+    if not has_key:
+        rule += (" (no request key in this form: requests rebuilt as runs of consecutive rows "
+                 "with the same user-side fields)")
     return Units(ids, unit, rule, int(ids.max()) + 1 if len(ids) else 0, share)
 
 
