@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import stats
 from bench.report import fmt
-from bench.report import verdicts as tests
+from bench.report import verdicts as hypotheses
 from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
 from bench.report.render import Bullets, Details, Heading, Para, Table
 from bench.report.results import (
@@ -15,14 +15,19 @@ from bench.report.results import (
     ModelResult,
     Run,
 )
+from bench.report.verdict_sections import (
+    NOT_SIGNIFICANT,
+    SHORT_TASK,
+    seed_words,
+    significance_table,
+    unit_words,
+    verdict_sentence,
+)
 
 # Ali-CCP's real label counts (shared/ALICCP.md, full scans), shown beside synthetic rates.
 ALICCP_REAL = {"train": {"rows": 42_300_135, "clicks": 1_644_256, "conversions": 8_802},
                "test": {"rows": 43_016_840, "clicks": 1_673_447, "conversions": 9_195}}
-NOT_SIGNIFICANT = "†"
 FEW_POSITIVES = 30  # below this, the summary warns that an AUC rests on too few positives
-SHORT_TASK = {"ctr": "CTR", "cvr": "CVR (clicked)", "ctcvr": "CTCVR",
-              "cvr_entire": "purchase, entire space"}
 
 
 def profile_name(run: Run) -> str:
@@ -219,12 +224,13 @@ def _best_key(models, value, lower: bool = False, skip_floor: bool = False):
 def leaderboard(run: Run) -> list:
     order = leaderboard_order(run.models)
     tasks = [t for t in TASK_ORDER if any(t in m.tasks for m in order)]
-    verdicts = tests.run_verdicts(run)
-    best = {v.task: v for v in verdicts if tests.BEST in v.kinds}
-    chosen = {}
+    verdicts = hypotheses.run_verdicts(run)
+    best = {v.task: v for v in verdicts if hypotheses.BEST in v.kinds}
+    chosen = dict.fromkeys(tasks)
     for t in tasks:
-        have = tests.eligible(order, t)
-        chosen[t] = tests.by_choice(have, t, tests.chosen_on(have, t))[0].model if have else None
+        have = hypotheses.eligible(order, t)
+        if have:
+            chosen[t] = hypotheses.by_choice(have, t, hypotheses.chosen_on(have, t))[0].model
 
     def loss(task):
         return lambda m: m.tasks[task].logloss if task in m.tasks else None
@@ -257,8 +263,8 @@ def leaderboard(run: Run) -> list:
     notes = [
         f"AUC cells: test AUC, mean over seeds ({seeds})"
         + (" ± standard deviation over seeds" if len(run.seeds) > 1 else "")
-        + f", then its 95% interval combining {_seed_words(run)} and the unit bootstrap "
-          f"({run.n_bootstrap or '?'} resamples of {_unit_words(run)}, identical for every "
+        + f", then its 95% interval combining {seed_words(run)} and the unit bootstrap "
+          f"({run.n_bootstrap or '?'} resamples of {unit_words(run)}, identical for every "
           "model); see Statistical protocol.",
         "**Bold**: in AUC columns, the best model **chosen on the validation split** (highest "
         "mean validation AUC), measured here on test; it need not have the highest test AUC. "
@@ -285,102 +291,6 @@ def leaderboard(run: Run) -> list:
     return blocks
 
 
-def _seed_words(run: Run) -> str:
-    n = len(run.seeds)
-    return (f"the spread between its {n} training seeds" if n > 1 else
-            "no training variance (one seed)")
-
-
-def _unit_words(run: Run) -> str:
-    rules = sorted({t.resampling_rule for m in run.models for t in m.tasks.values()
-                    if t.resampling_rule})
-    return "; ".join(rules) if rules else "requests (records older than the unit rule)"
-
-
-def _user_shares(run: Run) -> str:
-    shares = {}
-    for m in run.models:
-        for t, r in m.tasks.items():
-            if r.user_share is not None:
-                shares.setdefault(t, r.user_share)
-    if not shares:
-        return ""
-    return "; rows resampled by user: " + ", ".join(
-        f"{SHORT_TASK[t]} {fmt.pct(shares[t], 0)}" for t in TASK_ORDER if t in shares)
-
-
-def _p(p) -> str:
-    if fmt.missing(p):
-        return fmt.DASH
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def chosen_phrase(v: tests.Verdict) -> str:
-    """Who was compared and how they were chosen."""
-    roles = " and ".join(v.kinds)
-    if v.chosen_on == "validation":
-        picked = (f"`{v.a.model}` ({v.a.group}, validation AUC {fmt.auc(v.a.valid_auc[v.task])}) "
-                  f"and `{v.b.model}` ({v.b.group}, {fmt.auc(v.b.valid_auc[v.task])}), chosen "
-                  "on validation")
-    else:
-        picked = (f"`{v.a.model}` ({v.a.group}) and `{v.b.model}` ({v.b.group}), **chosen on "
-                  "test**: this run has no validation records, so the choice favours them")
-    return f"{roles}: {picked}"
-
-
-def measure_phrase(v: tests.Verdict) -> str:
-    """The combined interval, the corrected p-value, the detectable difference and where the
-    observed difference lies against it: every verdict line carries all four."""
-    e = v.estimate
-    if e is None or e.se is None:
-        return "not testable (no shared seeds or no bootstrap replicates)"
-    low, high = e.interval()
-    seeds = (f"{e.n_seeds} seeds and resampling combined" if e.seeds_included else
-             "resampling only: **training variance not included** (one seed)")
-    verdict = ("significant" if v.significant else "**not significant**")
-    detect = v.detectable
-    if v.too_small_to_see:
-        where = "the observed difference is below it: **too small to see here**"
-    else:
-        where = ("the observed difference is above it" + (
-            ", so the run could have seen it and the spread, not the size, keeps it from "
-            "significance" if not v.significant else ""))
-    return (f"test AUC difference {fmt.signed(e.value)} (95% CI {fmt.interval(low, high)}, "
-            f"{seeds}); {stats.CORRECTION}-corrected p = {_p(v.p_adjusted)}: {verdict}; "
-            f"smallest detectable difference {fmt.num(detect)} (80% power, 5% level): {where}")
-
-
-def significance_table(run: Run, verdicts: list) -> list:
-    rows = []
-    for v in verdicts:
-        e = v.estimate
-        low, high = e.interval() if e is not None else (None, None)
-        mark = {True: "yes", False: f"no {NOT_SIGNIFICANT}", None: "not testable"}[
-            v.significant]
-        below = {True: "yes: too small to see here", False: "no", None: fmt.DASH}[
-            v.too_small_to_see]
-        rows.append([SHORT_TASK[v.task], " and ".join(v.kinds),
-                     f"`{v.a.model}` ({fmt.auc(v.a.valid_auc.get(v.task))})",
-                     f"`{v.b.model}` ({fmt.auc(v.b.valid_auc.get(v.task))})",
-                     ", ".join(f"`{m}`" for m in v.same_as_a) or fmt.DASH,
-                     fmt.signed(v.difference), fmt.interval(low, high), _p(v.p_value),
-                     _p(v.p_adjusted), mark, fmt.num(v.detectable), below,
-                     "yes" if e is not None and e.seeds_included else "**no** (one seed)"])
-    if not rows:
-        return []
-    return [Heading(3, "Verdicts: chosen on validation, measured on test", "significance"),
-            Para("Each row is one tested hypothesis (listed again under Statistical "
-                 "protocol). The pair is chosen on the validation split (validation AUC in "
-                 "brackets); the difference, its interval and p-value are on test. Models "
-                 "with the same scores as the first (e.g. a product model that reuses its "
-                 "CTR model) are named apart and not tested against it."),
-            Table(["task", "comparison", "first (valid AUC)", "second (valid AUC)",
-                   "same scores as first", "test AUC difference", "95% CI (seeds + resampling)",
-                   "p", f"p, {stats.CORRECTION}", "significant", "smallest detectable",
-                   "observed below it?", "seed variance included"], rows,
-                  "llllllrrrrlrl", id="verdicts-table")]
-
-
 # ---------------------------------------------------------------- crosswalk
 
 
@@ -389,8 +299,8 @@ def crosswalk(run: Run) -> list:
     pwc_kept = bool(settings.get("keep_purchase_without_click"))
     rows = []
     for entry in ENTRIES:
-        have = tests.eligible(run.models, entry.ours)
-        best = tests.by_choice(have, entry.ours, tests.chosen_on(have, entry.ours))
+        have = hypotheses.eligible(run.models, entry.ours)
+        best = hypotheses.by_choice(have, entry.ours, hypotheses.chosen_on(have, entry.ours))
         top = best[0].tasks[entry.ours] if best else None
         here = (f"`{best[0].model}` {fmt.auc(top.auc)} {fmt.interval(top.ci_low, top.ci_high)}"
                 if best else fmt.DASH)
@@ -457,46 +367,6 @@ def oracle_gaps(run: Run) -> list:
              + (f" No ceiling for {', '.join(missing)}: the data's info has none for these "
                 "rows (older data, another row rule, or not a main task)." if missing else "")),
         Table(header, rows, id="oracle-table")]
-
-
-def protocol(run: Run) -> list:
-    """The statistical protocol as applied in this run, and every hypothesis it tested."""
-    verdicts = tests.run_verdicts(run)
-    detect = tests.detectable_by_task(run)
-    items = [
-        f"Resampling unit: {_unit_words(run)} (bench.stats: user where the data has one, else "
-        "request, else row; every model gets the same resamples, so differences are paired)"
-        + _user_shares(run) + ".",
-        f"Seeds: {fmt.seeds(run.seeds)}; "
-        + ("every interval and test combines the spread between seeds with resampling "
-           f"({stats.METHOD})." if len(run.seeds) > 1 else
-           "**one seed: training variance is not included** in any interval or test."),
-        "Choice: every \"best\" (overall and per group) is the highest mean AUC on the "
-        "validation split; the test split only measures the chosen models.",
-        f"Correction: {stats.CORRECTION} (step-down, family-wise error 5%) over the "
-        f"{sum(v.p_value is not None for v in verdicts)} hypotheses below.",
-        "Power: the smallest detectable difference is the true AUC difference a paired test "
-        "at the 5% level (before correction) detects with 80% power, (t(0.975, df) + t(0.8, "
-        "df)) times the standard error of the paired difference measured in this run.",
-    ]
-    blocks = [Heading(2, "Statistical protocol", "protocol"), Bullets(items)]
-    if verdicts:
-        blocks.append(Table(["#", "hypothesis (H0)", "role", "p", f"p, {stats.CORRECTION}"],
-                            [[str(i), v.hypothesis, " and ".join(v.kinds), _p(v.p_value),
-                              _p(v.p_adjusted)] for i, v in enumerate(verdicts, start=1)],
-                            "lllrr", id="hypotheses-table"))
-    if detect:
-        blocks.append(Para("Smallest detectable difference per task: from the median standard "
-                           "error (and degrees of freedom) of the paired differences of every "
-                           "pair of models here (the constant floor left out)."))
-        blocks.append(Table(
-            ["task", "pairs", "median standard error", "df", "smallest detectable difference",
-             "seed variance included"],
-            [[SHORT_TASK[t], str(d["pairs"]), fmt.num(d["se"], 5),
-              "∞" if d["df"] == float("inf") else f"{d['df']:.1f}", fmt.num(d["detectable"]),
-              "yes" if d["seeds_included"] else "**no** (one seed)"]
-             for t, d in detect.items()], "lrrrrl", id="detectable-table"))
-    return blocks
 
 
 def calibration(run: Run) -> list:
@@ -702,17 +572,6 @@ def title(run: Run) -> list:
                  "rebuilds it.")]
 
 
-def _verdict_sentence(v: tests.Verdict) -> str:
-    """One verdict in words: the pair chosen on validation, then what test says about it."""
-    text = f"{chosen_phrase(v)[0].upper()}{chosen_phrase(v)[1:]}; {measure_phrase(v)}"
-    if tests.GROUPS in v.kinds and v.significant is False:
-        text += " (no group clearly wins this task here)"
-    if tests.GROUPS in v.kinds:
-        text += f"; {_cost_phrase(v.a, v.b)}; training {fmt.seconds(v.a.train_s)} vs " \
-                f"{fmt.seconds(v.b.train_s)}"
-    return text + "."
-
-
 def summary(run: Run) -> list:
     groups = sorted({m.group for m in run.models if m.group != "floor"})
     synth = synthetic_info(run)
@@ -726,13 +585,13 @@ def summary(run: Run) -> list:
     if not run.models:
         return [Heading(2, "Summary", "summary"), Para(opening + " No model produced results.")]
     items = []
-    verdicts = tests.run_verdicts(run)
+    verdicts = hypotheses.run_verdicts(run)
     for task in MAIN_TASKS:
-        have = tests.eligible(run.models, task)
+        have = hypotheses.eligible(run.models, task)
         if not have:
             continue
-        on = tests.chosen_on(have, task)
-        top = tests.by_choice(have, task, on)[0]
+        on = hypotheses.chosen_on(have, task)
+        top = hypotheses.by_choice(have, task, on)[0]
         result = top.tasks[task]
         low, high = result.ci_low, result.ci_high
         text = (f"**{SHORT_TASK[task]}**: best on {on} `{top.model}` ({top.group}), test AUC "
@@ -742,8 +601,8 @@ def summary(run: Run) -> list:
             text += (f" Only {result.n_positives} positive(s) on {fmt.count(result.n_rows)} "
                      "rows: this AUC and its interval say little.")
         for v in (v for v in verdicts if v.task == task):
-            text += f" {_verdict_sentence(v)}"
-        leaders = tests.group_leaders(run.models, task, on)
+            text += f" {verdict_sentence(v, _cost_phrase)}"
+        leaders = hypotheses.group_leaders(run.models, task, on)
         if len(leaders) == 1:
             text += f" Only one group ({next(iter(leaders))}) has results."
         floor = next((m for m in run.models if m.group == "floor"), None)
