@@ -632,7 +632,8 @@ def test_every_verdict_line_states_choice_interval_corrected_p_and_power(built):
         assert "2 seeds and resampling combined" in sentence
         assert f"Holm-corrected p = {v.p_adjusted:.4f}" in sentence or "p = < 0.0001" in sentence
         assert f"smallest detectable difference {v.detectable:.4f}" in sentence
-        assert ("below it: **too small to see here**" in sentence) == v.too_small_to_see
+        assert ("below it: **too small to see here**" in sentence) == (
+            v.too_small_to_see and not v.significant)
         assert "above it" in sentence or v.too_small_to_see
     assert "Holm-corrected p" in html and "too small to see here" in html
     protocol = md.split("## Statistical protocol")[1].split("## Figures")[0]

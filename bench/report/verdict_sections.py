@@ -70,12 +70,15 @@ def measure_phrase(v: hypotheses.Verdict) -> str:
              "resampling only: **training variance not included** (one seed)")
     verdict = ("significant" if v.significant else "**not significant**")
     detect = v.detectable
-    if v.too_small_to_see:
+    if v.too_small_to_see and v.significant:
+        where = "the observed difference is below it, and seen nonetheless (below 80% power)"
+    elif v.too_small_to_see:
         where = "the observed difference is below it: **too small to see here**"
     else:
+        # Above it, the uncorrected test rejects; only the correction can keep it out.
         where = ("the observed difference is above it" + (
-            ", so the run could have seen it and the spread, not the size, keeps it from "
-            "significance" if not v.significant else ""))
+            " (not significant only after the correction for the report's several tests)"
+            if not v.significant else ""))
     return (f"test AUC difference {fmt.signed(e.value)} (95% CI {fmt.interval(low, high)}, "
             f"{seeds}); {stats.CORRECTION}-corrected p = {_p(v.p_adjusted)}: {verdict}; "
             f"smallest detectable difference {fmt.num(detect)} (80% power, 5% level): {where}")
@@ -90,6 +93,8 @@ def significance_table(run: Run, verdicts: list) -> list:
             v.significant]
         below = {True: "yes: too small to see here", False: "no", None: fmt.DASH}[
             v.too_small_to_see]
+        if v.too_small_to_see and v.significant:
+            below = "yes, seen nonetheless"
         rows.append([SHORT_TASK[v.task], " and ".join(v.kinds),
                      f"`{v.a.model}` ({fmt.auc(v.a.valid_auc.get(v.task))})",
                      f"`{v.b.model}` ({fmt.auc(v.b.valid_auc.get(v.task))})",
