@@ -9,8 +9,9 @@ Columns, in order (see `TreeFeatures.names`):
   NaN when the field is absent); `target` = out-of-fold target encoding of this model's own
   label (scikit-learn's TargetEncoder, cross-fitted on train over folds of whole requests, so
   no train row's value holds the labels of its own request's other impressions, which share
-  its user; valid/test rows get the encoding fitted on all train rows); `native` = the code
-  itself, split on as a category;
+  its user; the processed CSV form has no request key, so its requests are rebuilt from runs of
+  equal user-side fields; valid/test rows get the encoding fitted on all train rows);
+  `native` = the code itself, split on as a category;
   `+cross` adds count and target encodings of the user crossed with the item's category, shop
   and brand (the user's own history with them);
 - the 12 dense columns of `Split.dense` (combination weights, behaviour list mean weights and
@@ -25,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
+from bench import stats
 from bench.data import schema
 
 LOW_CARDINALITY = ("121", "122", "124", "125", "126", "127", "128", "129", "301")
@@ -176,8 +178,10 @@ class TreeFeatures:
                     counts[seen == schema.CODE_RARE] = 0.0  # each seen < min_count times
                     counts[seen == schema.CODE_MISSING] = np.nan
                 self.count_tables[name] = Lookup(seen, counts, 0.0)
-        return (self._fit_target(keys, rows, labels, np.asarray(train.request)[rows])
-                if self.uses_target else {})
+        # Folds of whole requests; the processed CSV form has no request key, so there they
+        # are rebuilt from the user-side fields (bench.stats.request_groups), not rows.
+        requests = stats.request_groups(train)[0][rows] if self.uses_target else None
+        return self._fit_target(keys, rows, labels, requests) if self.uses_target else {}
 
     def _fit_target(self, keys, rows, labels, requests) -> dict[str, np.ndarray]:
         from sklearn.preprocessing import TargetEncoder

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import metrics
+from bench import metrics, stats
 from bench.model import FitContext, check_outputs, seed_everything
 
 RESULTS_FILE = "results.jsonl"
@@ -149,26 +149,23 @@ def trim_for_resume(run_dir: Path) -> frozenset:
     return done
 
 
-def bootstrap_seed(fingerprint: str, task: str) -> int:
-    """Same resamples for every model on the same rows, so replicates pair across models."""
-    import hashlib
-
-    digest = hashlib.blake2b(f"{fingerprint}:{task}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 def evaluate(outputs: dict[str, np.ndarray], split, fingerprint: str, n_bootstrap: int,
-             tasks=tuple(metrics.TASKS)) -> dict[str, dict]:
-    """Metric fields per task, each on the rows bench.metrics defines for it."""
+             tasks=tuple(metrics.TASKS), split_name: str = "test") -> dict[str, dict]:
+    """Metric fields per task, each on the rows bench.metrics defines for it. Intervals
+    resample bench.stats' unit; n_bootstrap 0 (the validation split, which only chooses
+    models) skips the bootstrap and the secondary metrics."""
     results = {}
     for name in tasks:
         task = metrics.TASKS[name]
         rows = task.rows(split.click)
         labels = task.labels(split.click, split.purchase)[rows]
         scores = outputs[task.prediction][rows]
-        groups = split.request[rows]
-        replicates = metrics.bootstrap_aucs(labels, scores, groups, n_bootstrap,
-                                            bootstrap_seed(fingerprint, name))
+        units = stats.resampling_units(split, rows)
+        replicates = np.zeros(0)
+        if n_bootstrap:
+            replicates = metrics.bootstrap_aucs(labels, scores, units.ids, n_bootstrap,
+                                                stats.bootstrap_seed(fingerprint, name,
+                                                                     split_name))
         low, high = metrics.percentile_interval(replicates)
         fields = {
             "task": name,
@@ -178,17 +175,22 @@ def evaluate(outputs: dict[str, np.ndarray], split, fingerprint: str, n_bootstra
             "auc_ci_high": high,
             "auc_bootstrap": [round(float(x), 6) for x in replicates],
             "n_bootstrap": n_bootstrap,
-            "ci_method": "percentile bootstrap over requests, 95%",
+            "ci_method": f"percentile bootstrap over {units.rule}, 95%, this seed only",
+            "resampling_unit": units.unit,
+            "resampling_rule": units.rule,
+            "n_units": units.n_units,
+            "resampling_user_share": units.user_share,
             "logloss": metrics.log_loss(labels, scores),
             "n_rows": int(rows.sum()),
             "n_positives": int(labels.sum()),
-            "n_requests": int(len(np.unique(groups))),
+            "n_requests": int(len(np.unique(split.request[rows]))),
             "mean_prediction": float(scores.mean()) if len(scores) else float("nan"),
             "label_rate": float(labels.mean()) if len(labels) else float("nan"),
             "oracle_auc": None,
             "oracle_gap": None,
         }
-        fields.update(_secondary_metrics(labels, scores, split, rows))
+        if n_bootstrap:
+            fields.update(_secondary_metrics(labels, scores, split, rows))
         if split.p_click is not None:
             truth = task.truth(split.p_click, split.p_conversion)[rows]
             fields["oracle_auc"] = metrics.auc(labels, truth)
@@ -298,9 +300,13 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             started = time.perf_counter()
             outputs = model.predict(data.test)
             predict_s = time.perf_counter() - started
+            # Validation scores choose the report's "best" models (bench.stats); untimed.
+            valid_outputs = check_outputs(model.predict(data.valid), len(data.valid))
         base["workers"] = getattr(model, "workers", workers)
         outputs = check_outputs(outputs, len(data.test))
-        per_task = evaluate(outputs, data.test, data.fingerprint, profile.n_bootstrap)
+        per_split = {"test": evaluate(outputs, data.test, data.fingerprint, profile.n_bootstrap),
+                     "valid": evaluate(valid_outputs, data.valid, data.fingerprint, 0,
+                                       split_name="valid")}
     except Exception as error:  # a failed model is a row, not a crash
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         _log(f"  FAILED {spec.key} seed {seed}: {detail}", progress)
@@ -309,10 +315,12 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
     how = getattr(model, "OUTPUTS_HOW", {})
     n_params = model.n_params() if hasattr(model, "n_params") else None
     records = []
-    for task, fields in per_task.items():
+    for split_name, task, fields in [(s, t, f) for s, per_task in per_split.items()
+                                     for t, f in per_task.items()]:
         prediction = metrics.TASKS[task].prediction
         records.append(_nan_to_none({
-            **base, **fields, "prediction": prediction, "prediction_how": how.get(prediction),
+            **base, **fields, "split": split_name, "prediction": prediction,
+            "prediction_how": how.get(prediction),
             "train_s": train_s, "predict_s": predict_s, "predict_rows": len(data.test),
             "n_params": n_params, "model_info": getattr(model, "info", None),
             **{f"inputs_{k}": v for k, v in getattr(model, "INPUTS", {}).items()},
@@ -344,7 +352,8 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         ok = [r for r in records if r.get("error") is None]
         if ok:
             aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
-                             if r["task"] in metrics.MAIN_TASKS and r["auc"] is not None)
+                             if r["task"] in metrics.MAIN_TASKS and r["auc"] is not None
+                             and r["split"] == "test")
             _log(f"    fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
                  f"AUC {aucs}", progress)
     return all_records

@@ -1,4 +1,4 @@
-"""Metrics exactly as shared/ALICCP.md defines them, and request-level bootstrap intervals.
+"""Metrics exactly as shared/ALICCP.md defines them, and unit-level bootstrap intervals.
 
 | task       | prediction | label                | rows                          |
 | ctr        | pCTR       | click                | all impressions               |
@@ -96,27 +96,65 @@ def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
 
 def bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
                    n_boot: int, seed: int) -> np.ndarray:
-    """AUCs of `n_boot` resamples of whole groups (requests), with replacement.
+    """AUCs of `n_boot` resamples of whole groups (bench.stats' resampling units), drawn with
+    replacement.
 
-    Impressions of one request are correlated, so requests, not rows, are resampled. The
-    resamples depend only on (groups, n_boot, seed), so two models scored on the same rows get
-    the same resamples: the difference of their replicates is a paired bootstrap.
+    Rows of one unit are correlated, so units, not rows, are resampled. The resamples depend
+    only on (groups, n_boot, seed), so two models scored on the same rows get the same
+    resamples: the difference of their replicates is a paired bootstrap. The AUC of every
+    resample at once: a resample is a weight per group, and the weighted Mann-Whitney sums are
+    sparse (rows x groups) counts times the weights, so no resample touches every row.
     """
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     _, group_index = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(group_index.max()) + 1 if len(group_index) else 0
-    order = np.argsort(scores, kind="mergesort")
-    labels_sorted = labels[order]
-    group_sorted = group_index[order]
-    starts = _tie_blocks(scores[order])
+    if n_boot == 0 or n_groups == 0:
+        return np.full(n_boot, np.nan)
     rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        group_weight = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-        out[b] = _weighted_auc_sorted(labels_sorted, group_weight[group_sorted].astype(float),
-                                      starts)
-    return out
+    weights = np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+                        for _ in range(n_boot)]).astype(np.float64)
+    return _resampled_aucs(labels, scores, group_index, n_groups, weights.T)
+
+
+def _resampled_aucs(labels, scores, group_index, n_groups, weights) -> np.ndarray:
+    """Weighted AUC (as `_weighted_auc_sorted`) for each column of weights (groups, B).
+
+    Tie blocks holding a positive are numbered k = 0..K-1 in score order; every negative is
+    "below" the positive blocks above its own block and tied with a positive of its own block.
+    So, per column: positive weight P[k], negative weight in the segment from positive block
+    k-1 (inclusive) up to block k (exclusive) S[k], negative weight tied in block k T[k]; the
+    Mann-Whitney sum is sum_k P[k] * (cumsum(S)[k] + T[k] / 2)."""
+    from scipy import sparse
+
+    order = np.argsort(scores, kind="mergesort")
+    y, g = labels[order], group_index[order]
+    starts = _tie_blocks(scores[order])
+    block = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    has_positive = np.bincount(block, weights=y) > 0
+    # k of the positive block at or above each row's block (negatives above the last: none)
+    k_at_or_above = np.cumsum(has_positive)[block] - has_positive[block]
+    positive = y > 0
+    tied = ~positive & has_positive[block]
+    k_tied = np.cumsum(has_positive)[block] - 1
+    n_k = int(has_positive.sum())
+
+    def counts(k_rows, rows):
+        keep = rows & (k_rows < n_k)
+        return sparse.csr_matrix((np.ones(int(keep.sum())), (k_rows[keep], g[keep])),
+                                 shape=(n_k, n_groups))
+
+    # A tied negative is in its own block's T, and below the next positive blocks: its
+    # segment is the one after its block.
+    below = counts(np.where(tied, k_tied + 1, k_at_or_above), ~positive)
+    pos = counts(k_tied, positive) @ weights
+    total_pos = np.bincount(g, weights=y, minlength=n_groups) @ weights
+    total_neg = np.bincount(g, weights=1 - y, minlength=n_groups) @ weights
+    wins = (pos * (np.cumsum(below @ weights, axis=0) + 0.5 * (counts(k_tied, tied) @ weights))
+            ).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = wins / (total_pos * total_neg)
+    return np.where((total_pos > 0) & (total_neg > 0), out, np.nan)
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -17,7 +17,7 @@ class Profile:
     synth_profile: str  # synthetic data profile used when the data set is "synthetic"
     seeds: tuple[int, ...] = setting((0,), low=0, high=2**32 - 1, nonempty=True)
     threads: int = setting(2, low=1)
-    # Request-level bootstrap resamples per AUC.
+    # Unit-level bootstrap resamples per AUC (bench.stats' unit).
     n_bootstrap: int = setting(200, low=0, note="0 = no interval")
     # Train rows every model trains on, at most: 0 = all; otherwise the same whole requests for
     # every family, model and seed (bench.data.split.capped_rows; `train_rows` in each record).
@@ -60,7 +60,8 @@ PROFILES = {
     "tiny": Profile(name="tiny", synth_profile="tiny", n_bootstrap=50, gbdt_max_rounds=60,
                     gbdt_early_stopping=10, gbdt_learning_rate=0.1, gbdt_num_leaves=15,
                     neural_max_epochs=1, neural_batch_size=1024, linear_max_iter=100),
-    "small": Profile(name="small", synth_profile="small"),
+    # Three seeds: every interval and test includes training variance (bench.stats).
+    "small": Profile(name="small", synth_profile="small", seeds=(0, 1, 2)),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
                     neural_patience=1),

@@ -98,6 +98,28 @@ def test_out_of_fold_encodings_never_hold_the_labels_of_their_own_request(tiny_d
         assert abs(_auc(labels, column) - 0.5) < 0.05, name
 
 
+def test_processed_csv_form_folds_do_not_leak_request_mates_labels_either(tiny_data):
+    """The processed CSV form has no request key (every row its own request): folds of rows
+    would hand a row its request-mates' labels through the user columns; folds of requests
+    rebuilt from the user-side fields do not."""
+    train = tiny_data.train
+    rng = np.random.default_rng(0)
+    user_codes = train.user_codes.copy()
+    user_codes[:, 0] = np.arange(train.n_requests) + 2  # 101: one user per request
+    click = (rng.random(train.n_requests) < 0.3)[train.request].astype(np.int8)
+    csv_form = dataclasses.replace(
+        train, click=click, purchase=np.zeros_like(click), request=np.arange(len(train)),
+        request_key=np.array([f"train:{i}" for i in range(len(train))]),
+        user_codes=user_codes[train.request],
+        user_multi={f: r.take(train.request) for f, r in train.user_multi.items()})
+    rows, labels = task_rows_and_labels(csv_form, "ctr")
+    features = TreeFeatures("count+target+cross", seed=3)
+    X = features.fit_transform(csv_form, rows, labels, tiny_data.vocab_sizes)
+    for name in ("101", "101x206"):
+        column = X[:, features.names.index(f"f{name}_te")]
+        assert abs(_auc(labels, column) - 0.5) < 0.05, name
+
+
 def _auc(labels, scores):
     from bench.metrics import auc
 

@@ -104,7 +104,7 @@ def test_torchrun_two_ranks_match_one_process(tiny_data, tiny_raw_dir, tiny_prof
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    by_task = {r["task"]: r for r in records}
+    by_task = {r["task"]: r for r in records if r["split"] == "test"}
     assert all(r["error"] is None and r["engine"] == "torchrun" and r["workers"] == 2
                for r in records)
     info = by_task["ctr"]["model_info"]

@@ -37,12 +37,17 @@ def test_run_writes_flat_records_and_meta(tiny_raw_dir, tiny_data, tmp_path):
     data_args = ["--dataset", "synthetic", "--data-dir", str(tiny_raw_dir)]
     assert _run_constant(data_args, out) == 0
     records = harness.read_records(out)
-    assert {(r["task"], r["seed"]) for r in records} == {
-        (t, s) for t in ("ctr", "cvr", "ctcvr", "cvr_entire") for s in (0, 1)}
-    test = tiny_data.test
-    rows = {r["task"]: r["n_rows"] for r in records}
-    assert rows == {"ctr": len(test), "cvr": int(test.click.sum()), "ctcvr": len(test),
-                    "cvr_entire": len(test)}
+    assert {(r["task"], r["seed"], r["split"]) for r in records} == {
+        (t, s, split) for t in ("ctr", "cvr", "ctcvr", "cvr_entire") for s in (0, 1)
+        for split in ("test", "valid")}
+    for name, split in (("test", tiny_data.test), ("valid", tiny_data.valid)):
+        rows = {r["task"]: r["n_rows"] for r in records if r["split"] == name}
+        assert rows == {"ctr": len(split), "cvr": int(split.click.sum()), "ctcvr": len(split),
+                        "cvr_entire": len(split)}
+    # Validation only chooses models: no bootstrap there; test names its resampling unit.
+    assert all(r["auc_bootstrap"] == [] for r in records if r["split"] == "valid")
+    assert all(r["resampling_unit"] == "user" and len(r["auc_bootstrap"]) == 50
+               for r in records if r["split"] == "test")
     assert all(r["auc"] == 0.5 for r in records)  # the constant prior ties everything
     for record in records:
         assert all(not isinstance(v, dict) for k, v in record.items() if k != "model_info")
@@ -64,7 +69,7 @@ def test_run_on_the_real_sample_scores_cvr_on_its_clicked_rows(sample_dir, tmp_p
     out = tmp_path / "run"
     data_args = ["--dataset", "aliccp-csv", "--data-dir", str(sample_dir), "--min-count", "1"]
     assert _run_constant(data_args, out, seeds="0") == 0
-    records = {r["task"]: r for r in harness.read_records(out)}
+    records = {r["task"]: r for r in harness.read_records(out) if r["split"] == "test"}
     assert records["ctr"]["n_rows"] == len(kept)
     assert records["cvr"]["n_rows"] == len(clicked)
     assert records["cvr"]["n_positives"] == sum(r["purchase"] == "1" for r in clicked)
@@ -109,7 +114,7 @@ def test_model_never_sees_the_test_split(tiny_data, tiny_profile, tmp_path, monk
             seen["fit"] = (data.train, data.valid, data.test)
 
         def predict(self, split):
-            seen["predict"] = split
+            seen.setdefault("predict", []).append(split)
             return {k: np.full(len(split), 0.1) for k in ("ctr", "cvr", "ctcvr")}
 
     module = types.ModuleType("spy_model_for_test")
@@ -120,7 +125,8 @@ def test_model_never_sees_the_test_split(tiny_data, tiny_profile, tmp_path, monk
     train, valid, test = seen["fit"]
     assert test is None
     assert train is tiny_data.train and valid is tiny_data.valid
-    assert seen["predict"] is tiny_data.test  # predictions are made, and scored, on test only
+    # Scored on test, and on validation (which only chooses the report's "best" models).
+    assert seen["predict"] == [tiny_data.test, tiny_data.valid]
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -293,7 +299,8 @@ def test_models_in_one_run_share_bootstrap_resamples(tiny_data, tiny_profile, tm
     records = harness.run_suite(specs, tiny_data, tiny_profile, (0,), tmp_path, 1,
                                 progress=False)
     assert all(r["error"] is None for r in records)
-    by_model = {(r["model"], r["task"]): r for r in harness.read_records(tmp_path)}
+    by_model = {(r["model"], r["task"]): r for r in harness.read_records(tmp_path)
+                if r["split"] == "test"}
     for task in ("ctr", "cvr", "ctcvr", "cvr_entire"):
         plain, squared = by_model["baselines/peek", task], by_model["baselines/peek2", task]
         assert plain["mean_prediction"] != pytest.approx(squared["mean_prediction"])

@@ -362,3 +362,15 @@ def test_lenient_split_with_every_line_skipped_names_its_own_file(tmp_path, spli
     with pytest.raises(EmptySplitError) as caught:
         load("aliccp-csv", tmp_path, min_count=1, lenient=True, progress=False)
     assert f"12 of 12 lines of {path.name} were skipped (label 12)" in str(caught.value)
+
+
+def test_records_of_the_processed_csv_form_do_not_call_rows_requests(sample_data):
+    """The form has no request key: the unit's name says so (it is never plain "request")."""
+    from bench import harness
+
+    test = sample_data.test
+    outputs = {k: np.linspace(0.01, 0.5, len(test)) for k in ("ctr", "cvr", "ctcvr")}
+    fields = harness.evaluate(outputs, test, sample_data.fingerprint, 10, tasks=("ctr",))["ctr"]
+    assert "no request key" in fields["resampling_rule"]
+    assert "no request key" in fields["ci_method"]
+    assert fields["resampling_unit"] in ("user", "request", "row")

@@ -176,12 +176,18 @@ def test_report_contents_follow_the_records(built):
     md = (run_dir / "report.md").read_text()
     run = load_run(run_dir)
     records = [r for r in harness.read_records(run_dir) if r.get("task") == "ctcvr"]
-    best = max(records, key=lambda r: r["auc"])["model"]
-    # The summary names the best CTCVR model, and its mean AUC over seeds is printed in bold.
-    mean = np.mean([r["auc"] for r in records if r["model"] == best])
-    assert f"best `{best}`" in md
-    # The fake neural models are far better than the fake GBDT: the summary says who wins.
-    assert "Neural wins over GBDT by +0.1" in md
+    valid = {m: np.mean([r["auc"] for r in records if r["model"] == m and r["split"] == "valid"])
+             for m in {r["model"] for r in records if r["model"] != "baselines/constant"}}
+    best = max(valid, key=valid.get)
+    # The summary names the CTCVR model best on validation; its mean test AUC is in bold.
+    mean = np.mean([r["auc"] for r in records if r["model"] == best and r["split"] == "test"])
+    assert f"best on validation `{best}`" in md
+    # The fake neural models are far better than the fake GBDT: the verdict says so.
+    line = next(x for x in md.split("## Summary")[1].splitlines() if x.startswith("- **CTCVR"))
+    groups = line.split("Best of group vs best of group: ")[1]
+    assert groups.startswith(f"`{best}` (neural, validation AUC {valid[best]:.4f}) and "
+                             "`baselines/lgbm_fake` (GBDT")
+    assert "test AUC difference +0.1" in groups and ": significant;" in groups
     assert f"**{mean:.4f} ± " in md
     for heading in ("## Summary", "## Leaderboard", "## Metric crosswalk", "## Oracle gap",
                     "## Calibration and GAUC", "## Costs", "## Run and data", "## Figures"):
@@ -289,38 +295,41 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
 
 def test_leaderboard_marks_best_not_significant_over_runner_up(built):
     """mmoe_fake and esmm_fake are equally good (same noise level, other draws)."""
-    from bench.report.results import best_vs_runner_up, load_run
+    from bench import stats
+    from bench.report.results import load_run
+    from bench.report.verdicts import BEST, run_verdicts
 
     run_dir, _ = built
     run = load_run(run_dir)
-    close = best_vs_runner_up(run.models, "ctr")
-    assert {close.best, close.runner_up} == {"neural/mmoe_fake", "neural/esmm_fake"}
-    assert close.significant is False and close.ci_low < 0 < close.ci_high
+    close = next(v for v in run_verdicts(run) if v.task == "ctr" and BEST in v.kinds)
+    assert {close.a.model, close.b.model} == {"neural/mmoe_fake", "neural/esmm_fake"}
+    low, high = close.estimate.interval()
+    assert close.significant is False and low < 0 < high
     md = (run_dir / "report.md").read_text()
     board = md.split("## Leaderboard")[1].split("## Figures")[0]
-    best_row = next(line for line in board.splitlines() if line.startswith(f"| `{close.best}`"))
+    best_row = next(line for line in board.splitlines() if line.startswith(f"| `{close.a.model}`"))
     ctr_cell = best_row.split(" | ")[2]  # model, group, CTR AUC
     assert ctr_cell.startswith("**") and "**†" in ctr_cell, ctr_cell
     assert "** †" not in md
     # Against the far weaker fake GBDT, the gap is significant.
-    from bench.report.results import compare
-
-    diff, low, high, share = compare(run.model("neural/mmoe_fake"),
-                                     run.model("baselines/lgbm_fake"), "ctr")
-    assert low > 0 and share == 0.0
+    far = stats.paired_difference(run.model("neural/mmoe_fake").tasks["ctr"].scores,
+                                  run.model("baselines/lgbm_fake").tasks["ctr"].scores)
+    assert far.interval()[0] > 0 and far.p_value < 0.001
 
 
-def test_pooled_seed_interval_uses_averaged_replicates(built):
-    from bench.report.results import load_run, percentile_interval
+def test_pooled_seed_interval_combines_seeds_and_resampling(built):
+    from bench import stats
+    from bench.report.results import load_run
 
     run_dir, _ = built
     run = load_run(run_dir)
-    records = [r for r in harness.read_records(run_dir)
-               if r.get("model") == "neural/mmoe_fake" and r.get("task") == "cvr"]
+    records = [r for r in harness.read_records(run_dir) if r.get("model") == "neural/mmoe_fake"
+               and r.get("task") == "cvr" and r["split"] == "test"]
     assert len(records) == 2
-    averaged = np.mean([r["auc_bootstrap"] for r in records], axis=0)
     result = run.model("neural/mmoe_fake").tasks["cvr"]
-    assert (result.ci_low, result.ci_high) == percentile_interval(averaged)
+    expected = stats.combine([r["auc"] for r in records], [r["auc_bootstrap"] for r in records])
+    assert (result.ci_low, result.ci_high) == pytest.approx(expected.interval())
+    assert result.estimate.seeds_included
     assert result.auc == pytest.approx(np.mean([r["auc"] for r in records]))
     assert result.auc_std == pytest.approx(np.std([r["auc"] for r in records], ddof=1))
 
@@ -417,17 +426,17 @@ def test_crosswalk_says_when_kept_purchases_without_click_break_the_match(tmp_pa
 def test_a_model_with_the_best_models_scores_is_not_its_runner_up(built):
     import dataclasses
 
-    from bench.report.results import best_vs_runner_up, load_run
+    from bench.report.results import load_run
+    from bench.report.verdicts import BEST, task_verdicts
 
     run_dir, _ = built
     models = load_run(run_dir).models
-    before = best_vs_runner_up(models, "ctr")
-    best = next(m for m in models if m.model == before.best)
+    before = next(v for v in task_verdicts(models, "ctr") if BEST in v.kinds)
     # Named to sort before the best, so a tie on AUC would rank it first or second.
-    twin = dataclasses.replace(best, model="a_twin/same_ctr_model")
-    after = best_vs_runner_up([*models, twin], "ctr")
-    assert {after.best, *after.same_as_best} == {before.best, twin.model}
-    assert after.runner_up == before.runner_up
+    twin = dataclasses.replace(before.a, model="a_twin/same_ctr_model")
+    after = next(v for v in task_verdicts([*models, twin], "ctr") if BEST in v.kinds)
+    assert {after.a.model, *after.same_as_a} == {before.a.model, twin.model}
+    assert after.b.model == before.b.model
     assert after.difference == pytest.approx(before.difference)
 
 
@@ -567,8 +576,13 @@ def test_tiny_profile_run_leaves_every_report_file(tiny_raw_dir, tmp_path, monke
     meta = json.loads((out / "meta.json").read_text())
     assert meta["fingerprint"] in md and "Ali-CCP real, train file" in md
     # The oracle AUCs of the synthetic data appear, as the harness measured them on test rows.
-    ctr = next(r for r in harness.read_records(out) if r.get("task") == "ctr")
+    ctr = next(r for r in harness.read_records(out) if r.get("task") == "ctr"
+               and r["split"] == "test")
     assert f"CTR {ctr['oracle_auc']:.4f}" in md
+    # Beside it, the achievable ceiling the generator wrote into the data's info.
+    ceiling = meta["data_info"]["synthetic"]["oracle"]["test_half"]["achievable_ctr_auc"]
+    assert f"Achievable ceilings: CTR {ceiling:.4f}" in md
+    assert ctr["resampling_unit"] == "user" and ctr["resampling_rule"] in md
 
 
 def test_constant_outputs_are_recognised_and_not_ranked(built):
@@ -589,3 +603,129 @@ def test_constant_outputs_are_recognised_and_not_ranked(built):
     assert declared.constant_output and not derived.constant_output
     md = (run_dir / "report.md").read_text()
     assert "0.5000 (constant output)" in md
+
+
+# ---------------------------------------------------------------- verdicts (bench.stats rules)
+
+
+def _verdict_lines(md: str) -> list[str]:
+    summary = md.split("## Summary")[1].split("## Run and data")[0]
+    return [line for line in summary.splitlines() if line.startswith("- **")]
+
+
+def test_every_verdict_line_states_choice_interval_corrected_p_and_power(built):
+    from bench.report.results import load_run
+    from bench.report.verdicts import run_verdicts
+
+    run_dir, _ = built
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    verdicts = run_verdicts(load_run(run_dir))
+    assert len(verdicts) >= 4
+    lines = _verdict_lines(md)
+    sentences = [s for line in lines for s in line.split(". ") if "chosen on validation" in s]
+    assert len(sentences) == len(verdicts)
+    for sentence, v in zip(sentences, verdicts, strict=True):
+        low, high = v.estimate.interval()
+        assert f"`{v.a.model}`" in sentence and f"`{v.b.model}`" in sentence
+        assert f"95% CI [{low:.4f}, {high:.4f}]" in sentence, sentence
+        assert "2 seeds and resampling combined" in sentence
+        assert f"Holm-corrected p = {v.p_adjusted:.4f}" in sentence or "p = < 0.0001" in sentence
+        assert f"smallest detectable difference {v.detectable:.4f}" in sentence
+        assert ("below it: **too small to see here**" in sentence) == (
+            v.too_small_to_see and not v.significant)
+        assert "above it" in sentence or v.too_small_to_see
+    assert "Holm-corrected p" in html and "too small to see here" in html
+    protocol = md.split("## Statistical protocol")[1].split("## Figures")[0]
+    for i, v in enumerate(verdicts, start=1):
+        assert f"| {i} | {v.hypothesis} |" in protocol
+    assert "Resampling unit: user (field 101), rows of rare or absent users by request" in md
+
+
+def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
+    """Give the far worse fake GBDT the best validation AUC: it becomes the "best" the report
+    compares (and bolds), though its test AUC is the lowest."""
+    import shutil
+
+    from bench.report import build
+
+    run_dir, _ = built
+    copy = tmp_path / "run"
+    copy.mkdir()
+    shutil.copy(run_dir / "meta.json", copy / "meta.json")
+    with open(copy / "results.jsonl", "w") as out:
+        for record in harness.read_records(run_dir):
+            if record.get("split") == "valid" and record["model"] == "baselines/lgbm_fake":
+                record = {**record, "auc": 0.99}
+            out.write(json.dumps(record) + "\n")
+    build(copy)
+    md = (copy / "report.md").read_text()
+    for line in _verdict_lines(md):
+        assert "best on validation `baselines/lgbm_fake` (GBDT)" in line
+        assert "Best vs runner-up and best of group vs best of group: `baselines/lgbm_fake` " \
+               "(GBDT, validation AUC 0.9900)" in line
+    board = md.split("## Leaderboard")[1].split("###")[0]
+    row = next(x for x in board.splitlines() if x.startswith("| `baselines/lgbm_fake`"))
+    assert row.split(" | ")[2].startswith("**")
+
+
+def test_the_correction_is_applied_to_every_mark(built):
+    from bench import stats
+    from bench.report.results import load_run
+    from bench.report.verdicts import run_verdicts
+
+    run_dir, _ = built
+    verdicts = run_verdicts(load_run(run_dir))
+    raw = [v.p_value for v in verdicts]
+    assert [v.p_adjusted for v in verdicts] == stats.holm(raw)
+    assert any(v.p_adjusted > v.p_value for v in verdicts)
+    # The mark follows the corrected p-value: raw 0.03 is significant alone, not after Holm.
+    close = verdicts[0]
+    close.estimate = stats.Estimate(0.01, 0.01 / sp_norm_ppf(1 - 0.03 / 2), 0.003, None,
+                                    float("inf"), 1)
+    close.p_adjusted = None
+    assert close.p_value == pytest.approx(0.03)
+    for v, p in zip(verdicts, stats.holm([v.p_value for v in verdicts]), strict=True):
+        v.p_adjusted = p
+    assert close.p_adjusted > 0.05 and close.significant is False
+
+
+def sp_norm_ppf(q):
+    from scipy.stats import norm
+
+    return norm.ppf(q)
+
+
+def test_one_seed_verdicts_say_training_variance_is_not_included(tmp_path):
+    from bench.report import build
+
+    run_dir = make_run(tmp_path / "run", seeds=(0,), with_latency=False)
+    build(run_dir)
+    md = (run_dir / "report.md").read_text()
+    for line in _verdict_lines(md):
+        assert "**training variance not included** (one seed)" in line
+    assert "one seed: training variance is not included" in md
+
+
+def test_achievable_ceiling_from_the_data_info_reaches_the_report(built, tmp_path):
+    import shutil
+
+    from bench.report import build
+
+    run_dir, _ = built
+    copy = tmp_path / "run"
+    copy.mkdir()
+    shutil.copy(run_dir / "results.jsonl", copy / "results.jsonl")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    oracle = {r["task"]: r["oracle_auc"] for r in harness.read_records(run_dir)
+              if r.get("split") == "test" and r.get("oracle_auc")}
+    half = meta["data_info"]["synthetic"]["oracle"]["test_half"]
+    for task in ("ctr", "cvr", "ctcvr"):
+        half[f"{task}_auc"] = oracle[task]
+        half[f"achievable_{task}_auc"] = 0.5 + 0.8 * (oracle[task] - 0.5)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    build(copy)
+    md = (copy / "report.md").read_text()
+    assert "of the achievable ceiling's lift over 0.5" in md
+    assert "share of achievable" in md and "Achievable ceilings: CTR " in md
+    assert "| test half, achievable |" in md

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from bench import metrics
-from bench.report.results import paired_difference, percentile_interval
+from bench.stats import SeedScores, paired_difference
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -90,10 +90,13 @@ def test_paired_bootstrap_interval_covers_the_true_difference_at_about_nominal_r
         b = shift_b * labels + request + shared + rng.normal(0, np.sqrt(0.3), labels.size)
         reps_a = metrics.bootstrap_aucs(labels, a, groups, 200, seed=t)
         reps_b = metrics.bootstrap_aucs(labels, b, groups, 200, seed=t)
-        low, high, _ = paired_difference(reps_a, reps_b)
+        estimate = paired_difference(
+            SeedScores({0: metrics.auc(labels, a)}, {0: reps_a}),
+            SeedScores({0: metrics.auc(labels, b)}, {0: reps_b}))
+        low, high = estimate.interval()
         covered += low <= true_diff <= high
         unpaired = reps_a - np.random.default_rng(t).permutation(reps_b)
-        u_low, u_high = percentile_interval(unpaired)
+        u_low, u_high = metrics.percentile_interval(unpaired)
         paired_wider += (high - low) >= (u_high - u_low)
     assert 0.85 <= covered / trials <= 1.0
     assert paired_wider <= trials // 10
@@ -102,5 +105,6 @@ def test_paired_bootstrap_interval_covers_the_true_difference_at_about_nominal_r
 def test_paired_difference_of_identical_models_is_exactly_zero():
     rng = np.random.default_rng(3)
     reps = rng.normal(0.7, 0.01, 100)
-    low, high, share = paired_difference(reps, reps.copy())
-    assert low == high == 0 and share == 1.0  # "best <= runner-up" in every resample: a tie
+    same = SeedScores({0: 0.7, 1: 0.71}, {0: reps, 1: reps + 0.01})
+    estimate = paired_difference(same, SeedScores(dict(same.aucs), dict(same.replicates)))
+    assert estimate.interval() == (0, 0) and estimate.p_value == 1.0

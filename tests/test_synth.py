@@ -288,3 +288,59 @@ def test_small_profile_rates_and_oracle_bands(tmp_path):
         assert 0.68 <= oracle["cvr_auc"] <= 0.80, oracle
         assert 0.66 <= oracle["expected_ctr_auc"] <= 0.76, oracle
         assert 0.68 <= oracle["expected_cvr_auc"] <= 0.80, oracle
+
+
+def test_achievable_ceiling_is_the_generators_own_noise_averaged_out():
+    """Monte Carlo from the generator itself: redraw the unobserved noise of one tiny block
+    many times (its own `noise`, so every term and its scale are the generator's) and average
+    the true probabilities; the ceiling must match, row by row on average. Leaving out the
+    request noise moves the mean by ~1.6e-3, over five times the bound."""
+    from bench.metrics import auc
+
+    params = synth.params_for("tiny")
+    gen = synth._Generator(params, 0, params.default_scale)
+    users = np.arange(gen.sizes["users"])
+    requests = gen.requests_per_block(np.array([0, len(users)]))
+    counters = {f"{s}_{k}": 0 for s in synth.SPLITS for k in ("requests", "lines")}
+    block = gen.block(users, {s: requests[s][0] for s in synth.SPLITS}, counters)["test"]
+    seen_click, seen_conversion = block["seen_logits"]
+    req, n, draws = block["request"], len(block["request"]), 300
+    click_sum, conversion_sum = np.zeros(n), np.zeros(n)
+    for k in range(draws):
+        request_noise, impression_noise, conversion_noise = gen.noise(
+            np.random.default_rng(1000 + k), req, n)
+        click_sum += synth._sigmoid(seen_click + gen.click_intercept + request_noise
+                                    + impression_noise)
+        conversion_sum += synth._sigmoid(seen_conversion + gen.conversion_intercept
+                                         + conversion_noise)
+    for estimate, ceiling in ((click_sum / draws, block["p_click_achievable"]),
+                              (conversion_sum / draws, block["p_conversion_achievable"])):
+        assert abs(np.mean(estimate - ceiling)) < 3e-4
+        assert np.max(np.abs(estimate - ceiling)) < 0.03
+    # Scored like a model, the ceiling ranks as the Monte-Carlo estimate does, below the truth.
+    click = block["click"]
+    assert auc(click, block["p_click_achievable"]) == pytest.approx(
+        auc(click, click_sum / draws), abs=2e-3)
+    assert auc(click, block["p_click_achievable"]) < auc(click, block["p_click"])
+
+
+def test_achievable_aucs_recomputed_from_the_truth_files(tiny):
+    from sklearn.metrics import roc_auc_score
+
+    out, info = tiny
+    truth = pq.read_table(out / "truth_test.parquet").to_pandas()
+    click, purchase, keys, p_click, _ = _labels_and_truth(out, "test")
+    unique_keys = list(dict.fromkeys(keys))
+    half_of_key = dict(zip(unique_keys, split_rule.in_test_half(unique_keys), strict=True))
+    mask = np.array([half_of_key[k] for k in keys]) & ~(purchase & ~click)
+    a_click = truth["p_click_achievable"].to_numpy()[mask]
+    a_conv = truth["p_conversion_achievable"].to_numpy()[mask]
+    c, b = click[mask], purchase[mask]
+    half = info["oracle"]["test_half"]
+    assert half["achievable_ctr_auc"] == pytest.approx(roc_auc_score(c, a_click), abs=1e-12)
+    assert half["achievable_cvr_auc"] == pytest.approx(roc_auc_score(b[c], a_conv[c]),
+                                                       abs=1e-12)
+    assert half["achievable_ctcvr_auc"] == pytest.approx(roc_auc_score(c & b, a_click * a_conv),
+                                                         abs=1e-12)
+    for task in ("ctr", "cvr", "ctcvr"):
+        assert 0.5 < half[f"achievable_{task}_auc"] < half[f"{task}_auc"], task

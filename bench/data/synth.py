@@ -30,7 +30,9 @@ The generative story, in the order the code follows:
   one from a category or shop in the user's history (what a retrieval stage would return).
   Position 301 is one of three values (~62% / 37.5% / 0.75%).
 * Truth. logit P(click) = b + affinity + behaviour match (combination weights) + position
-  + user and item biases + unobserved request and impression noise.
+  + user and item biases + unobserved request and impression noise. The achievable ceiling is
+  this truth with the unobserved noise integrated out (`_Generator.achievable`): the
+  best any model can predict from what it observes, written beside the truth.
   logit P(purchase | click) = c + relatedness * affinity + sqrt(1 - relatedness^2) * own factors
   (price sensitivity x price level, shop quality) + user buying bias + unobserved noise.
   Purchases happen only after clicks, apart from a purchase-without-click share (~2.6% of
@@ -59,6 +61,10 @@ from bench.data import schema
 from bench.data.split import in_test_half
 
 INFO_NAME = "synth_info.json"
+# Columns of truth_{split}.parquet: the true probabilities, and the achievable ones (the truth
+# with the unobserved noise integrated out: the best any model could predict).
+TRUTH_COLUMNS = ("sample_id", "p_click", "p_conversion", "p_click_achievable",
+                 "p_conversion_achievable")
 SPLITS = schema.RAW_SPLITS  # ("train", "test")
 
 # Ali-CCP's real rates (ALICCP.md, train file), recorded beside raised synthetic rates.
@@ -218,6 +224,15 @@ def load_info(out_dir: str | Path) -> dict:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def expected_sigmoid(logit: np.ndarray, sd: float, nodes: int = 40) -> np.ndarray:
+    """E[sigmoid(logit + e)] for e ~ Normal(0, sd^2), by Gauss-Hermite quadrature."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # weight exp(-x^2 / 2)
+    total = np.zeros(np.shape(logit))
+    for xi, wi in zip(x, w / w.sum(), strict=True):
+        total += wi * _sigmoid(logit + sd * xi)
+    return total
 
 
 def _zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
@@ -643,29 +658,47 @@ class _Generator:
         return {"item": item, "position": position, "nodes": nodes, "has_node": has_node,
                 "combo": combo}
 
-    def _truth_logits(self, users, lu, req, imp) -> tuple[np.ndarray, np.ndarray]:
-        p, rng = self.p, self.rng
+    def _truth_logits(self, users, lu, req, imp) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(logit P(click), logit P(purchase | click), the observable parts of both): the
+        observable part is everything but the unobserved noise, intercepts not yet added."""
+        p = self.p
         n = len(lu)
         item, user = imp["item"], users[lu]
+        request_noise, impression_noise, conversion_noise = self.noise(self.rng, req, n)
         aff = np.einsum("nd,nd->n", self.user_vec[user], self.item_vec[item],
                         dtype=np.float64) / math.sqrt(p.latent_dim) / self.affinity_sd
         self.values.ensure(max(int(c.max(initial=0)) for _, c in imp["combo"].values()))
         weight = self.values.weights()
         match = sum(w * weight[imp["combo"][f][1]]
                     for w, f in zip(p.match_weights, schema.COMBINATION, strict=True))
-        request_noise = rng.normal(0.0, p.request_noise_sd, int(req.max(initial=-1)) + 1)[req]
-        z_click = (p.affinity_weight * aff + match
-                   + np.asarray(p.position_logit)[imp["position"]]
-                   + self.user_click[user] + self.item_bias[item]
-                   + request_noise + rng.normal(0.0, p.impression_noise_sd, n))
+        seen_click = (p.affinity_weight * aff + match
+                      + np.asarray(p.position_logit)[imp["position"]]
+                      + self.user_click[user] + self.item_bias[item])
         # Own conversion factors: price-sensitive users buy cheap items; good shops convert.
         own = (-self.price_sens[user] * self.item_price[item]
                + self.shop_quality[self.item_shop[item]]) / math.sqrt(2.0)
         r = p.relatedness
         signal = r * aff + math.sqrt(1.0 - r * r) * own
-        z_conv = (p.conversion_signal_weight * signal + self.user_buy[user]
-                  + rng.normal(0.0, p.conversion_noise_sd, n))
-        return z_click, z_conv
+        seen_conversion = p.conversion_signal_weight * signal + self.user_buy[user]
+        return (seen_click + request_noise + impression_noise, seen_conversion + conversion_noise,
+                (seen_click, seen_conversion))
+
+    def noise(self, rng, req: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+        """The unobserved logit noise of n impressions (request `req` each): of the click, one
+        draw per request and one per impression; of the conversion, one per impression."""
+        p = self.p
+        request_noise = rng.normal(0.0, p.request_noise_sd, int(req.max(initial=-1)) + 1)[req]
+        impression_noise = rng.normal(0.0, p.impression_noise_sd, n)
+        return request_noise, impression_noise, rng.normal(0.0, p.conversion_noise_sd, n)
+
+    def achievable(self, seen_click: np.ndarray, seen_conversion: np.ndarray):
+        """P(click) and P(purchase | click) given all a model can observe: the truth with the
+        noise of `noise` integrated out (the two noises are independent of each other)."""
+        p = self.p
+        click_sd = math.hypot(p.request_noise_sd, p.impression_noise_sd)
+        return (expected_sigmoid(seen_click + self.click_intercept, click_sd),
+                expected_sigmoid(seen_conversion + self.conversion_intercept,
+                                 p.conversion_noise_sd))
 
     def _calibrate(self, z_click: np.ndarray, z_conv: np.ndarray):
         """Intercepts so that mean P(click) and mean P(purchase | click) hit the targets."""
@@ -696,14 +729,16 @@ class _Generator:
                                 self._truth_logits(users, lu, req, imp))
         if self.click_intercept is None:
             z = [per_split[s][5] for s in SPLITS]
-            self._calibrate(np.concatenate([a for a, _ in z]), np.concatenate([b for _, b in z]))
+            self._calibrate(np.concatenate([a for a, _, _ in z]),
+                            np.concatenate([b for _, b, _ in z]))
 
         out = {}
         for split in SPLITS:
-            req_user, size, req, lu, imp, (z_click, z_conv) = per_split[split]
+            req_user, size, req, lu, imp, (z_click, z_conv, seen) = per_split[split]
             n = len(lu)
             p_click = _sigmoid(z_click + self.click_intercept)
             p_conv = _sigmoid(z_conv + self.conversion_intercept)
+            reachable_click, reachable_conv = self.achievable(*seen)
             click = rng.random(n) < p_click
             buy_draw = rng.random(n)
             share = p.purchase_without_click_share
@@ -730,6 +765,8 @@ class _Generator:
                                   lists.take(pa.array(req_user, pa.int64()))])
             out[split] = {"skeleton": skeleton, "common": common, "sample_id": sample_id,
                           "p_click": p_click, "p_conversion": p_conv, "click": click,
+                          "p_click_achievable": reachable_click,
+                          "p_conversion_achievable": reachable_conv, "seen_logits": seen,
                           "purchase": purchase, "keys": keys, "request": req,
                           "requests": len(req_user), "users": np.unique(users[req_user]),
                           "items": imp["item"], "common_triples": int(counts[req_user].sum()),
@@ -772,7 +809,9 @@ class _Generator:
 # ---------------------------------------------------------------- generate
 
 
-def _oracle_aucs(p_click, p_conv, click, purchase) -> dict:
+def _oracle_aucs(p_click, p_conv, click, purchase, reachable=None) -> dict:
+    """AUCs of the true probabilities; with `reachable` = (achievable P(click), achievable
+    P(purchase | click)), also the achievable ceiling's, scored the same way."""
     from sklearn.metrics import roc_auc_score
 
     keep = ~(purchase & ~click)  # the default protocol drops purchase-without-click rows
@@ -794,7 +833,17 @@ def _oracle_aucs(p_click, p_conv, click, purchase) -> dict:
             # Free of label noise: useful where a half holds few conversions.
             "expected_ctr_auc": expected_auc(pcl, pcl, 1 - pcl),
             "expected_cvr_auc": expected_auc(pcv, pcl * pcv, pcl * (1 - pcv)),
-            "expected_ctcvr_auc": expected_auc(pcl * pcv, pcl * pcv, 1 - pcl * pcv)}
+            "expected_ctcvr_auc": expected_auc(pcl * pcv, pcl * pcv, 1 - pcl * pcv),
+            **_achievable_aucs(reachable, keep, c, b, auc)}
+
+
+def _achievable_aucs(reachable, keep, click, purchase, auc) -> dict:
+    if reachable is None:
+        return {}
+    a_click, a_conv = reachable[0][keep], reachable[1][keep]
+    return {"achievable_ctr_auc": auc(click, a_click),
+            "achievable_cvr_auc": auc(purchase[click], a_conv[click]),
+            "achievable_ctcvr_auc": auc(click & purchase, a_click * a_conv)}
 
 
 def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
@@ -822,8 +871,8 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
     names = {split: {"skeleton": schema.skeleton_name(split), "common": schema.common_name(split),
                      "truth": f"truth_{split}.parquet"} for split in SPLITS}
     partial = {s: {k: out / (v + ".partial") for k, v in d.items()} for s, d in names.items()}
-    truth_schema = pa.schema([("sample_id", pa.int64()), ("p_click", pa.float64()),
-                              ("p_conversion", pa.float64())])
+    truth_schema = pa.schema([(name, pa.int64() if name == "sample_id" else pa.float64())
+                              for name in TRUTH_COLUMNS])
     files = {s: {k: open(partial[s][k], "wb") for k in ("skeleton", "common")} for s in SPLITS}
     writers = {s: pq.ParquetWriter(partial[s]["truth"], truth_schema) for s in SPLITS}
     counters = {f"{s}_{k}": 0 for s in SPLITS for k in ("requests", "lines")}
@@ -831,7 +880,7 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                  "common_triples": 0, "skeleton_triples": 0} for s in SPLITS}
     users_seen = {s: [] for s in SPLITS}
     item_counts = {s: np.zeros(gen.sizes["items"], np.int64) for s in SPLITS}
-    test_cols = {k: [] for k in ("p_click", "p_conversion", "click", "purchase", "half")}
+    test_cols = {k: [] for k in (*TRUTH_COLUMNS[1:], "click", "purchase", "half")}
     try:
         for b in range(n_blocks):
             users = np.arange(bounds[b], bounds[b + 1])
@@ -840,9 +889,8 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                 r = result[split]
                 files[split]["skeleton"].write(r["skeleton"])
                 files[split]["common"].write(r["common"])
-                writers[split].write_table(pa.table(
-                    {"sample_id": r["sample_id"], "p_click": r["p_click"],
-                     "p_conversion": r["p_conversion"]}, schema=truth_schema))
+                writers[split].write_table(pa.table({name: r[name] for name in TRUTH_COLUMNS},
+                                                    schema=truth_schema))
                 st = stats[split]
                 st["clicks"] += int(r["click"].sum())
                 st["purchases"] += int(r["purchase"].sum())
@@ -854,7 +902,7 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                 item_counts[split] += np.bincount(r["items"], minlength=gen.sizes["items"])
                 if split == "test":
                     half = in_test_half([k.decode() for k in r["keys"]])[r["request"]]
-                    for k in ("p_click", "p_conversion", "click", "purchase"):
+                    for k in (*TRUTH_COLUMNS[1:], "click", "purchase"):
                         test_cols[k].append(r[k])
                     test_cols["half"].append(half)
             if progress:
@@ -870,8 +918,10 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
     cols = {k: np.concatenate(v) for k, v in test_cols.items()}
     halves = {}
     for name, mask in (("test_half", cols["half"]), ("validation_half", ~cols["half"])):
-        halves[name] = _oracle_aucs(cols["p_click"][mask], cols["p_conversion"][mask],
-                                    cols["click"][mask], cols["purchase"][mask])
+        halves[name] = _oracle_aucs(
+            cols["p_click"][mask], cols["p_conversion"][mask], cols["click"][mask],
+            cols["purchase"][mask],
+            (cols["p_click_achievable"][mask], cols["p_conversion_achievable"][mask]))
 
     counts = {}
     for split in SPLITS:
@@ -917,7 +967,10 @@ def generate(out_dir: str | Path, profile: str = "small", seed: int = 0,
                            "against click & purchase on all rows. expected_*: the same AUCs "
                            "averaged over the label draw (each row a positive with weight "
                            "P(label) and a negative with the rest; CVR rows weighted by "
-                           "p_click)."},
+                           "p_click). achievable_*: the same AUCs of the achievable ceiling, "
+                           "the truth with the unobserved request, impression and conversion "
+                           "noise integrated out (what a model that learnt everything it can "
+                           "observe would predict)."},
         "format": {
             "behaviour_value": "ln(1 + count), 6 significant digits (count 1 -> 0.693147); "
                                "combination fields 508/509/702/853 carry the user's value on "

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                     for record in records:
                         harness.append_record(run_dir, record)
                     shown = {r["task"]: round(r["auc"], 4) for r in records
-                             if r.get("auc") is not None}
+                             if r.get("auc") is not None and r.get("split") == "test"}
                     print(f"    {spec.key}: {shown or records[0].get('error')}",
                           file=sys.stderr, flush=True)
         if rank == 0:

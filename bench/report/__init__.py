@@ -18,7 +18,7 @@ REPORT_HTML = "report.html"
 
 
 def blocks_for(run) -> list:
-    from bench.report import figures, sections
+    from bench.report import figures, sections, verdict_sections
     from bench.report.inputs import inputs_section
     from bench.report.render import Heading
 
@@ -26,7 +26,8 @@ def blocks_for(run) -> list:
     drawn = figures.draw_all(run, order)
     # Plain words first, then what the numbers rest on, then the numbers.
     blocks = (sections.title(run) + sections.summary(run) + sections.header(run)
-              + sections.data_section(run) + sections.leaderboard(run))
+              + sections.data_section(run) + sections.leaderboard(run)
+              + verdict_sections.protocol(run))
     if drawn:
         blocks.append(Heading(2, "Figures", "figures"))
         blocks += drawn

@@ -20,7 +20,6 @@ from bench.report.results import (
     TASK_TITLES,
     ModelResult,
     Run,
-    ranked,
 )
 
 GROUP_COLORS = {"GBDT": "#1f77b4", "neural": "#d62728", "linear": "#2ca02c",
@@ -92,9 +91,11 @@ def _profile_name(run: Run) -> str:
 
 
 def _interval_line(run: Run) -> str:
-    return (f"**Interval.** 95% percentile bootstrap over requests ({run.n_bootstrap or '?'} "
-            "resamples, the same for every model); with several seeds, the replicates are "
-            "averaged over seeds first.")
+    units = sorted({r for m in run.models for r in
+                    (t.resampling_rule for t in m.tasks.values()) if r}) or ["requests"]
+    return (f"**Interval.** 95%, bootstrap over {'; '.join(units)} ({run.n_bootstrap or '?'} "
+            "resamples, the same for every model); with several seeds, combined with the "
+            "spread between seeds (bench.stats; see Statistical protocol).")
 
 
 def _seed_line(run: Run) -> str:
@@ -264,8 +265,12 @@ def training_time(run: Run, order: list[ModelResult]) -> Figure:
 
 
 def best_per_group(order: list[ModelResult], task: str, include_floor: bool = False):
+    """The best model of each group on `task`, chosen on validation (bench.stats' rule)."""
+    from bench.report.verdicts import by_choice, chosen_on, eligible
+
+    have = eligible(order, task)
     best = {}
-    for model in ranked(order, task):
+    for model in by_choice(have, task, chosen_on(have, task)):
         if model.group == "floor" and not include_floor:
             continue
         best.setdefault(model.group, model)
@@ -309,8 +314,9 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
         "false positive rates; the legend gives that seed's AUC and 95% interval.",
         f"**Seeds.** curves of seed {first_seed} (the lowest seed of the run); a model "
         "that has no result for it shows its own lowest seed, named in the legend.",
-        _interval_line(run).replace("; with several seeds, the replicates are averaged over "
-                                    "seeds first.", ", of this seed's AUC.")],
+        _interval_line(run).replace("; with several seeds, combined with the spread between "
+                                    "seeds (bench.stats; see Statistical protocol).",
+                                    ", of this seed's AUC (percentile).")],
         Table(["task", "group", "model", "AUC", "95% CI", "points", "fpr:tpr (every 10th)"],
               rows, "lllrrrl"),
         id="figure-roc")

@@ -2,9 +2,10 @@
 
 Everything the report shows is computed here from the records alone, so any run can be
 rebuilt later. Seeds are pooled per (model, task): mean and standard deviation of the AUC over
-seeds, and a 95% interval from the request-level bootstrap replicates averaged over seeds
-(every model of a run is resampled with the same requests, so averaging replicates seed by
-seed, and subtracting two models' replicates, stays paired).
+seeds, and a 95% interval that combines the seeds' spread with the unit-level bootstrap (every
+model of a run is resampled with the same units, so subtracting two models' replicates stays
+paired); the rules are bench.stats'. Test records are measured; validation records (split
+"valid") only choose which models the verdicts compare.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from bench import stats
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -85,15 +88,6 @@ def _std(values) -> float | None:
     return float(finite.std(ddof=1)) if len(finite) >= 2 else None
 
 
-def percentile_interval(replicates: np.ndarray, level: float = 0.95):
-    finite = replicates[np.isfinite(replicates)]
-    if len(finite) == 0:
-        return None, None
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 @dataclass
 class TaskResult:
     """One model on one task, pooled over its seeds."""
@@ -106,6 +100,10 @@ class TaskResult:
     ci_low: float | None
     ci_high: float | None
     replicates: np.ndarray | None  # seed-averaged bootstrap AUCs (paired across models)
+    scores: stats.SeedScores  # per seed: AUC and bootstrap replicates
+    estimate: stats.Estimate  # seeds and resampling combined (bench.stats)
+    resampling_rule: str | None
+    user_share: float | None  # share of the rows resampled by user
     logloss: float | None
     gauc: float | None
     gauc_row_share: float | None
@@ -152,6 +150,7 @@ class ModelResult:
     inputs: dict | None = None  # what the model sees (its family's INPUTS)
     latency_single: dict | None = None  # the same at one candidate, if measured
     failed_seeds: dict[int, str] = field(default_factory=dict)
+    valid_auc: dict[str, float | None] = field(default_factory=dict)  # mean over seeds
 
     def auc(self, task: str) -> float | None:
         result = self.tasks.get(task)
@@ -180,20 +179,19 @@ def _pool_task(task: str, records: list[dict]) -> TaskResult:
     records = sorted(records, key=lambda r: r["seed"])
     first = records[0]
     aucs = [r.get("auc") for r in records]
+    scores = stats.SeedScores.from_records(records)
     replicate_sets = [r.get("auc_bootstrap") for r in records]
     replicates = None
     if all(replicate_sets) and len({len(x) for x in replicate_sets}) == 1:
         replicates = np.mean([_floats(x) for x in replicate_sets], axis=0)
-    if replicates is not None:
-        low, high = percentile_interval(replicates)
-    elif len(records) == 1:
-        low, high = first.get("auc_ci_low"), first.get("auc_ci_high")
-    else:
-        low = high = None
+    estimate = scores.estimate() if scores.aucs else stats.combine([np.nan], None)
+    low, high = estimate.interval()
     roc = (first.get("roc_fpr"), first.get("roc_tpr")) if first.get("roc_fpr") else None
     return TaskResult(
         task=task, seeds=[r["seed"] for r in records], auc=_mean(aucs), auc_std=_std(aucs),
-        auc_per_seed=aucs, ci_low=low, ci_high=high, replicates=replicates,
+        auc_per_seed=aucs, ci_low=low, ci_high=high, replicates=replicates, scores=scores,
+        estimate=estimate, resampling_rule=first.get("resampling_rule"),
+        user_share=first.get("resampling_user_share"),
         logloss=_mean(r.get("logloss") for r in records),
         gauc=_mean(r.get("gauc") for r in records),
         gauc_row_share=_mean(r.get("gauc_row_share") for r in records),
@@ -261,7 +259,7 @@ def load_run(run_dir: str | Path) -> Run:
         raise ValueError(f"{meta_path}, line {error.lineno}: not JSON ({error.msg})") from None
     records = read_jsonl(results_path)
 
-    accuracy, errors, latency = {}, {}, []
+    accuracy, valid, errors, latency = {}, {}, {}, []
     for record in records:
         kind = record.get("kind", "accuracy")
         if kind == "latency":
@@ -276,9 +274,12 @@ def load_run(run_dir: str | Path) -> Run:
             continue
         _check_fields(results_path, record, REQUIRED_ACCURACY_FIELDS)
         # A later record of the same (model, seed, task) replaces an earlier one (--resume).
-        accuracy[(record["model"], record["seed"], record["task"])] = record
+        if record.get("split", "test") == "valid":
+            valid[(record["model"], record["seed"], record["task"])] = record
+        else:
+            accuracy[(record["model"], record["seed"], record["task"])] = record
 
-    _check_one_data_set(results_path, meta, [*accuracy.values(), *latency])
+    _check_one_data_set(results_path, meta, [*accuracy.values(), *valid.values(), *latency])
     succeeded = {(m, s) for m, s, _ in accuracy}
     failures = [r for key, r in sorted(errors.items(), key=lambda kv: (kv[0][0], kv[0][1]))
                 if key not in succeeded]
@@ -306,54 +307,14 @@ def load_run(run_dir: str | Path) -> Run:
             info=first.get("model_info"),
             inputs={k[len("inputs_"):]: v for k, v in first.items() if k.startswith("inputs_")},
             failed_seeds={s: r.get("error", "") for (m, s), r in errors.items()
-                          if m == key and (m, s) not in succeeded}))
+                          if m == key and (m, s) not in succeeded},
+            # Only the seeds measured on test, so the choice and the measure rest on one set.
+            valid_auc={t: _mean(r.get("auc") for (m, s, tt), r in valid.items()
+                                if m == key and tt == t and s in per_seed)
+                       for t in tasks}))
     n_boot = {r.get("n_bootstrap") for r in accuracy.values() if r.get("n_bootstrap")}
     return Run(run_dir=run_dir, meta=meta, models=models, failures=failures,
                latency_records=latency, n_bootstrap=min(n_boot) if n_boot else None)
-
-
-@dataclass
-class Comparison:
-    """Best vs runner-up on one column: paired bootstrap of the AUC difference."""
-
-    task: str
-    best: str
-    runner_up: str | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    share_not_better: float | None  # share of replicates where best <= runner-up
-    # Models whose scores equal the best's on this column (e.g. lgbm_ctr and lgbm_ctr_x_cvr
-    # share one CTR model): skipped as runner-up, since a model cannot be tested against itself.
-    same_as_best: tuple[str, ...] = ()
-
-    @property
-    def significant(self) -> bool | None:
-        if self.ci_low is None:
-            return None
-        return self.ci_low > 0
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray):
-    """95% interval of AUC(a) - AUC(b) over paired replicates, and the share where a <= b."""
-    diff = a - b
-    diff = diff[np.isfinite(diff)]
-    if len(diff) == 0:
-        return None, None, None
-    low, high = percentile_interval(diff)
-    return low, high, float((diff <= 0).mean())
-
-
-def compare(a: ModelResult, b: ModelResult, task: str):
-    """Paired comparison of two models on one task; None fields when it cannot be made."""
-    ta, tb = a.tasks.get(task), b.tasks.get(task)
-    if ta is None or tb is None or ta.auc is None or tb.auc is None:
-        return None, None, None, None
-    difference = ta.auc - tb.auc
-    # The resamples depend on the data and task only, not on the model or its seed.
-    if ta.replicates is None or tb.replicates is None or len(ta.replicates) != len(tb.replicates):
-        return difference, None, None, None
-    return (difference, *paired_difference(ta.replicates, tb.replicates))
 
 
 def ranked(models: list[ModelResult], task: str) -> list[ModelResult]:
@@ -372,16 +333,3 @@ def same_scores(a: ModelResult, b: ModelResult, task: str) -> bool:
     if ta.replicates is None or tb.replicates is None:
         return False
     return bool(np.array_equal(ta.replicates, tb.replicates, equal_nan=True))
-
-
-def best_vs_runner_up(models: list[ModelResult], task: str) -> Comparison | None:
-    order = ranked(models, task)
-    if not order:
-        return None
-    best = order[0]
-    same = tuple(m.model for m in order[1:] if same_scores(best, m, task))
-    others = [m for m in order[1:] if m.model not in same]
-    if not others:
-        return Comparison(task, best.model, None, None, None, None, None, same)
-    difference, low, high, share = compare(best, others[0], task)
-    return Comparison(task, best.model, others[0].model, difference, low, high, share, same)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bench import stats
 from bench.report import fmt
+from bench.report import verdicts as hypotheses
 from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
 from bench.report.render import Bullets, Details, Heading, Para, Table
 from bench.report.results import (
@@ -12,18 +14,20 @@ from bench.report.results import (
     TASK_TITLES,
     ModelResult,
     Run,
-    best_vs_runner_up,
-    compare,
-    ranked,
+)
+from bench.report.verdict_sections import (
+    NOT_SIGNIFICANT,
+    SHORT_TASK,
+    seed_words,
+    significance_table,
+    unit_words,
+    verdict_sentence,
 )
 
 # Ali-CCP's real label counts (shared/ALICCP.md, full scans), shown beside synthetic rates.
 ALICCP_REAL = {"train": {"rows": 42_300_135, "clicks": 1_644_256, "conversions": 8_802},
                "test": {"rows": 43_016_840, "clicks": 1_673_447, "conversions": 9_195}}
-NOT_SIGNIFICANT = "†"
 FEW_POSITIVES = 30  # below this, the summary warns that an AUC rests on too few positives
-SHORT_TASK = {"ctr": "CTR", "cvr": "CVR (clicked)", "ctcvr": "CTCVR",
-              "cvr_entire": "purchase, entire space"}
 
 
 def profile_name(run: Run) -> str:
@@ -130,20 +134,24 @@ def data_section(run: Run) -> list:
     oracle = (synth or {}).get("oracle") or {}
     halves = [h for h in ("test_half", "validation_half") if isinstance(oracle.get(h), dict)]
     if halves:
-        blocks.append(Para("Oracle AUCs: the true probabilities of the synthetic generator "
-                           "scored like a model; no model can expect to beat them."))
-        blocks.append(Table(
-            ["half of the test file", "rows", "CTR AUC", "CVR AUC (clicked)", "CTCVR AUC"],
-            [[h.replace("_", " "), fmt.count(oracle[h].get("rows")),
-              fmt.auc(oracle[h].get("ctr_auc")), fmt.auc(oracle[h].get("cvr_auc")),
-              fmt.auc(oracle[h].get("ctcvr_auc"))] for h in halves], "lrrrr"))
+        blocks.append(Para(
+            "Oracle AUCs: the true probabilities of the synthetic generator scored like a "
+            "model; they include request, impression and conversion noise no model observes. "
+            "Achievable ceiling: the same truth with that noise integrated out (the best any "
+            "model can predict from what it observes), scored the same way; model quality is "
+            "expressed against it."))
+        rows = [[f"{h.replace('_', ' ')}, {what}", fmt.count(oracle[h].get("rows"))]
+                + [fmt.auc(oracle[h].get(f"{prefix}{t}_auc")) for t in MAIN_TASKS]
+                for h in halves for what, prefix in (("oracle", ""), ("achievable", "achievable_"))]
+        blocks.append(Table(["half of the test file", "rows", "CTR AUC", "CVR AUC (clicked)",
+                             "CTCVR AUC"], rows, "lrrrr", id="oracle-data-table"))
     return blocks
 
 
 def _by_kind(files: dict) -> dict[str, int]:
     kinds: dict[str, int] = {}
-    for stats in files.values():
-        for kind, count in (stats.get("skipped_by_kind") or {}).items():
+    for file_stats in files.values():
+        for kind, count in (file_stats.get("skipped_by_kind") or {}).items():
             kinds[kind] = kinds.get(kind, 0) + int(count)
     return kinds
 
@@ -215,8 +223,13 @@ def _best_key(models, value, lower: bool = False, skip_floor: bool = False):
 def leaderboard(run: Run) -> list:
     order = leaderboard_order(run.models)
     tasks = [t for t in TASK_ORDER if any(t in m.tasks for m in order)]
-    comparisons = {t: best_vs_runner_up(run.models, t) for t in tasks}
-    best_auc = {t: (ranked(order, t)[0].model if ranked(order, t) else None) for t in tasks}
+    verdicts = hypotheses.run_verdicts(run)
+    best = {v.task: v for v in verdicts if hypotheses.BEST in v.kinds}
+    chosen = dict.fromkeys(tasks)
+    for t in tasks:
+        have = hypotheses.eligible(order, t)
+        if have:
+            chosen[t] = hypotheses.by_choice(have, t, hypotheses.chosen_on(have, t))[0].model
 
     def loss(task):
         return lambda m: m.tasks[task].logloss if task in m.tasks else None
@@ -233,10 +246,8 @@ def leaderboard(run: Run) -> list:
     for model in order:
         row = [f"`{model.model}`", model.group]
         for task in tasks:
-            comparison = comparisons[task]
-            mark = (comparison is not None and comparison.runner_up is not None
-                    and comparison.significant is not True)
-            row.append(_auc_cell(model.tasks.get(task), model.model == best_auc[task], mark))
+            mark = task in best and best[task].significant is not True
+            row.append(_auc_cell(model.tasks.get(task), model.model == chosen[task], mark))
         for task in MAIN_TASKS:
             value = fmt.num(loss(task)(model), 5)
             row.append(f"**{value}**" if model.model == best_loss[task] else value)
@@ -249,16 +260,20 @@ def leaderboard(run: Run) -> list:
     align = "ll" + "r" * (len(header_row) - 2)
     seeds = fmt.seeds(run.seeds)
     notes = [
-        f"AUC cells: mean over seeds ({seeds})"
+        f"AUC cells: test AUC, mean over seeds ({seeds})"
         + (" ± standard deviation over seeds" if len(run.seeds) > 1 else "")
-        + f", then the 95% interval of the request-level bootstrap ({run.n_bootstrap or '?'} "
-          "resamples of whole requests, identical for every model).",
-        "**Bold**: best in the column (highest AUC, lowest log loss; for cost columns the "
-        "cheapest model other than the constant floor).",
-        f"{NOT_SIGNIFICANT}: the best is **not** significantly better than the runner-up: the "
-        "95% interval of their paired bootstrap AUC difference includes 0 (see the next "
-        "table). With several seeds, this tests the seed-averaged AUCs against resampling of "
-        "requests; the seed-to-seed spread is the ± figure.",
+        + f", then its 95% interval combining {seed_words(run)} and the unit bootstrap "
+          f"({run.n_bootstrap or '?'} resamples of {unit_words(run)}, identical for every "
+          "model); see Statistical protocol.",
+        "**Bold**: in AUC columns, the best model **chosen on the validation split** (highest "
+        "mean validation AUC), measured here on test; it need not have the highest test AUC. "
+        "In the other columns: lowest log loss; for cost columns the cheapest model other "
+        "than the constant floor.",
+        f"{NOT_SIGNIFICANT}: the bold model is **not** significantly better than the runner-up "
+        f"chosen on validation (paired test, {stats.CORRECTION}-corrected over every hypothesis "
+        "of this report; see the next table). Columns without a test "
+        f"({', '.join(SHORT_TASK[t] for t in tasks if t not in MAIN_TASKS) or 'none'}) carry "
+        "no mark.",
         "(constant output): the model does not model this task and outputs a training prior "
         "(its `prediction_how` says so), e.g. a single-task model's other outputs. "
         "Rows ordered by CTCVR AUC. Train time: mean wall-clock `fit` time over seeds. "
@@ -272,35 +287,8 @@ def leaderboard(run: Run) -> list:
     ]
     blocks = [Heading(2, "Leaderboard", "leaderboard"),
               Table(header_row, rows, align, id="leaderboard"), Bullets(notes)]
-    blocks += significance_table(run, comparisons)
+    blocks += significance_table(run, verdicts)
     return blocks
-
-
-def significance_table(run: Run, comparisons: dict) -> list:
-    rows = []
-    for task, comparison in comparisons.items():
-        if comparison is None:
-            continue
-        same = ", ".join(f"`{m}`" for m in comparison.same_as_best) or fmt.DASH
-        if comparison.runner_up is None:
-            rows.append([TASK_TITLES[task], f"`{comparison.best}`", same, fmt.DASH, fmt.DASH,
-                         fmt.DASH, fmt.DASH, "no other model to test against"])
-            continue
-        verdict = {True: "yes", False: f"no {NOT_SIGNIFICANT}", None: "not testable"}[
-            comparison.significant]
-        rows.append([TASK_TITLES[task], f"`{comparison.best}`", same,
-                     f"`{comparison.runner_up}`", fmt.signed(comparison.difference),
-                     fmt.interval(comparison.ci_low, comparison.ci_high),
-                     fmt.pct(comparison.share_not_better, 1), verdict])
-    if not rows:
-        return []
-    return [Heading(3, "Is the best significantly better than the runner-up?", "significance"),
-            Para("The runner-up is the next model whose scores differ from the best's; models "
-                 "with the same scores (e.g. a product model that reuses the best's CTR model) "
-                 "are named apart and not tested against it."),
-            Table(["column", "best", "same scores as best", "runner-up", "AUC difference",
-                   "95% CI (paired bootstrap)", "resamples where best ≤ runner-up",
-                   "significant"], rows, "llllrrrl")]
 
 
 # ---------------------------------------------------------------- crosswalk
@@ -311,7 +299,8 @@ def crosswalk(run: Run) -> list:
     pwc_kept = bool(settings.get("keep_purchase_without_click"))
     rows = []
     for entry in ENTRIES:
-        best = ranked(run.models, entry.ours)
+        have = hypotheses.eligible(run.models, entry.ours)
+        best = hypotheses.by_choice(have, entry.ours, hypotheses.chosen_on(have, entry.ours))
         top = best[0].tasks[entry.ours] if best else None
         here = (f"`{best[0].model}` {fmt.auc(top.auc)} {fmt.interval(top.ci_low, top.ci_high)}"
                 if best else fmt.DASH)
@@ -336,7 +325,8 @@ def crosswalk(run: Run) -> list:
                  "against all impressions, which is our `ctcvr` when the score is an "
                  "entire-space purchase probability, or our `cvr_entire` when it is a "
                  "conditional pCVR. " + caveat),
-            Table(["source", "their name", "computed as", "our column", f"best here ({dataset})",
+            Table(["source", "their name", "computed as", "our column",
+                   f"best here ({dataset}; chosen on validation, test AUC)",
                    "published (full data)", "note"], rows, "lllllll", id="crosswalk")]
 
 
@@ -347,19 +337,36 @@ def oracle_gaps(run: Run) -> list:
     order = leaderboard_order(run.models)
     tasks = [t for t in TASK_ORDER if any(t in m.tasks and m.tasks[t].oracle_auc is not None
                                           for m in order)]
-    blocks = [Heading(2, "Oracle gap", "oracle")]
+    blocks = [Heading(2, "Oracle gap and achievable ceiling", "oracle")]
     if not tasks:
         return blocks + [Para("Not available: the true click and conversion probabilities are "
                               "only known on synthetic data.")]
-    oracle = {t: next(m.tasks[t].oracle_auc for m in order if t in m.tasks
-                      and m.tasks[t].oracle_auc is not None) for t in tasks}
-    rows = [[f"`{m.model}`"] + [fmt.num(m.tasks[t].oracle_gap) if t in m.tasks else fmt.DASH
-                                for t in tasks] for m in order]
+    first = {t: next(m.tasks[t] for m in order if t in m.tasks
+                     and m.tasks[t].oracle_auc is not None) for t in tasks}
+    ceiling = {t: achievable_auc(run, t, first[t]) for t in tasks}
+
+    def cells(m, t):
+        if t not in m.tasks:
+            return [fmt.DASH, fmt.DASH]
+        share = _lift_share(m.tasks[t].auc, ceiling[t])
+        return [fmt.num(m.tasks[t].oracle_gap),
+                fmt.DASH if share is None else f"{100 * share:.0f}%"]
+
+    rows = [[f"`{m.model}`"] + [c for t in tasks for c in cells(m, t)] for m in order]
+    header = ["model"] + [h for t in tasks for h in (f"{SHORT_TASK[t]} oracle gap",
+                                                      f"{SHORT_TASK[t]} share of achievable")]
+    missing = [SHORT_TASK[t] for t in tasks if ceiling[t] is None]
     return blocks + [
-        Para("Oracle AUC minus the model's AUC (mean over seeds) on the same test rows: how "
-             "much ranking quality the model leaves on the table. Oracle AUCs here: "
-             + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(oracle[t])}" for t in tasks) + "."),
-        Table(["model"] + [f"{SHORT_TASK[t]} gap" for t in tasks], rows, id="oracle-table")]
+        Para("Oracle gap: oracle AUC minus the model's AUC (mean over seeds) on the same test "
+             "rows. Share of achievable: the model's lift over 0.5 as a share of the achievable "
+             "ceiling's (100% = all that can be learnt from what a model observes). Oracle AUCs "
+             "here: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(first[t].oracle_auc)}"
+                                  for t in tasks)
+             + ". Achievable ceilings: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(ceiling[t])}"
+                                                      for t in tasks) + "."
+             + (f" No ceiling for {', '.join(missing)}: the data's info has none for these "
+                "rows (older data, another row rule, or not a main task)." if missing else "")),
+        Table(header, rows, id="oracle-table")]
 
 
 def calibration(run: Run) -> list:
@@ -528,11 +535,35 @@ def definitions(run: Run) -> list:
 # ---------------------------------------------------------------- summary in plain words
 
 
-def _headroom(result) -> str:
-    if result.oracle_auc is None or result.auc is None or result.oracle_auc <= 0.5:
+def achievable_auc(run: Run, task: str, result) -> float | None:
+    """The achievable ceiling's AUC (synthetic data) on this task's test rows: from the data's
+    info, used only where its oracle AUC equals the records' (the same rows were scored)."""
+    half = ((synthetic_info(run) or {}).get("oracle") or {}).get("test_half") or {}
+    ceiling, oracle = half.get(f"achievable_{task}_auc"), half.get(f"{task}_auc")
+    if ceiling is None or oracle is None or result is None or result.oracle_auc is None:
+        return None
+    return ceiling if abs(oracle - result.oracle_auc) < 1e-9 else None
+
+
+def _lift_share(auc, ceiling) -> float | None:
+    if auc is None or ceiling is None or ceiling <= 0.5:
+        return None
+    return (auc - 0.5) / (ceiling - 0.5)
+
+
+def _headroom(run: Run, task: str, result) -> str:
+    if result.oracle_auc is None or result.auc is None:
         return ""
-    share = (result.auc - 0.5) / (result.oracle_auc - 0.5)
-    return f"; it reaches {100 * share:.0f}% of the oracle's lift over 0.5"
+    text = ""
+    reachable = _lift_share(result.auc, achievable_auc(run, task, result))
+    if reachable is not None:
+        text += (f"; it reaches {100 * reachable:.0f}% of the achievable ceiling's lift over 0.5 "
+                 f"(ceiling {fmt.auc(achievable_auc(run, task, result))})")
+    oracle = _lift_share(result.auc, result.oracle_auc)
+    if oracle is not None:
+        text += (f"{' and' if text else '; it reaches'} {100 * oracle:.0f}% of the oracle's "
+                 f"(oracle {fmt.auc(result.oracle_auc)}, which sees the unobservable noise)")
+    return text
 
 
 def _cost_phrase(a: ModelResult, b: ModelResult) -> str:
@@ -572,52 +603,30 @@ def summary(run: Run) -> list:
     if not run.models:
         return [Heading(2, "Summary", "summary"), Para(opening + " No model produced results.")]
     items = []
+    verdicts = hypotheses.run_verdicts(run)
     for task in MAIN_TASKS:
-        order = ranked(run.models, task)
-        if not order:
+        have = hypotheses.eligible(run.models, task)
+        if not have:
             continue
-        top = order[0]
+        on = hypotheses.chosen_on(have, task)
+        top = hypotheses.by_choice(have, task, on)[0]
         result = top.tasks[task]
-        comparison = best_vs_runner_up(run.models, task)
-        text = (f"**{SHORT_TASK[task]}**: best `{top.model}` ({top.group}) AUC "
-                f"{fmt.auc(result.auc)} {fmt.interval(result.ci_low, result.ci_high)}"
-                f"{_headroom(result)}.")
+        low, high = result.ci_low, result.ci_high
+        text = (f"**{SHORT_TASK[task]}**: best on {on} `{top.model}` ({top.group}), test AUC "
+                f"{fmt.auc(result.auc)} (95% CI {fmt.interval(low, high)})"
+                f"{_headroom(run, task, result)}.")
         if result.n_positives is not None and result.n_positives < FEW_POSITIVES:
             text += (f" Only {result.n_positives} positive(s) on {fmt.count(result.n_rows)} "
                      "rows: this AUC and its interval say little.")
-        if comparison and comparison.runner_up:
-            verdict = {True: "significantly", False: "not significantly",
-                       None: "(untested)"}[comparison.significant]
-            text += (f" It is {verdict} better than the runner-up `{comparison.runner_up}` "
-                     f"({fmt.signed(comparison.difference)}, 95% CI "
-                     f"{fmt.interval(comparison.ci_low, comparison.ci_high)}).")
-        bests = {}
-        for m in order:
-            if m.group != "floor":
-                bests.setdefault(m.group, m)
-        if len(bests) >= 2:
-            text += " Best of each group: " + "; ".join(
-                f"{g} `{m.model}` {fmt.auc(m.auc(task))}" for g, m in bests.items()) + "."
-            (g1, m1), (g2, m2) = list(bests.items())[:2]
-            diff, low, high, _ = compare(m1, m2, task)
-            lead = g1[:1].upper() + g1[1:]
-            if low is not None and low > 0:
-                verdict = f"{lead} wins over {g2}"
-                sig = "significant"
-            else:
-                verdict = f"{lead} is ahead of {g2}"
-                sig = ("not significant: no group clearly wins this task here"
-                       if low is not None else "untested")
-            text += (f" {verdict} by {fmt.signed(diff)} AUC (95% CI {fmt.interval(low, high)}, "
-                     f"{sig}); {_cost_phrase(m1, m2)}; training {fmt.seconds(m1.train_s)} vs "
-                     f"{fmt.seconds(m2.train_s)}.")
-        elif len(bests) == 1:
-            text += f" Only one group ({next(iter(bests))}) has results."
+        for v in (v for v in verdicts if v.task == task):
+            text += f" {verdict_sentence(v, _cost_phrase)}"
+        leaders = hypotheses.group_leaders(run.models, task, on)
+        if len(leaders) == 1:
+            text += f" Only one group ({next(iter(leaders))}) has results."
         floor = next((m for m in run.models if m.group == "floor"), None)
         if floor is not None and floor.auc(task) is not None:
-            below = [m.model for m in order if m.group != "floor"
-                     and not m.tasks[task].constant_output
-                     and m.auc(task) is not None and m.auc(task) <= floor.auc(task)]
+            below = [m.model for m in have if m.group != "floor"
+                     and m.auc(task) <= floor.auc(task)]
             if below:
                 text += f" Not above the constant floor: {', '.join(f'`{b}`' for b in below)}."
         items.append(text)
