@@ -4,6 +4,7 @@ test_generated_processed_csv.py) shrank to, kept as plain tests: each failed bef
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 
 from bench.data import raw, schema
 
@@ -30,3 +31,30 @@ def test_lenient_common_file_without_one_good_line(tmp_path):
         "missing_common": 1}
     assert report["files"][schema.skeleton_name("train")]["skipped_lines"] == 0
     assert pq.read_table(tmp_path / "cache" / "skeleton_test.parquet").num_rows == 0
+
+
+def test_processed_csv_lone_carriage_return_is_a_bad_character_of_its_line(tmp_path):
+    """A carriage return at the start of a data line (not part of a CRLF line end): pyarrow
+    took it for a line break, so lenient reading counted an "empty line", kept the rest of the
+    line as a row, and numbered every later line one too high. It is now, as in the raw
+    reader, a bad character of its own physical line, named with its column."""
+    from bench.data.loader import load
+    from bench.data.processed_csv import EXPECTED_COLUMNS, SPLIT_FILES
+    from bench.data.raw import RawFormatError
+
+    header = ",".join(EXPECTED_COLUMNS)
+    row = ",".join(["0"] * 25 + ["1.0"] * 8)
+    bodies = {"train": [row, row], "valid": [row, row], "test": ["\r" + row, row, "x"]}
+    for split, body in bodies.items():
+        (tmp_path / SPLIT_FILES[split].format(suffix="")).write_text(
+            "\n".join([header, *body]) + "\n", newline="")
+    with pytest.raises(RawFormatError) as caught:
+        load("aliccp-csv", tmp_path, min_count=1, progress=False)
+    assert (caught.value.line, caught.value.field) == (2, "click")
+    assert "carriage return" in str(caught.value)
+    data = load("aliccp-csv", tmp_path, min_count=1, progress=False, lenient=True,
+                allow_empty=True)
+    entry = data.info["conversion"]["files"][SPLIT_FILES["test"].format(suffix="")]
+    assert entry["skipped_by_kind"] == {"carriage_return": 1, "field_count": 1}
+    assert entry["lines"] == 3 and entry["rows_written"] == 1
+    assert data.test.sample_id.tolist() == [3]  # the good row keeps its physical line
