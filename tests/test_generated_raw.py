@@ -101,11 +101,14 @@ def raw_file_sets(draw) -> dict[str, list[str]]:
     return files
 
 
-def write(data_dir: Path, files: dict[str, list[str]], ends: dict[str, tuple[str, str]]):
+def write(data_dir: Path, files: dict[str, list[str]], ends: dict[str, tuple[str, str]],
+          boms: frozenset = frozenset()):
+    """The files with their line ends; those in `boms` start with a UTF-8 byte order mark."""
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, lines in files.items():
         end, last = ends[name]
-        (data_dir / name).write_bytes((end.join(lines) + last).encode("utf-8"))
+        bom = b"\xef\xbb\xbf" if name in boms else b""
+        (data_dir / name).write_bytes(bom + (end.join(lines) + last).encode("utf-8"))
 
 
 def file_order() -> list[str]:
@@ -157,9 +160,10 @@ def check_dataset(data, expected: dict[str, ref.RawFile], min_count: int, keep_p
 @given(files=raw_file_sets(), ends=st.dictionaries(st.sampled_from(file_order()), line_ends()),
        block=st.sampled_from([256, 1024, raw.BLOCK_BYTES]), workers=st.sampled_from([1, 2]),
        min_count=st.sampled_from([1, 2]), keep_pwc=st.booleans(),
-       batch_rows=st.tuples(st.integers(1, 5), st.integers(1, 4)))
+       batch_rows=st.tuples(st.integers(1, 5), st.integers(1, 4)),
+       boms=st.frozensets(st.sampled_from(file_order())))
 def test_valid_files_load_as_the_reference_reads_them(files, ends, block, workers, min_count,
-                                                      keep_pwc, batch_rows):
+                                                      keep_pwc, batch_rows, boms):
     from bench.data import stream_encode
     from bench.data.encode import PrepSettings
     from bench.data.loader import load
@@ -167,7 +171,7 @@ def test_valid_files_load_as_the_reference_reads_them(files, ends, block, worker
     ends = {name: ends.get(name, ("\n", "\n")) for name in files}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "raw"
-        write(data_dir, files, ends)
+        write(data_dir, files, ends, boms)
         expected = reference_read(data_dir)
         assert all(not f.bad for f in expected.values()), "the generator wrote a bad line"
         manifest = raw.convert_raw(data_dir, data_dir / "cache", progress=False,
