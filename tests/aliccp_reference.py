@@ -273,6 +273,16 @@ def raw_dense(imp: Impression) -> list[float]:
     return out
 
 
+def raw_dense_magnitude(imp: Impression) -> list[float]:
+    """The size that float32 rounding of each raw_dense value is relative to: a mean of
+    weights of both signs is summed in float32, so its error follows the mean |weight|."""
+    out = [abs(imp.combination[f]) for f in schema.COMBINATION]
+    for f in schema.USER_MULTI:
+        weights = [abs(w) for _, w in imp.lists[f]]
+        out.append(math.fsum(weights) / len(weights) if weights else 0.0)
+    return out + [math.log1p(len(imp.lists[f])) for f in schema.USER_MULTI]
+
+
 def assert_dataset_equals(data, per_split: dict[str, list[Impression]], min_count: int):
     """Every impression of every split, mapped through vocabularies fitted here on train,
     equals the loaded data set's; dense values equal raw_dense before scaling (within float32
@@ -280,12 +290,13 @@ def assert_dataset_equals(data, per_split: dict[str, list[Impression]], min_coun
     vocab = vocabularies(per_split["train"], min_count)
     assert data.vocab_sizes == {f: schema.FIRST_CODE + len(v) for f, v in vocab.items()}
     train_dense = np.array([raw_dense(i) for i in per_split["train"]]).reshape(-1, 12)
+    magnitude = np.array([raw_dense_magnitude(i) for i in per_split["train"]]).reshape(-1, 12)
     low = train_dense.min(axis=0) if len(train_dense) else np.zeros(12)
     high = train_dense.max(axis=0) if len(train_dense) else np.ones(12)
     scaling = data.info["dense_scaling"]
     got_low = np.broadcast_to(np.asarray(scaling["min"], np.float64), 12)
     got_span = np.broadcast_to(np.asarray(scaling["span"], np.float64), 12)
-    scale = np.abs(low) + np.abs(high) + 1e-30
+    scale = np.abs(low) + np.abs(high) + magnitude.max(axis=0, initial=0.0) + 1e-30
     assert np.all(np.abs(got_low - low) <= 1e-5 * scale), (got_low, low)
     span = np.where(high - low > 0, high - low, 1.0)
     assert np.all(np.abs(got_span - span) <= 1e-5 * scale + 1e-6 * span), (got_span, span)
@@ -310,7 +321,8 @@ def assert_dataset_equals(data, per_split: dict[str, list[Impression]], min_coun
             assert got == [[(code(vocab[f], raw_id), w) for raw_id, w in i.lists[f]]
                            for i in imps], (name, f)
         want = np.array([raw_dense(i) for i in imps]).reshape(-1, 12)
-        tolerance = 1e-5 * (np.abs(want) + np.abs(got_low) + got_span) + 1e-6
+        size = np.array([raw_dense_magnitude(i) for i in imps]).reshape(-1, 12)
+        tolerance = 1e-5 * (size + np.abs(want) + np.abs(got_low) + got_span) + 1e-6
         # Dense values back in raw units; the split's values are clipped to train's range.
         unscaled = s.dense.astype(np.float64) * got_span + got_low
         clipped = np.clip(want, got_low, got_low + got_span)

@@ -112,8 +112,8 @@ CORRUPTIONS = {
     "non-ASCII byte": lambda line, rnd: line[:(at := rnd.randrange(len(line) + 1))] + "\xff"
     + line[at:],
     "cut short": lambda line, rnd: line[:rnd.randrange(len(line) + 1)],
-    "lone carriage return": lambda line, rnd: line[:(at := rnd.randrange(len(line)))] + "\r"
-    + line[at:],
+    "lone carriage return": lambda line, rnd: line[:(at := rnd.randrange(len(line) + 1))]
+    + "\r" + line[at:],
 }
 
 
