@@ -68,6 +68,7 @@ class RawFile:
     rows: list[dict] = field(default_factory=list)  # the well-formed lines, as the cache's rows
     bad: list[tuple[int, str | None, str]] = field(default_factory=list)  # (line, field, kind)
     repaired_lines: int = 0
+    fatal: bool = False  # the whole file is refused (it is empty), even when lenient
 
 
 def _column_problem(name: str, value: bytes) -> bool:
@@ -171,6 +172,9 @@ def read_raw_file(data: bytes, kind: str, known_keys: set | None = None) -> RawF
     (duplicate_key). Skeleton: a well-formed line whose key is not in known_keys is bad
     (missing_common)."""
     out = RawFile()
+    if data == b"":  # not a file of zero lines but an error that stops even lenient reading
+        out.fatal = True
+        return out
     seen = set()
     for number, line in enumerate(physical_lines(data), start=1):
         problem = line_problem(line, kind)
@@ -266,4 +270,139 @@ def raw_dense(imp: Impression) -> list[float]:
         weights = [w for _, w in imp.lists[f]]
         out.append(math.fsum(weights) / len(weights) if weights else 0.0)
     out += [math.log1p(len(imp.lists[f])) for f in schema.USER_MULTI]
+    return out
+
+
+def raw_dense_magnitude(imp: Impression) -> list[float]:
+    """The size that float32 rounding of each raw_dense value is relative to: a mean of
+    weights of both signs is summed in float32, so its error follows the mean |weight|."""
+    out = [abs(imp.combination[f]) for f in schema.COMBINATION]
+    for f in schema.USER_MULTI:
+        weights = [abs(w) for _, w in imp.lists[f]]
+        out.append(math.fsum(weights) / len(weights) if weights else 0.0)
+    return out + [math.log1p(len(imp.lists[f])) for f in schema.USER_MULTI]
+
+
+def assert_dataset_equals(data, per_split: dict[str, list[Impression]], min_count: int):
+    """Every impression of every split, mapped through vocabularies fitted here on train,
+    equals the loaded data set's; dense values equal raw_dense before scaling (within float32
+    rounding of a sum), and the scaling is train's range."""
+    vocab = vocabularies(per_split["train"], min_count)
+    assert data.vocab_sizes == {f: schema.FIRST_CODE + len(v) for f, v in vocab.items()}
+    train_dense = np.array([raw_dense(i) for i in per_split["train"]]).reshape(-1, 12)
+    magnitude = np.array([raw_dense_magnitude(i) for i in per_split["train"]]).reshape(-1, 12)
+    low = train_dense.min(axis=0) if len(train_dense) else np.zeros(12)
+    high = train_dense.max(axis=0) if len(train_dense) else np.ones(12)
+    scaling = data.info["dense_scaling"]
+    got_low = np.broadcast_to(np.asarray(scaling["min"], np.float64), 12)
+    got_span = np.broadcast_to(np.asarray(scaling["span"], np.float64), 12)
+    scale = np.abs(low) + np.abs(high) + magnitude.max(axis=0, initial=0.0) + 1e-30
+    assert np.all(np.abs(got_low - low) <= 1e-5 * scale), (got_low, low)
+    span = np.where(high - low > 0, high - low, 1.0)
+    assert np.all(np.abs(got_span - span) <= 1e-5 * scale + 1e-6 * span), (got_span, span)
+    for name, imps in per_split.items():
+        s = data.splits[name]
+        assert len(s) == len(imps), name
+        assert s.sample_id.tolist() == [i.sample_id for i in imps], name
+        assert s.click.tolist() == [i.click for i in imps], name
+        assert s.purchase.tolist() == [i.purchase for i in imps], name
+        assert [str(k) for k in s.request_key[s.request]] == [i.request_key for i in imps], name
+        user = s.user_codes[s.request]
+        for k, f in enumerate(schema.USER_SINGLE):
+            assert user[:, k].tolist() == [code(vocab[f], i.single[f]) for i in imps], f
+        for k, f in enumerate(schema.IMPRESSION_SINGLE):
+            assert s.item_codes[:, k].tolist() == [code(vocab[f], i.single[f])
+                                                   for i in imps], f
+        for f in schema.MULTI_FIELDS:
+            lists = s.user_multi[f].take(s.request) if f in schema.USER_MULTI \
+                else s.item_multi[f]
+            got = [list(zip(lists.codes[a:b].tolist(), lists.weights[a:b].tolist()))
+                   for a, b in zip(lists.offsets[:-1], lists.offsets[1:])]
+            assert got == [[(code(vocab[f], raw_id), w) for raw_id, w in i.lists[f]]
+                           for i in imps], (name, f)
+        want = np.array([raw_dense(i) for i in imps]).reshape(-1, 12)
+        size = np.array([raw_dense_magnitude(i) for i in imps]).reshape(-1, 12)
+        tolerance = 1e-5 * (size + np.abs(want) + np.abs(got_low) + got_span) + 1e-6
+        # Dense values back in raw units; the split's values are clipped to train's range.
+        unscaled = s.dense.astype(np.float64) * got_span + got_low
+        clipped = np.clip(want, got_low, got_low + got_span)
+        bad = np.abs(unscaled - clipped) > tolerance
+        assert not bad.any(), (name, np.argwhere(bad)[:3], unscaled[bad][:3], clipped[bad][:3])
+
+
+# ---------------------------------------------------------------- the processed CSV form
+
+LABELS = ("click", "purchase")
+PROCESSED_COLUMNS = LABELS + schema.PROCESSED_SPARSE + schema.PROCESSED_DENSE
+
+
+@dataclass
+class ProcessedFile:
+    rows: list[dict] = field(default_factory=list)  # line, click, purchase, then by column
+    bad: list[tuple[int, str | None, str]] = field(default_factory=list)  # (line, field, kind)
+    n_lines: int = 0  # data lines (after the header)
+    fatal: bool = False
+
+
+def _cell_problem(name: str, value: bytes) -> str | None:
+    """The kind of problem of one cell (label, sparse_id, dense_value), or None."""
+    if name in LABELS:
+        return None if value in (b"0", b"1") else "label"
+    if name in schema.PROCESSED_SPARSE:
+        return None if UINT.fullmatch(value) else "sparse_id"
+    return None if float32_of(value) is not None else "dense_value"
+
+
+def read_processed(data: bytes) -> ProcessedFile:
+    """A processed CSV file with a valid header: its rows and bad lines. A line is counted once,
+    under its first problem: a lone carriage return, empty line, field count, then the labels,
+    the sparse ids and the dense values in schema order."""
+    lines = physical_lines(data)
+    header = lines[0].split(b",")
+    out = ProcessedFile(n_lines=len(lines) - 1)
+    out.fatal = out.n_lines == 0  # a header without rows is refused, even when lenient
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split(b",")
+        if b"\r" in line:  # not part of a CRLF line end: a bad character of this line
+            commas = line[:line.index(b"\r")].count(b",")
+            column = header[commas].decode() if commas < len(header) else None
+            out.bad.append((number, column, "carriage_return"))
+            continue
+        if line == b"":
+            out.bad.append((number, None, "empty_line"))
+            continue
+        if len(cells) != len(header):
+            column = header[len(cells)].decode() if len(cells) < len(header) else None
+            out.bad.append((number, column, "field_count"))
+            continue
+        by_name = {name.decode(): value for name, value in zip(header, cells)}
+        if all(by_name[name] == b"" for name in PROCESSED_COLUMNS):
+            out.bad.append((number, None, "empty_line"))
+            continue
+        problem = next(((name, kind) for name in PROCESSED_COLUMNS
+                        if (kind := _cell_problem(name, by_name[name]))), None)
+        if problem:
+            out.bad.append((number, *problem))
+            continue
+        row = {"line": number}
+        for name in PROCESSED_COLUMNS:
+            value = by_name[name]
+            row[name] = float32_of(value) if name in schema.PROCESSED_DENSE else int(value)
+        out.rows.append(row)
+    return out
+
+
+def processed_impressions(rows: list[dict], split: str, keep_pwc: bool) -> list[Impression]:
+    """Rows of the processed form as impressions: each row its own request ("split:line"),
+    each multi field a one-id list weighted by its dense column (210: weight 1)."""
+    out = []
+    for row in rows:
+        if row["purchase"] and not row["click"] and not keep_pwc:
+            continue
+        lists = {f: [(row[f], row[f"D{f}"])] for f in schema.USER_MULTI}
+        lists.update({f: [(row[f], 1.0)] for f in schema.ITEM_MULTI})
+        out.append(Impression(row["line"], row["click"], row["purchase"],
+                              f"{split}:{row['line']}",
+                              {f: row[f] for f in schema.SINGLE_FIELDS}, lists,
+                              {f: row[f"D{f}"] for f in schema.COMBINATION}))
     return out

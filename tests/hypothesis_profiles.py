@@ -7,7 +7,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-SLOW_FACTOR = 20
+SLOW_FACTOR = 10
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
 _COMMON = {"deadline": None, "print_blob": True,
            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}

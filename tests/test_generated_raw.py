@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import aliccp_reference as ref
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -102,11 +101,14 @@ def raw_file_sets(draw) -> dict[str, list[str]]:
     return files
 
 
-def write(data_dir: Path, files: dict[str, list[str]], ends: dict[str, tuple[str, str]]):
+def write(data_dir: Path, files: dict[str, list[str]], ends: dict[str, tuple[str, str]],
+          boms: frozenset = frozenset()):
+    """The files with their line ends; those in `boms` start with a UTF-8 byte order mark."""
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, lines in files.items():
         end, last = ends[name]
-        (data_dir / name).write_bytes((end.join(lines) + last).encode("utf-8"))
+        bom = b"\xef\xbb\xbf" if name in boms else b""
+        (data_dir / name).write_bytes(bom + (end.join(lines) + last).encode("utf-8"))
 
 
 def file_order() -> list[str]:
@@ -140,9 +142,8 @@ def cache_rows(cache: Path, name: str) -> list[dict]:
 
 
 def check_dataset(data, expected: dict[str, ref.RawFile], min_count: int, keep_pwc: bool):
-    """Every kept impression of every split, mapped through vocabularies fitted by the
-    reference, equals the loaded data set's; dense values equal the reference's before
-    scaling (within float32 rounding of a sum) and the scaling is fitted on train."""
+    """The loaded data set equals the reference's: train = the train file, validation and
+    test = the test file's requests by the documented key rule."""
     per_split = {}
     for split in schema.RAW_SPLITS:
         imps = ref.impressions(expected[schema.skeleton_name(split)].rows,
@@ -152,54 +153,17 @@ def check_dataset(data, expected: dict[str, ref.RawFile], min_count: int, keep_p
         else:
             per_split["valid"] = [i for i in imps if not ref.in_test_half(i.request_key)]
             per_split["test"] = [i for i in imps if ref.in_test_half(i.request_key)]
-    vocab = ref.vocabularies(per_split["train"], min_count)
-    assert data.vocab_sizes == {f: schema.FIRST_CODE + len(v) for f, v in vocab.items()}
-    train_dense = np.array([ref.raw_dense(i) for i in per_split["train"]]).reshape(-1, 12)
-    low = train_dense.min(axis=0) if len(train_dense) else np.zeros(12)
-    high = train_dense.max(axis=0) if len(train_dense) else np.ones(12)
-    scaling = data.info["dense_scaling"]
-    got_low = np.broadcast_to(np.asarray(scaling["min"], np.float64), 12)
-    got_span = np.broadcast_to(np.asarray(scaling["span"], np.float64), 12)
-    scale = np.abs(low) + np.abs(high) + 1e-30
-    assert np.all(np.abs(got_low - low) <= 1e-5 * scale), (got_low, low)
-    span = np.where(high - low > 0, high - low, 1.0)
-    assert np.all(np.abs(got_span - span) <= 1e-5 * scale + 1e-6 * span), (got_span, span)
-    for name, imps in per_split.items():
-        s = data.splits[name]
-        assert len(s) == len(imps), name
-        assert s.sample_id.tolist() == [i.sample_id for i in imps], name
-        assert s.click.tolist() == [i.click for i in imps], name
-        assert s.purchase.tolist() == [i.purchase for i in imps], name
-        assert [str(k) for k in s.request_key[s.request]] == [i.request_key for i in imps], name
-        user = s.user_codes[s.request]
-        for k, f in enumerate(schema.USER_SINGLE):
-            assert user[:, k].tolist() == [ref.code(vocab[f], i.single[f]) for i in imps], f
-        for k, f in enumerate(schema.IMPRESSION_SINGLE):
-            assert s.item_codes[:, k].tolist() == [ref.code(vocab[f], i.single[f])
-                                                   for i in imps], f
-        for f in schema.MULTI_FIELDS:
-            lists = s.user_multi[f].take(s.request) if f in schema.USER_MULTI \
-                else s.item_multi[f]
-            got = [list(zip(lists.codes[a:b].tolist(), lists.weights[a:b].tolist()))
-                   for a, b in zip(lists.offsets[:-1], lists.offsets[1:])]
-            assert got == [[(ref.code(vocab[f], raw_id), w) for raw_id, w in i.lists[f]]
-                           for i in imps], (name, f)
-        want = np.array([ref.raw_dense(i) for i in imps]).reshape(-1, 12)
-        tolerance = 1e-5 * (np.abs(want) + np.abs(got_low) + got_span) + 1e-6
-        # Dense values back in raw units; the split's values are clipped to train's range.
-        unscaled = s.dense.astype(np.float64) * got_span + got_low
-        clipped = np.clip(want, got_low, got_low + got_span)
-        bad = np.abs(unscaled - clipped) > tolerance
-        assert not bad.any(), (name, np.argwhere(bad)[:3], unscaled[bad][:3], clipped[bad][:3])
+    ref.assert_dataset_equals(data, per_split, min_count)
 
 
 @examples(40)
 @given(files=raw_file_sets(), ends=st.dictionaries(st.sampled_from(file_order()), line_ends()),
        block=st.sampled_from([256, 1024, raw.BLOCK_BYTES]), workers=st.sampled_from([1, 2]),
        min_count=st.sampled_from([1, 2]), keep_pwc=st.booleans(),
-       batch_rows=st.tuples(st.integers(1, 5), st.integers(1, 4)))
+       batch_rows=st.tuples(st.integers(1, 5), st.integers(1, 4)),
+       boms=st.frozensets(st.sampled_from(file_order())))
 def test_valid_files_load_as_the_reference_reads_them(files, ends, block, workers, min_count,
-                                                      keep_pwc, batch_rows):
+                                                      keep_pwc, batch_rows, boms):
     from bench.data import stream_encode
     from bench.data.encode import PrepSettings
     from bench.data.loader import load
@@ -207,7 +171,7 @@ def test_valid_files_load_as_the_reference_reads_them(files, ends, block, worker
     ends = {name: ends.get(name, ("\n", "\n")) for name in files}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "raw"
-        write(data_dir, files, ends)
+        write(data_dir, files, ends, boms)
         expected = reference_read(data_dir)
         assert all(not f.bad for f in expected.values()), "the generator wrote a bad line"
         manifest = raw.convert_raw(data_dir, data_dir / "cache", progress=False,
@@ -309,7 +273,12 @@ def corrupted_sets(draw, max_corruptions: int):
     return files, ends, kinds
 
 
-def _first_bad(expected: dict[str, ref.RawFile]) -> tuple[str, int, str | None] | None:
+def _first_bad(expected: dict[str, ref.RawFile]) -> tuple[str, int | None, str | None] | None:
+    """What strict reading stops at: an empty file (checked before any reading), else the
+    first bad line in reading order."""
+    for name in file_order():
+        if expected[name].fatal:
+            return name, None, None
     for name in file_order():
         if expected[name].bad:
             line, field, _ = expected[name].bad[0]
@@ -346,8 +315,16 @@ def test_lenient_skips_exactly_the_bad_lines(case, block):
         data_dir = Path(tmp) / "raw"
         write(data_dir, files, ends)
         expected = reference_read(data_dir)
-        manifest = raw.convert_raw(data_dir, data_dir / "cache", lenient=True, progress=False,
-                                   block_bytes=block_bytes_for(files, block))
+        convert = lambda: raw.convert_raw(  # noqa: E731
+            data_dir, data_dir / "cache", lenient=True, progress=False,
+            block_bytes=block_bytes_for(files, block))
+        fatal = [name for name in file_order() if expected[name].fatal]
+        if fatal:
+            with pytest.raises(RawFormatError) as caught:
+                convert()
+            assert Path(caught.value.path).name == fatal[0]
+            return
+        manifest = convert()
         examples_seen = []
         for name in file_order():
             entry, want = manifest["files"][name], expected[name]

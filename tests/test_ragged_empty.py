@@ -85,6 +85,15 @@ def test_raw_files_with_empty_lists_load(tmp_path, layout, out_of_core):
         assert lists.lengths().tolist() == [2 * (r in with_lists) for r in range(6)]
     nodes = train.item_multi["210"]
     assert nodes.lengths().tolist() == [2 * (i in nodes_on) for i in range(12)]
+    # Row chunks (how trainers read a memory-mapped split) hold the same lists.
+    from bench.data.chunks import chunk_bounds
+
+    for start, stop in chunk_bounds(len(train), 5):
+        chunk = train.slice_rows(start, stop)
+        assert chunk.item_multi["210"].lengths().tolist() == \
+            nodes.lengths()[start:stop].tolist()
+        user = chunk.impression_user_multi("109_14").lengths().tolist()
+        assert user == train.user_multi["109_14"].lengths()[train.request[start:stop]].tolist()
 
 
 def test_data_info_command_on_the_issue_files(tmp_path):

@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def segment_sums(values: np.ndarray, offsets: np.ndarray, dtype=None) -> np.ndarray:
     """Sum of values[offsets[i]:offsets[i+1]] for every row i; 0 for an empty row.
 
     np.add.reduceat alone is wrong on empty rows: it returns the value at an empty row's start,
     and fails when that start is the end of `values` (empty last rows). So it is given the
     starts of the non-empty rows only: between two of them lie only empty rows, hence each
-    sum runs exactly to its row's end. Sums keep the dtype of `values`, as reduceat's do."""
+    sum runs exactly to its row's end. Sums accumulate and come back in `dtype` (default: that
+    of `values`)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     first, last = (int(offsets[0]), int(offsets[-1])) if len(offsets) else (0, 0)
-    sums = np.zeros(max(len(offsets) - 1, 0), dtype=np.asarray(values).dtype)
+    sums = np.zeros(max(len(offsets) - 1, 0), dtype=dtype or np.asarray(values).dtype)
     non_empty = np.flatnonzero(np.diff(offsets) > 0)
     if len(non_empty):
-        sums[non_empty] = np.add.reduceat(values[first:last], offsets[non_empty] - first)
+        sums[non_empty] = np.add.reduceat(values[first:last], offsets[non_empty] - first,
+                                          dtype=sums.dtype)
     return sums
 
 
@@ -76,8 +78,10 @@ class Ragged:
                       self.codes[first:last], self.weights[first:last])
 
     def row_mean_weight(self) -> np.ndarray:
-        """Mean weight of each row's list; 0 for an empty list."""
-        sums = segment_sums(self.weights, self.offsets)
+        """Mean weight of each row's list (float32); 0 for an empty list. Summed in float64:
+        a float32 running sum made the mean of n equal weights differ from that weight, which
+        the min-max scaling then blew up (tests/test_generated_regressions.py)."""
+        sums = segment_sums(self.weights, self.offsets, np.float64)
         return (sums / np.maximum(self.lengths(), 1)).astype(np.float32)
 
 

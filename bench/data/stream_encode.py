@@ -54,7 +54,7 @@ from bench.data.npy_cache import (
 from bench.data.split import in_test_half
 from bench.folder_lock import ENCODING, REPLACED, folder_lock
 
-FORMAT = 1
+FORMAT = 2  # 2: behaviour-list mean weights summed in float64
 MANIFEST = "manifest.json"
 SKELETON_BATCH_ROWS = 1 << 18  # ~25 MB of decoded skeleton columns per batch
 COMMON_BATCH_ROWS = 1 << 12  # ~500 ids per request: ~25 MB of decoded lists per batch
