@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt")
+COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt", "accuracy",
+            "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,11 +137,14 @@ def _nan_to_none(record: dict) -> dict:
 
 
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
-            extra: dict | None = None, engine: str = "local", workers: int = 1) -> list[dict]:
+            extra: dict | None = None, engine: str = "local", workers: int = 1,
+            also_valid: bool = False) -> list[dict]:
     """Fit and evaluate one model with one seed; records for every task (or one error record).
 
     engine / workers: where the model trained (bench.distributed): "local" in this process,
-    "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`."""
+    "dask" or "torchrun" on `workers` workers; a model that knows better sets `.workers`.
+    also_valid: also score the validation split (records with split "valid", after the test
+    ones; untimed), for the accuracy gate, which checks both."""
     from threadpoolctl import threadpool_limits
 
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
@@ -163,8 +166,13 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             outputs = model.predict(data.test)
             predict_s = time.perf_counter() - started
         base["workers"] = getattr(model, "workers", workers)
-        outputs = check_outputs(outputs, len(data.test))
-        per_task = evaluate(outputs, data.test, data.fingerprint, profile.n_bootstrap)
+        scored = {"test": (check_outputs(outputs, len(data.test)), data.test)}
+        if also_valid:
+            with threadpool_limits(limits=threads):
+                scored["valid"] = (check_outputs(model.predict(data.valid), len(data.valid)),
+                                   data.valid)
+        per_split = {name: evaluate(outputs, split, data.fingerprint, profile.n_bootstrap)
+                     for name, (outputs, split) in scored.items()}
     except Exception as error:  # a failed model is a row, not a crash
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         _log(f"  FAILED {spec.key} seed {seed}: {detail}", progress)
@@ -173,13 +181,16 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
     how = getattr(model, "OUTPUTS_HOW", {})
     n_params = model.n_params() if hasattr(model, "n_params") else None
     records = []
-    for task, fields in per_task.items():
-        prediction = metrics.TASKS[task].prediction
-        records.append(_nan_to_none({
-            **base, **fields, "prediction": prediction, "prediction_how": how.get(prediction),
-            "train_s": train_s, "predict_s": predict_s, "predict_rows": len(data.test),
-            "n_params": n_params, "model_info": getattr(model, "info", None),
-            "utc": utc_now(), "error": None}))
+    for split_name, per_task in per_split.items():
+        timed = {"predict_s": predict_s, "predict_rows": len(data.test)} if (
+            split_name == "test") else {"predict_s": None, "predict_rows": None}
+        for task, fields in per_task.items():
+            prediction = metrics.TASKS[task].prediction
+            records.append(_nan_to_none({
+                **base, **fields, "split": split_name, "prediction": prediction,
+                "prediction_how": how.get(prediction), "train_s": train_s, **timed,
+                "n_params": n_params, "model_info": getattr(model, "info", None),
+                "utc": utc_now(), "error": None}))
     return records
 
 
