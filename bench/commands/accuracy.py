@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--baseline", help="baseline file (default "
                                            "reports/accuracy_baseline.json)")
     parser.add_argument("--seeds", help="--update-baseline: comma-separated baseline seeds "
-                                        "(default 0,1,2,3,4)")
+                                        "(default 0,1,2,3,4,5,6)")
     parser.add_argument("--check-seeds", help="--update-baseline: the seeds a check trains, "
                                               "among --seeds (default the first two)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
