@@ -22,25 +22,29 @@ MODELS = ["baselines/lgbm_ctr", "neural/dnn_cvr"]
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     path = tmp_path_factory.mktemp("accuracy") / "baseline.json"
-    assert gate.update_baseline(path, seeds=(0, 1, 2), check_seeds=(0, 1), models=MODELS,
+    assert gate.update_baseline(path, seeds=(0, 1, 2, 3), check_seeds=(0, 1), models=MODELS,
                                 progress=False) == 0
     return path
 
 
 def test_baseline_records_seed_spread_tolerances_and_provenance(baseline):
+    from scipy import stats
+
     stored = json.loads(baseline.read_text())
-    assert stored["baseline_seeds"] == [0, 1, 2] and stored["check_seeds"] == [0, 1]
-    assert "max(3 x sd x sqrt(1/2 + 1/3), 0.005)" in stored["rule"]
+    assert stored["baseline_seeds"] == [0, 1, 2, 3] and stored["check_seeds"] == [0, 1]
+    multiple = stats.t.ppf(1 - 0.05 / gate.n_random_entries(stored["entries"]), 3)
+    assert stored["sd_multiple"] == pytest.approx(multiple, abs=1e-4)
+    assert f"max({multiple:.2f} x sd x sqrt(1/2 + 1/4), 0.005)" in stored["rule"]
     assert stored["machine"]["libraries"]["lightgbm"] and stored["machine"]["cpu_count"]
     assert "git_commit" in stored and stored["data"]["fingerprint"]
     keys = set(stored["entries"])
     assert {k.split("|")[0] for k in keys} == set(MODELS)
     assert {k.split("|")[1] for k in keys} == {"valid", "test"}
     for entry in stored["entries"].values():
-        assert len(entry["aucs"]) == 3
-        assert entry["mean"] == pytest.approx(sum(entry["aucs"]) / 3, abs=1e-6)
+        assert len(entry["aucs"]) == 4
+        assert entry["mean"] == pytest.approx(sum(entry["aucs"]) / 4, abs=1e-6)
         assert entry["tolerance"] == pytest.approx(
-            max(3 * entry["sd"] * math.sqrt(1 / 2 + 1 / 3), 0.005), abs=1e-6)
+            max(multiple * entry["sd"] * math.sqrt(1 / 2 + 1 / 4), 0.005), abs=1e-5)
     # The seed matters to a neural model: its CVR AUC has a spread, so its own tolerance.
     assert stored["entries"]["neural/dnn_cvr|valid|cvr"]["sd"] > 0
 
@@ -75,9 +79,19 @@ def test_only_a_drop_beyond_the_tolerance_fails(now, dropped):
     assert gate.drops(_entries(), {"m|test|cvr": now}) == ({"m|test|cvr"} if dropped else set())
 
 
-def test_tolerance_is_three_sd_of_a_difference_of_means_with_a_floor():
-    assert gate.tolerance(0.01, k=5, m=2) == pytest.approx(3 * 0.01 * math.sqrt(0.7))
-    assert gate.tolerance(0.0, k=5, m=2) == gate.FLOOR
+def test_tolerance_scales_the_sd_of_a_difference_of_means_with_a_floor():
+    assert gate.tolerance(0.01, k=5, m=2, sd_multiple=3) == pytest.approx(
+        3 * 0.01 * math.sqrt(0.7))
+    assert gate.tolerance(0.0, k=5, m=2, sd_multiple=3) == gate.FLOOR
+
+
+def test_the_multiplier_grows_with_the_entries_and_shrinks_with_the_seeds():
+    # One entry, many seeds: about the normal 95% one-sided quantile.
+    assert gate.sd_multiple(1, 1000) == pytest.approx(1.646, abs=0.01)
+    assert gate.sd_multiple(100, 7) > gate.sd_multiple(10, 7) > gate.sd_multiple(10, 20)
+    same = {"a": {"aucs": [0.6, 0.7], "sd": 0.07}, "b": {"aucs": [0.6, 0.7], "sd": 0.07},
+            "c": {"aucs": [0.5, 0.5], "sd": 0.0}}
+    assert gate.n_random_entries(same) == 1  # identical entries once, fixed ones not at all
 
 
 def _edited(baseline, tmp_path, edit):
