@@ -21,8 +21,8 @@ share a forest share entries): Bonferroni, with Student's t because sd is estima
 seeds. (Measured on the 7-seed baseline, replaying its 21 splits into 5 baseline and 2
 held-out check seeds: c = 3 failed the gate in 12 of 21; this rule, c = 9.35 at k = 5, in none.)
 FLOOR covers models that do not depend on the seed (their sd is 0) against float-level changes
-of a library or a CPU. An improvement never fails (it is marked
-`better`: update the baseline to keep it). A registered model missing from the baseline is
+of a library or a CPU. An improvement never fails (it is marked `better`: update the baseline
+to keep it). A registered model missing from the baseline is
 shown and not gated; a baseline model that is no longer registered, or that now fails to train,
 fails the gate; so does data that no longer matches the baseline's fingerprint.
 
