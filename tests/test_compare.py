@@ -60,14 +60,16 @@ def test_json_and_html_carry_the_same_rows(runs, tmp_path, capsys):
     assert html.startswith("<!DOCTYPE html>") and "<b>worse</b>" in html
 
 
-def test_the_interval_is_the_reports_paired_bootstrap(runs):
-    from bench.report.results import compare, load_run
+def test_the_interval_is_the_reports_paired_difference(runs):
+    from bench import stats
+    from bench.report.results import load_run
 
     a, b = runs
     row = next(r for r in compare_runs(a, b).rows
                if (r.model, r.task) == ("neural/dnn_cvr", "cvr"))
     model_a, model_b = load_run(a).model("neural/dnn_cvr"), load_run(b).model("neural/dnn_cvr")
-    assert (row.difference, row.ci_low, row.ci_high) == compare(model_b, model_a, "cvr")[:3]
+    estimate = stats.paired_difference(model_b.tasks["cvr"].scores, model_a.tasks["cvr"].scores)
+    assert (row.difference, row.ci_low, row.ci_high) == (estimate.value, *estimate.interval())
 
 
 @pytest.mark.parametrize("low,high,expected", [(0.01, 0.03, "better"), (-0.03, -0.01, "worse"),
