@@ -112,9 +112,11 @@ class RunLatency:
             self.failed.append(spec.key)
         seconds = time.perf_counter() - started
         self.seconds += seconds
-        self.cpu_seconds += time.process_time() - cpu_started
+        cpu_seconds = time.process_time() - cpu_started
+        self.cpu_seconds += cpu_seconds
         if self.progress:
-            print(f"    serving latency measured in {seconds:.1f}s", file=sys.stderr, flush=True)
+            print(f"    serving latency measured in {seconds:.1f}s ({cpu_seconds:.1f}s CPU)",
+                  file=sys.stderr, flush=True)
 
     def meta(self) -> dict:
         """What meta.json records of the step: settings, models, and the time it added."""
