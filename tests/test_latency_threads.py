@@ -100,3 +100,14 @@ def test_a_path_at_two_threads_is_not_slowed_by_the_path_timed_before_it(tiny_da
     assert float(np.median(new)) - 1 <= tolerance, (
         f"blocked timing: {float(np.median(new)) - 1:+.0%} after the other path "
         f"(request by request: {seen:+.0%}; noise ±{tolerance:.0%})")
+
+
+def test_blocked_timing_runs_each_path_in_turns_after_its_own_untimed_requests(tiny_data):
+    calls = []
+    scorers = {name: (lambda request, name=name: calls.append(name)) for name in "ab"}
+    plans = plan_requests(tiny_data.test, 3, seed=0)
+    timings = time_requests(scorers, tiny_data.test, plans, warmup=1, min_repeats=10,
+                            budget_s=0.0, block=5, settle_s=0.0)
+    assert {name: t.repeats for name, t in timings.items()} == {"a": 10, "b": 10}
+    # warm-up a, b; then per turn one untimed request of the path and five timed ones
+    assert "".join(calls) == "ab" + ("a" * 6 + "b" * 6) * 2
