@@ -159,7 +159,7 @@ def time_request(score, split: Split, plans: list[RequestPlan], **timing) -> Tim
 def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup: int = 10,
                   min_repeats: int = 300, budget_s: float = 3.0,
                   max_repeats: int = 5000, block: int = 1,
-                  settle_s: float = 0.0) -> dict[str, Timing]:
+                  settle_s: float = 0.0, collect: bool = True) -> dict[str, Timing]:
     """Time several scoring paths in turn, so they share the machine's moods.
 
     block 1 (the default, right at one thread): request by request, each repeat assembles and
@@ -167,6 +167,8 @@ def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup:
     `measure_model`): each path in turn scores `block` consecutive requests, timed, after
     untimed requests of its own lasting `settle_s` (at least one): a path then never starts
     while another path's thread pool still holds a core, or with its own pool asleep.
+    collect: a full garbage collection first (0.1-1 s with torch loaded; a brief screen of
+    paths, bench.run_latency, skips it).
     """
     for i in range(warmup):
         for score in scorers.values():
@@ -175,7 +177,8 @@ def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup:
     scoring = {name: [] for name in scorers}
     clock = time.perf_counter
     budget = budget_s * len(scorers)
-    gc.collect()
+    if collect:
+        gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as timeit does: a collection triggered by the harness is not the model's
     try:
