@@ -16,7 +16,8 @@ Timing (`time_requests`): several different requests per N are assembled and sco
 after a warm-up, each repeat times feature assembly (gathering the request's codes, lists and
 dense columns from the cached arrays into a one-request `Split`) and model scoring apart, with
 garbage collection paused as timeit does. A model's paths are timed in alternation, request by
-request, so that a change in the machine's load falls on all of them alike. Repeats run until
+request at one thread (in blocks of BLOCK requests at more, see BLOCK), so that a change in the
+machine's load falls on all of them alike. Repeats run until
 both a minimum count and a time budget are met (or a maximum count is reached), so p99 rests
 on several samples. Threads are pinned with threadpoolctl and `torch.set_num_threads`
 (`pinned_threads`).
@@ -42,6 +43,15 @@ USER_DENSE_COLUMNS = np.array([i for i, name in enumerate(schema.DENSE_FEATURES)
                                if name.split("_value")[0] not in schema.COMBINATION])
 DEFAULT_CANDIDATES = (1, 100, 1000)
 DEFAULT_THREADS = (1, 2)
+# At more than one thread, paths are timed in blocks (`time_requests`), not request by request.
+# Why: after a torch path returns, torch's OpenMP workers keep spinning for several ms (other
+# threads burned 2-8 ms of CPU in the 2-50 ms after each torch call, ~0 after ONNX Runtime's
+# own run; measured at 2 threads), and a pool that has gone to sleep must be woken and
+# rescheduled. Alternating pools request by request, a path started while another pool still
+# held a core (request_shared p50 1.6x slower with the ONNX Runtime path in the rotation, on a
+# machine at load ~28).
+BLOCK = 20  # requests timed per turn of a path
+SETTLE_S = 0.03  # untimed requests of the path itself first: longer than the spinning
 
 
 @dataclass(frozen=True)
@@ -148,9 +158,18 @@ def time_request(score, split: Split, plans: list[RequestPlan], **timing) -> Tim
 
 def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup: int = 10,
                   min_repeats: int = 300, budget_s: float = 3.0,
-                  max_repeats: int = 5000) -> dict[str, Timing]:
-    """Time several scoring paths in turn, request by request, so they share the machine's
-    moods: each repeat assembles and scores the same request once per path."""
+                  max_repeats: int = 5000, block: int = 1,
+                  settle_s: float = 0.0, collect: bool = True) -> dict[str, Timing]:
+    """Time several scoring paths in turn, so they share the machine's moods.
+
+    block 1 (the default, right at one thread): request by request, each repeat assembles and
+    scores the same request once per path. block > 1 (for several threads, see
+    `measure_model`): each path in turn scores `block` consecutive requests, timed, after
+    untimed requests of its own lasting `settle_s` (at least one): a path then never starts
+    while another path's thread pool still holds a core, or with its own pool asleep.
+    collect: a full garbage collection first (0.1-1 s with torch loaded; a brief screen of
+    paths, bench.run_latency, skips it).
+    """
     for i in range(warmup):
         for score in scorers.values():
             score(assemble(split, plans[i % len(plans)]))
@@ -158,27 +177,39 @@ def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup:
     scoring = {name: [] for name in scorers}
     clock = time.perf_counter
     budget = budget_s * len(scorers)
-    gc.collect()
+    if collect:
+        gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as timeit does: a collection triggered by the harness is not the model's
     try:
         started, repeats = clock(), 0
         while repeats < max_repeats and (repeats < min_repeats or clock() - started < budget):
-            plan = plans[repeats % len(plans)]
+            run = range(repeats, min(repeats + block, max_repeats))
             for name, score in scorers.items():
-                t0 = clock()
-                request = assemble(split, plan)
-                t1 = clock()
-                score(request)
-                t2 = clock()
-                assembly[name].append(t1 - t0)
-                scoring[name].append(t2 - t1)
-            repeats += 1
+                if block > 1:
+                    _settle(score, split, plans, settle_s, clock)
+                for repeat in run:
+                    t0 = clock()
+                    request = assemble(split, plans[repeat % len(plans)])
+                    t1 = clock()
+                    score(request)
+                    t2 = clock()
+                    assembly[name].append(t1 - t0)
+                    scoring[name].append(t2 - t1)
+            repeats += len(run)
     finally:
         if gc_was_enabled:
             gc.enable()
     return {name: Timing(np.array(assembly[name]), np.array(scoring[name]), warmup)
             for name in scorers}
+
+
+def _settle(score, split: Split, plans: list[RequestPlan], settle_s: float, clock) -> None:
+    """Untimed requests of one path, for `settle_s` seconds and at least one request."""
+    until, i = clock() + settle_s, 0
+    while i == 0 or clock() < until:
+        score(assemble(split, plans[i % len(plans)]))
+        i += 1
 
 
 def summary_ms(seconds: np.ndarray) -> dict[str, float]:
@@ -275,12 +306,15 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
         # Every path must give the library's scores, on every request it is timed on.
         reference = [model.predict(assemble(split, plan)) for plan in plans]
         for t in threads:
-            fields = {**base, "n_candidates": n, "threads": t, "n_requests_sampled": len(plans)}
+            blocking = {"block": BLOCK, "settle_s": SETTLE_S} if t > 1 else {}
+            fields = {**base, "n_candidates": n, "threads": t, "n_requests_sampled": len(plans),
+                      "timing_block": blocking.get("block", 1)}
             with model_threads(model, t):
                 diffs, errors = check_paths(paths, split, plans, reference)
                 records += [{**fields, "path": path, "p50_ms": None, "utc": utc_now(),
                              "error": error} for path, error in errors.items()]
-                timings = time_requests({p: paths[p] for p in diffs}, split, plans, **timing)
+                timings = time_requests({p: paths[p] for p in diffs}, split, plans,
+                                        **{**blocking, **timing})
             for path, timing_result in timings.items():
                 records.append({**fields, "path": path, **_figures(timing_result, n),
                                 "max_abs_diff_vs_library": diffs[path],
