@@ -434,9 +434,9 @@ def test_stopping_metric_recorded_is_the_one_the_library_got(tiny_data, tiny_pro
 
     seen, real_train = {}, baselines.lgbm.train
 
-    def spy(X, y, X_valid, y_valid, categorical, names, budget, *args):
+    def spy(X, y, X_valid, y_valid, categorical, names, budget, *args, **kwargs):
         seen[int(y.sum())] = budget.stopping_metric
-        return real_train(X, y, X_valid, y_valid, categorical, names, budget, *args)
+        return real_train(X, y, X_valid, y_valid, categorical, names, budget, *args, **kwargs)
 
     monkeypatch.setattr(baselines.lgbm, "train", spy)
     by_auc = tiny_profile.with_overrides({"gbdt_stopping_metric": "auc"})
