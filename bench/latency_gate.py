@@ -13,7 +13,8 @@ they fail again. The table is printed either way.
 Gated: small, fast-to-train models (the constant prior, a small LightGBM, a small MMoE on
 its exact paths: library, eager, request_shared, projected, compiled) and the request
 assembly, at N = 100 and 1,000 candidates, at one thread, trained on a data set synthesised
-in-process (`gate_data`: no files, seconds). Their sizes are fixed here; a size change shows in the table as a changed parameter count.
+in-process (`gate_data`: no files, seconds). Their sizes are fixed here; a size change
+shows in the table as a changed parameter count.
 
 Update the baseline on purpose (a model or path got faster or slower for a reason you accept;
 it stores the median of three measurements):
