@@ -246,3 +246,17 @@ def test_roofline_fields_use_the_measured_peak():
     assert fields["macs_per_request"] == 10**9
     assert fields["fraction_of_sgemm_peak"] == pytest.approx(2e9 / 0.02 / peak)
     assert roofline_fields(None, 20.0, 1) == {"macs_per_request": None}
+
+
+def test_report_latency_table_shows_macs_and_fraction_of_peak():
+    from bench.report.render import Table
+    from bench.report.sections import latency_records
+
+    base = {"model": "neural/mmoe", "n_candidates": 1000, "threads": 1, "error": None}
+    records = [{**base, "path": "eager", "p50_ms": 10.0, "macs_per_request": 540_800_000,
+                "fraction_of_sgemm_peak": 0.6},
+               {**base, "path": "library", "p50_ms": 11.0}]
+    table = next(b for b in latency_records(records)[0].blocks if isinstance(b, Table))
+    column = table.header.index("MACs, % of peak")
+    cells = {row[1]: row[column] for row in table.rows}
+    assert cells == {"eager": "540.8 M, 60%", "library": "—"}
