@@ -315,8 +315,11 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
                              "error": error} for path, error in errors.items()]
                 timings = time_requests({p: paths[p] for p in diffs}, split, plans,
                                         **{**blocking, **timing})
+                macs = _macs(model, {p: paths[p] for p in diffs}, assemble(split, plans[0]))
             for path, timing_result in timings.items():
-                records.append({**fields, "path": path, **_figures(timing_result, n),
+                figures = _figures(timing_result, n)
+                records.append({**fields, "path": path, **figures,
+                                **_roofline(macs, path, figures["p50_ms"], t),
                                 "max_abs_diff_vs_library": diffs[path],
                                 "reduced_precision": path in reduced, "utc": utc_now(),
                                 "error": None})
@@ -327,6 +330,25 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
                           f"{r['assembly_p50_ms']:.3f} ms  ({r['repeats']} repeats)",
                           file=sys.stderr, flush=True)
     return records
+
+
+def _macs(model, paths: dict, request: Split) -> dict | None:
+    """Multiply-adds per request of each path of a neural model (neural.roofline), else None."""
+    if type(model).__module__.split(".")[0] != "neural":
+        return None
+    from neural.roofline import request_macs
+
+    return {path: request_macs(score, request) for path, score in paths.items()}
+
+
+def _roofline(macs: dict | None, path: str, p50_ms: float, threads: int) -> dict:
+    """macs_per_request and the fraction of the 1-process sgemm peak it ran at (neural)."""
+    if macs is None:
+        return {}
+    from neural.roofline import roofline_fields
+
+    with pinned_threads(threads):
+        return roofline_fields(macs.get(path), p50_ms, threads)
 
 
 def _figures(timing: Timing, n_candidates: int) -> dict:

@@ -17,6 +17,8 @@ library's predict by bench.latency:
                     input layer already embeds and pools each distinct request's user lists
                     once, as in training
     request_shared  the above, eager
+    projected       every first layer's item side summed from projected embedding tables
+                    (neural/projected.py), the rest of the network eager
     compiled        the request-shared graph exported to ONNX and run by ONNX Runtime, chosen
                     over torch.export + AOTInductor by measurement (same speed, seconds to
                     export instead of a minute to compile); absent without onnxruntime
@@ -77,6 +79,8 @@ class SplitWeights:
 class _Int8Matmul:
     """x @ W with dynamic int8: weights quantised per output column once, activations per call."""
 
+    counted: list | None = None  # multiply-adds of each call, while neural.roofline counts
+
     def __init__(self, weight_in_out: torch.Tensor):
         w = weight_in_out.t().contiguous()  # (out, in)
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
@@ -85,7 +89,10 @@ class _Int8Matmul:
         self.packed = torch.ops.quantized.linear_prepack(q, None)
 
     def addmm(self, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self.packed, True) + bias
+        out = torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        if self.counted is not None:  # neural.roofline counts these (FlopCounterMode cannot)
+            self.counted.append(x.shape[0] * x.shape[1] * out.shape[1])
+        return out + bias
 
 
 class RequestInput:
@@ -272,6 +279,7 @@ class OnnxScorer:
         import onnxruntime  # noqa: F401  (fail here, not at the first request)
 
         self.scorer = scorer
+        self.mac_source = scorer.shared  # the graph it exports (neural.roofline counts it)
         self.graphs: dict[int, bytes] = {}
         self.sessions: dict[tuple[int, int], object] = {}
 
@@ -341,11 +349,23 @@ def auc_change(model, split, path: str = "int8") -> dict[str, float]:
     return fields
 
 
+def _projected(model):
+    """neural.projected's path, or a path that fails with the reason it could not be built."""
+    from neural.projected import ProjectedScorer
+
+    try:
+        return ProjectedScorer(model)
+    except Exception as error:  # recorded by bench.latency as the path's error, not a crash
+        def failed(split, error=error):
+            raise RuntimeError(f"projected path not built: {error}") from error
+        return failed
+
+
 def serving_paths(model) -> dict:
     """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
     scorer = RequestScorer(model)
     paths = {"eager_per_candidate": scorer.per_candidate, "eager": scorer.eager,
-             "request_shared": scorer.shared}
+             "request_shared": scorer.shared, "projected": _projected(model)}
     try:
         paths["compiled"] = OnnxScorer(scorer)
     except ImportError:

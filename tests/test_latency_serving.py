@@ -145,3 +145,118 @@ def test_reduced_precision_auc_change_is_measured_on_the_test_split(precision, f
     assert set(change) == {f"auc_{t}" for t in ("ctr", "cvr", "ctcvr")} | {
         f"auc_change_{t}" for t in ("ctr", "cvr", "ctcvr")}
     assert 0.5 < change["auc_ctr"] < 1 and abs(change["auc_change_ctr"]) < 0.02
+
+
+def _neural_keys() -> list[str]:
+    from bench.registry import all_specs
+
+    return [s.key for s in all_specs() if s.family == "neural"]
+
+
+@pytest.mark.parametrize("key", _neural_keys())
+def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_data):
+    """The projected tables and the probed first layers give the model's own scores."""
+    from neural.projected import ProjectedScorer
+
+    model = fitted(key, SMALL)
+    scorer = ProjectedScorer(model)
+    assert not scorer.fallback_fields and scorer.layers
+    for n in (1, 1000):
+        for plan in plan_requests(tiny_data.test, n, n_requests=2, seed=n):
+            request = assemble(tiny_data.test, plan)
+            diff = max_abs_diff(scorer(request), model.predict(request))
+            assert diff <= TOLERANCE, f"{key} projected N={n}: max abs diff {diff:.2e}"
+
+
+def test_projected_path_falls_back_per_field_over_its_memory_budget(fitted, tiny_data):
+    """Fields whose tables do not fit keep their embeddings and are multiplied: same scores."""
+    from neural.projected import ProjectedScorer
+
+    model = fitted("neural/mmoe", {})
+    full = ProjectedScorer(model)
+    sizes = model.layout.sizes()
+    smallest = sorted(full.projected_fields, key=lambda f: sizes[f])
+    budget = sum(sizes[f] for f in smallest[:4]) * full.width * 4
+    partial = ProjectedScorer(model, budget_bytes=budget)
+    assert sorted(partial.projected_fields) == sorted(smallest[:4])
+    assert partial.table_bytes <= budget and len(partial.fallback_fields) == 6
+    assert full.table_bytes == sum(sizes[f] for f in full.projected_fields) * full.width * 4
+    none = ProjectedScorer(model, budget_bytes=0)
+    assert none.projected_fields == []
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
+    for scorer in (partial, none):
+        assert max_abs_diff(scorer(request), model.predict(request)) <= TOLERANCE
+
+
+def test_projected_path_rebuilds_its_tables_when_the_weights_change(fitted, tiny_data):
+    import torch
+
+    from neural.projected import ProjectedScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    scorer = ProjectedScorer(model)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 100, n_requests=1)[0])
+    table = model.network.inputs.table
+    saved = table.detach().clone()
+    try:
+        with torch.no_grad():
+            table.mul_(3.0)
+        assert max_abs_diff(scorer(request), model.predict(request)) <= TOLERANCE
+    finally:
+        with torch.no_grad():
+            table.copy_(saved)
+
+
+def test_mac_count_of_mmoe_matches_an_independent_count(fitted, tiny_data):
+    """Multiply-adds counted from the dispatched operations equal a count by hand from the
+    reference MMoE's sizes, for the eager forward and for the projected path."""
+    from neural.projected import ProjectedScorer
+    from neural.roofline import request_macs
+    from neural.serving import RequestScorer
+
+    model = fitted("neural/mmoe", {})
+    config, d = model.config, model.config.embedding_dim
+    experts, (h1, h2), (t,) = config.n_experts, config.mlp_dims, config.tower_dims
+    n = 1000
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, n, n_requests=1)[0])
+    user_ids = sum(len(r.codes) for r in request.user_multi.values())
+    list_ids = sum(len(r.codes) for r in request.item_multi.values())
+    in_dim = 23 * d + 12
+    rest = (experts * h1 * h2  # second expert layer
+            + 2 * experts * h2  # two gated mixes of the experts
+            + 2 * (h2 * t + t))  # two towers
+    # Eager: the whole first layer (experts and gates) per candidate, lists pooled once.
+    eager = n * (in_dim * (experts * h1 + 2 * experts) + rest) + d * (user_ids + list_ids)
+    assert request_macs(RequestScorer(model).eager, request) == eager
+    # Projected: per candidate, 9 single ids + its list ids + 4 dense rows + the user row
+    # summed at the full first-layer width; the user term once; user lists pooled once.
+    width = experts * h1 + 2 * experts
+    user_dim = 13 * d + 8
+    projected = (n * rest + width * (n * (9 + 4 + 1) + list_ids) + user_dim * width
+                 + d * user_ids)
+    assert request_macs(ProjectedScorer(model), request) == projected
+
+
+def test_roofline_fields_use_the_measured_peak():
+    from neural.roofline import roofline_fields, sgemm_peak_flops
+
+    peak = sgemm_peak_flops(1)
+    assert 1e8 < peak < 1e13  # between 0.1 and 10,000 GFLOP/s: a measurement, not a constant
+    fields = roofline_fields(10**9, 20.0, 1)
+    assert fields["macs_per_request"] == 10**9
+    assert fields["fraction_of_sgemm_peak"] == pytest.approx(2e9 / 0.02 / peak)
+    assert roofline_fields(None, 20.0, 1) == {"macs_per_request": None}
+
+
+def test_report_latency_table_shows_macs_and_fraction_of_peak():
+    from bench.report.render import Table
+    from bench.report.sections import latency_records
+
+    base = {"model": "neural/mmoe", "n_candidates": 1000, "threads": 1, "error": None}
+    records = [{**base, "path": "eager", "p50_ms": 10.0, "macs_per_request": 540_800_000,
+                "fraction_of_sgemm_peak": 0.6},
+               {**base, "path": "library", "p50_ms": 11.0}]
+    table = next(b for b in latency_records(records)[0].blocks if isinstance(b, Table))
+    column = table.header.index("MACs, % of peak")
+    cells = {row[1]: row[column] for row in table.rows}
+    assert cells == {"eager": "540.8 M, 60%", "library": "—"}

@@ -44,7 +44,8 @@ def add_parser(sub) -> None:
                         help="comma-separated candidates per request (default 1,100,1000)")
     parser.add_argument("--paths", nargs="+", metavar="NAME",
                         help="only these scoring paths: library, compiled, and for neural "
-                             "models eager_per_candidate, eager, request_shared, int8, bf16")
+                             "models eager_per_candidate, eager, request_shared, projected, int8, "
+                             "bf16")
     parser.add_argument("--min-repeats", type=int, default=300,
                         help="timed requests per setting, at least (default 300)")
     parser.add_argument("--budget-s", type=float, default=3.0,

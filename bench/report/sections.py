@@ -490,7 +490,7 @@ def latency_records(records: list[dict]) -> list:
                      fmt.ms(r.get("assembly_p50_ms")), fmt.count(r.get("repeats")),
                      fmt.DASH if fmt.missing(diff) else f"{diff:.1e}",
                      *(_speedup(r, same, ref) for ref in SPEEDUP_REFERENCES),
-                     _auc_change(r), (r.get("error") or "")[:120]])
+                     _roofline(r), _auc_change(r), (r.get("error") or "")[:120]])
     return [Details(f"All {len(listed)} latency records", [
         Para("Scoring time per request of N candidates, one user each, built from test rows "
              "(assembly from the cached arrays timed apart), after warm-up, on the stated "
@@ -500,12 +500,23 @@ def latency_records(records: list[dict]) -> list:
              "path's, same model, "
              "N and threads; `eager_per_candidate` is the plain forward with the user context "
              "copied into every candidate, `eager` the plain forward that already embeds and "
-             "pools each request's user lists once. *test AUC change* (CTR / CVR / CTCVR): for "
+             "pools each request's user lists once. *MACs, % of peak*: multiply-adds the path "
+             "performs per request (counted from the shapes of the operations it runs; "
+             "neural/roofline.py) and the share of this process's measured sgemm peak at the "
+             "same threads that its p50 represents. *test AUC change* (CTR / CVR / CTCVR): for "
              "paths that do not score equal (int8, bf16), their test AUC minus the model's."),
         Table(["model", "path", "candidates", "threads", "p50 (ms)", "p99 (ms)",
                "assembly p50 (ms)", "repeats", "max abs diff",
-               *(f"speed-up vs {ref}" for ref in SPEEDUP_REFERENCES), "test AUC change",
-               "error"], rows, "llrrrrrrrrrll")])]
+               *(f"speed-up vs {ref}" for ref in SPEEDUP_REFERENCES), "MACs, % of peak",
+               "test AUC change", "error"], rows, "llrrrrrrrrrrll")])]
+
+
+def _roofline(record: dict) -> str:
+    macs, fraction = record.get("macs_per_request"), record.get("fraction_of_sgemm_peak")
+    if fmt.missing(macs):
+        return fmt.DASH
+    text = f"{macs / 1e6:,.1f} M"
+    return text if fmt.missing(fraction) else f"{text}, {fraction:.0%}"
 
 
 def failures(run: Run) -> list:
