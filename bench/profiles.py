@@ -30,9 +30,14 @@ class Profile:
     # drawn with the model seed (recorded in the results), so full Ali-CCP fits in memory.
     gbdt_max_train_rows: int = 0
     gbdt_max_valid_rows: int = 0
-    # Neural budget, shared by every neural model.
-    neural_max_epochs: int = 3
-    neural_patience: int = 1
+    # Neural budget, shared by every neural model, counted in optimizer steps (neural/stopping.py):
+    # the unit is one epoch of all train rows at neural_batch_size, so that a model trained on
+    # clicked rows gets as many steps and checks as one trained on all rows. Validated
+    # neural_checks_per_epoch times per unit, the best check's weights kept, stopped after
+    # neural_patience checks without improvement or at the cap of neural_max_epochs units.
+    neural_max_epochs: int = 8
+    neural_checks_per_epoch: int = 4
+    neural_patience: int = 2
     neural_batch_size: int = 2048
     # Rows per chunk a neural epoch holds in memory: 0 = automatic (chunks of
     # bench.data.chunks.AUTO_CHUNK_ROWS when the split is memory-mapped or that long),
@@ -59,7 +64,7 @@ PROFILES = {
     "small": Profile(name="small", synth_profile="small"),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
-                    neural_patience=1, gbdt_max_train_rows=10_000_000,
+                    gbdt_max_train_rows=10_000_000,
                     gbdt_max_valid_rows=2_000_000),
 }
 DEFAULT_PROFILE = "small"

@@ -130,21 +130,96 @@ def test_runs_on_the_real_sample_rows(spec, sample_data):
     model = fit(spec, sample_data)
     outputs = check_outputs(model.predict(sample_data.test), len(sample_data.test))
     assert all(np.isfinite(v).all() for v in outputs.values())
-    assert model.info["epochs_run"] >= 1 and model.n_params() > 0
+    assert model.info["steps_run"] >= 1 and model.n_params() > 0
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_early_stopping_reads_the_models_stop_tasks(spec, random_data):
-    """Multi-task models keep the epoch with the best mean validation AUC of CTR, CVR and
-    CTCVR; a single-task model the epoch best on its own task (README, "Early stopping")."""
-    model = fit(spec, random_data, profile={"neural_max_epochs": 4, "neural_patience": 4})
+    """Multi-task models keep the check with the best mean validation AUC of CTR, CVR and
+    CTCVR; a single-task model the check best on its own task (README, "Early stopping")."""
+    model = fit(spec, random_data, profile={"neural_max_epochs": 6, "neural_patience": 100})
     single = getattr(model.network_cls, "TASK", "")
     expected = (single,) if single else ("ctr", "cvr", "ctcvr")
     assert model.info["early_stop_tasks"] == ",".join(expected)
     history = json.loads(model.info["history"])
-    assert len(history) == 4
-    means = [np.mean([epoch[f"valid_auc_{task}"] for task in expected]) for epoch in history]
-    assert model.info["best_epoch"] == 1 + int(np.argmax(np.round(means, 5)))
+    assert len(history) == 6 and model.info["stopped_by"] == "cap"
+    means = [np.mean([check[f"valid_auc_{task}"] for task in expected]) for check in history]
+    assert model.info["best_check"] == 1 + int(np.argmax(np.round(means, 5)))
+    assert model.info["best_step"] == history[model.info["best_check"] - 1]["step"]
+
+
+# ---- the training budget: checks within epochs, best check kept, patience, cap ----
+
+def _spec(name):
+    return next(s for s in SPECS if s.name == name)
+
+
+def test_checks_within_an_epoch_and_the_cap(random_data):
+    """Batches of 8 rows: 12 steps per epoch of the 96 rows, a check every 3 steps; with
+    patience out of reach the fit runs to the cap and says so."""
+    model = fit(_spec("mmoe"), random_data, profile={
+        "neural_batch_size": 8, "neural_checks_per_epoch": 4, "neural_max_epochs": 2,
+        "neural_patience": 100})
+    info = model.info
+    history = json.loads(info["history"])
+    assert [c["step"] for c in history] == [3, 6, 9, 12, 15, 18, 21, 24]
+    assert [c["epochs_seen"] for c in history[:4]] == [0.25, 0.5, 0.75, 1.0]
+    assert info["stopped_by"] == "cap" and info["steps_run"] == info["max_steps"] == 24
+    assert info["checks_run"] == 8 and info["epochs_run"] == 2
+
+
+def test_patience_stops_and_the_best_check_is_restored(random_data):
+    """Patience 2: the fit ends two checks after its best, and the kept weights are the best
+    check's (their validation AUCs are the ones recorded at that check)."""
+    from neural.validation import validation_aucs
+
+    model = fit(_spec("mmoe"), random_data, learning_rate=3e-2, profile={
+        "neural_batch_size": 8, "neural_max_epochs": 50, "neural_patience": 2})
+    info = model.info
+    history = json.loads(info["history"])
+    assert info["stopped_by"] == "patience"
+    assert info["checks_run"] == info["best_check"] + 2 < info["max_checks"]
+    best = history[info["best_check"] - 1]
+    assert best["step"] < history[-1]["step"]  # so restoring the best changes the weights
+    aucs = validation_aucs(model.predict(random_data.valid), random_data.valid,
+                           ("ctr", "cvr", "ctcvr"))
+    for task, value in aucs.items():
+        assert round(value, 6) == best[f"valid_auc_{task}"], task
+
+
+def test_clicked_row_model_gets_the_steps_of_an_all_rows_model(random_data):
+    """dnn_cvr trains on the clicked rows (27 of 96): the same steps and checks as dnn_ctr,
+    so several epochs of its own rows where dnn_ctr runs two."""
+    profile = {"neural_batch_size": 8, "neural_max_epochs": 2, "neural_patience": 100}
+    ctr = fit(_spec("dnn_ctr"), random_data, profile=profile).info
+    cvr = fit(_spec("dnn_cvr"), random_data, profile=profile).info
+    assert cvr["steps_run"] == ctr["steps_run"] == 24
+    assert cvr["checks_run"] == ctr["checks_run"]
+    clicked = int(random_data.train.click.sum())
+    assert cvr["n_train_rows"] == clicked
+    own_epoch_steps = -(-clicked // 8)  # its last batch of an epoch is short
+    assert cvr["epochs_run"] == pytest.approx(24 / own_epoch_steps, abs=1)
+    assert cvr["epochs_run"] > 2 * ctr["epochs_run"]
+
+
+def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monkeypatch):
+    """The CVR-only check scores the clicked validation rows; a check reuses batches built
+    once (no TensorSplit.batch call)."""
+    from neural.validation import ValidationChecks
+
+    model = fit(_spec("dnn_cvr"), random_data)
+    cvr_checks = ValidationChecks(model, random_data.valid, ("cvr",))
+    assert len(cvr_checks.split) == int(random_data.valid.click.sum())
+    all_checks = ValidationChecks(model, random_data.valid, ("ctr", "cvr", "ctcvr"))
+    assert len(all_checks.split) == len(random_data.valid)
+    # The clicked-rows check gives the same CVR AUC as scoring every row.
+    assert cvr_checks.aucs()["cvr"] == all_checks.aucs()["cvr"]
+    calls = []
+    batch = TensorSplit.batch
+    monkeypatch.setattr(TensorSplit, "batch", lambda self, rows: (calls.append(1),
+                                                                  batch(self, rows))[1])
+    all_checks.aucs()
+    assert not calls
 
 
 # ---- what each loss trains on ----
