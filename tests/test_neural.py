@@ -23,6 +23,9 @@ from neural.registry import SPECS  # noqa: E402
 from neural.trainer import epoch_order, priors_of, resolve  # noqa: E402
 
 IDS = [s.name for s in SPECS]
+# Models that are one network (the pair dnn_ctr_x_cvr is two registered ones, fitted apart).
+NETWORKS = [s for s in SPECS if "network" in s.params]
+NETWORK_IDS = [s.name for s in NETWORKS]
 TINY = {"embedding_dim": 4, "mlp_dims": (16, 8), "tower_dims": (4,), "n_experts": 2,
         "n_shared_experts": 1, "n_task_experts": 1, "predict_batch_size": 64}
 VOCAB = {f: 12 for f in schema.ALL_FIELDS}
@@ -91,7 +94,7 @@ def fit(spec, data, seed=0, profile=None, **config):
 
 # ---- every registered network ----
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", NETWORKS, ids=NETWORK_IDS)
 def test_forward_shapes_ranges_and_finite_loss(spec, random_data):
     network = build(spec)
     batch = batch_of(random_data.train)
@@ -104,7 +107,7 @@ def test_forward_shapes_ranges_and_finite_loss(spec, random_data):
     assert set(network.OUTPUTS_HOW) == {"ctr", "cvr", "ctcvr"}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", NETWORKS, ids=NETWORK_IDS)
 def test_every_parameter_receives_a_gradient(spec, random_data):
     # Dense table gradients, so that the table's gradient is an ordinary .grad.
     network = build(spec, embedding_gradients="dense")
@@ -130,22 +133,27 @@ def test_runs_on_the_real_sample_rows(spec, sample_data):
     model = fit(spec, sample_data)
     outputs = check_outputs(model.predict(sample_data.test), len(sample_data.test))
     assert all(np.isfinite(v).all() for v in outputs.values())
-    assert model.info["steps_run"] >= 1 and model.n_params() > 0
+    for ranker in getattr(model, "parts", {"": model}).values():
+        assert ranker.info["steps_run"] >= 1
+    assert model.n_params() > 0
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_early_stopping_reads_the_models_stop_tasks(spec, random_data):
     """Multi-task models keep the check with the best mean validation AUC of CTR, CVR and
-    CTCVR; a single-task model the check best on its own task (README, "Early stopping")."""
+    CTCVR; a single-task model the check best on its own task (README, "Early stopping"); the
+    pair dnn_ctr_x_cvr stops each of its two networks on its own task."""
     model = fit(spec, random_data, profile={"neural_max_epochs": 6, "neural_patience": 100})
-    single = getattr(model.network_cls, "TASK", "")
-    expected = (single,) if single else ("ctr", "cvr", "ctcvr")
-    assert model.info["early_stop_tasks"] == ",".join(expected)
-    history = json.loads(model.info["history"])
-    assert len(history) == 6 and model.info["stopped_by"] == "cap"
-    means = [np.mean([check[f"valid_auc_{task}"] for task in expected]) for check in history]
-    assert model.info["best_check"] == 1 + int(np.argmax(np.round(means, 5)))
-    assert model.info["best_step"] == history[model.info["best_check"] - 1]["step"]
+    for ranker in getattr(model, "parts", {"": model}).values():
+        single = getattr(ranker.network_cls, "TASK", "")
+        expected = (single,) if single else ("ctr", "cvr", "ctcvr")
+        info = ranker.info
+        assert info["early_stop_tasks"] == ",".join(expected)
+        history = json.loads(info["history"])
+        assert len(history) == 6 and info["stopped_by"] == "cap"
+        means = [np.mean([check[f"valid_auc_{task}"] for task in expected]) for check in history]
+        assert info["best_check"] == 1 + int(np.argmax(np.round(means, 5)))
+        assert info["best_step"] == history[info["best_check"] - 1]["step"]
 
 
 # ---- the training budget: checks within epochs, best check kept, patience, cap ----
@@ -220,6 +228,22 @@ def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monke
                                                                   batch(self, rows))[1])
     all_checks.aucs()
     assert not calls
+
+
+def test_dnn_ctr_x_cvr_is_dnn_ctr_times_dnn_cvr(random_data):
+    """The pair's pCTR is dnn_ctr's, its pCVR dnn_cvr's (same seed, same fits), pCTCVR their
+    product; its record carries both fits' budgets."""
+    pair = fit(_spec("dnn_ctr_x_cvr"), random_data, seed=2)
+    ctr = fit(_spec("dnn_ctr"), random_data, seed=2).predict(random_data.test)
+    cvr = fit(_spec("dnn_cvr"), random_data, seed=2).predict(random_data.test)
+    got = pair.predict(random_data.test)
+    np.testing.assert_array_equal(got["ctr"], ctr["ctr"])
+    np.testing.assert_array_equal(got["cvr"], cvr["cvr"])
+    np.testing.assert_array_equal(got["ctcvr"], ctr["ctr"] * cvr["cvr"])
+    assert not np.array_equal(got["ctcvr"], ctr["ctcvr"])  # dnn_ctr's uses the CVR prior
+    assert pair.info["ctr_early_stop_tasks"] == "ctr" and pair.info["cvr_train_rows"] == "clicked"
+    assert pair.info["ctr_stopped_by"] in ("patience", "cap")
+    assert pair.CONSTANT_OUTPUTS == () and set(pair.OUTPUTS_HOW) == {"ctr", "cvr", "ctcvr"}
 
 
 # ---- what each loss trains on ----
