@@ -3,8 +3,9 @@
 Budgets are counted in optimizer steps, so that a model trained on clicked rows only (about
 20x fewer than all rows) gets as many steps and checks as one trained on all rows, not as many
 epochs of its small split. The unit is one epoch of all train rows at the profile's batch size:
-the fit is validated `neural_checks_per_epoch` times per such epoch, keeps the weights of its
-best check, stops after `neural_patience` checks without improvement, and never runs past
+the fit is validated `neural_checks_per_epoch` times per such epoch (and at least as often per
+epoch of its own rows), keeps the weights of its best check, stops after as many steps without
+improvement as `neural_patience` checks of an all-rows model take, and never runs past
 `neural_max_epochs` such epochs (the cap; `stopped_by` says which of the two ended it).
 """
 
@@ -22,14 +23,19 @@ class CheckPlan:
     epoch_steps: int  # optimizer steps of one epoch over all train rows (the unit)
     check_every: int  # steps between two validation checks (the last check ends the cap)
     max_steps: int  # the cap
-    patience: int  # checks without improvement that stop the fit
+    patience: int  # checks without improvement that stop the fit (the same steps for all)
 
     @classmethod
-    def from_profile(cls, profile, epoch_steps: int) -> CheckPlan:
-        return cls(epoch_steps=epoch_steps,
-                   check_every=max(1, math.ceil(epoch_steps / profile.neural_checks_per_epoch)),
+    def from_profile(cls, profile, epoch_steps: int, own_epoch_steps: int) -> CheckPlan:
+        """`own_epoch_steps`: steps of one epoch over the model's own training rows. A model
+        on clicked rows is checked as often per epoch of its rows (it passes its best within
+        a few of them), with the same patience and cap in steps as every model."""
+        per_epoch = profile.neural_checks_per_epoch
+        unit_every = max(1, math.ceil(epoch_steps / per_epoch))
+        every = max(1, min(unit_every, math.ceil(own_epoch_steps / per_epoch)))
+        return cls(epoch_steps=epoch_steps, check_every=every,
                    max_steps=profile.neural_max_epochs * epoch_steps,
-                   patience=profile.neural_patience)
+                   patience=math.ceil(profile.neural_patience * unit_every / every))
 
     @property
     def max_checks(self) -> int:

@@ -283,7 +283,9 @@ class NeuralRanker:
         trainer = self.make_trainer(network, config, train,
                                     self.training_rows(data.train) if in_memory else None,
                                     profile.neural_batch_size, ctx.seed)
-        plan = CheckPlan.from_profile(profile, self.epoch_steps(data.train, trainer.batch_size))
+        batch = trainer.batch_size
+        plan = CheckPlan.from_profile(profile, self.epoch_steps(data.train, batch),
+                                      agreed_max(-(-self.own_rows(data.train) // batch)))
         log = self.train_with_checks(trainer, data, plan, ctx.progress)
         log.best.restore(network)
         if network.CALIBRATE_ON_TRAIN:

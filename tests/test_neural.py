@@ -196,18 +196,38 @@ def test_patience_stops_and_the_best_check_is_restored(random_data):
 
 
 def test_clicked_row_model_gets_the_steps_of_an_all_rows_model(random_data):
-    """dnn_cvr trains on the clicked rows (27 of 96): the same steps and checks as dnn_ctr,
-    so several epochs of its own rows where dnn_ctr runs two."""
+    """dnn_cvr trains on the clicked rows (27 of 96): the same steps as dnn_ctr, so several
+    epochs of its own rows where dnn_ctr runs two, checked at least 4 times per such epoch."""
     profile = {"neural_batch_size": 8, "neural_max_epochs": 2, "neural_patience": 100}
     ctr = fit(_spec("dnn_ctr"), random_data, profile=profile).info
     cvr = fit(_spec("dnn_cvr"), random_data, profile=profile).info
-    assert cvr["steps_run"] == ctr["steps_run"] == 24
-    assert cvr["checks_run"] == ctr["checks_run"]
+    assert cvr["steps_run"] == ctr["steps_run"] == cvr["max_steps"] == 24
     clicked = int(random_data.train.click.sum())
     assert cvr["n_train_rows"] == clicked
     own_epoch_steps = -(-clicked // 8)  # its last batch of an epoch is short
     assert cvr["epochs_run"] == pytest.approx(24 / own_epoch_steps, abs=1)
     assert cvr["epochs_run"] > 2 * ctr["epochs_run"]
+    assert ctr["check_every_steps"] == 3 and cvr["check_every_steps"] == 1
+    assert cvr["checks_run"] == 24
+
+
+def test_check_plan_in_steps():
+    """small: 196 steps per epoch of all rows; dnn_cvr's clicked rows take 10 per epoch."""
+    from bench.profiles import get_profile
+    from neural.stopping import CheckPlan
+
+    profile = get_profile("small")
+    all_rows = CheckPlan.from_profile(profile, 196, 196)
+    clicked = CheckPlan.from_profile(profile, 196, 10)
+    assert (all_rows.check_every, all_rows.patience, all_rows.max_steps) == (49, 2, 196 * 8)
+    assert all_rows.max_checks == 4 * 8
+    # Checked every 3 steps (4 times per epoch of its rows); patience and cap: the same steps.
+    assert (clicked.check_every, clicked.max_steps) == (3, 196 * 8)
+    assert clicked.patience * clicked.check_every >= all_rows.patience * all_rows.check_every
+    assert (clicked.patience - 1) * clicked.check_every < 2 * 49
+    # Fewer steps than checks: a check after every step, never past the cap.
+    tiny = CheckPlan.from_profile(profile, 2, 2)
+    assert (tiny.check_every, tiny.max_checks, tiny.steps_before(tiny.max_checks)) == (1, 16, 1)
 
 
 def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monkeypatch):
