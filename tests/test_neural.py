@@ -211,6 +211,23 @@ def test_clicked_row_model_gets_the_steps_of_an_all_rows_model(random_data):
     assert cvr["checks_run"] == 24
 
 
+def test_chunked_training_checks_alike(random_data):
+    """Out of core (chunks of 40 rows: 3 train chunks, 2 validation chunks): the same steps,
+    checks within the epoch, and a check scored chunk by chunk equals one scored whole."""
+    profile = {"neural_batch_size": 8, "neural_max_epochs": 2, "neural_patience": 100}
+    whole = fit(_spec("esmm"), random_data, profile=profile)
+    chunked = fit(_spec("esmm"), random_data, profile={**profile, "neural_chunk_rows": 40})
+    info = chunked.info
+    assert info["train_chunks"] == 3 and info["epoch_steps_all_rows"] == 5 + 5 + 2
+    assert info["steps_run"] == whole.info["steps_run"] == 24
+    history = json.loads(info["history"])
+    assert [c["step"] for c in history[:4]] == [3, 6, 9, 12]
+    outputs = chunked.score_split(random_data.valid)
+    np.testing.assert_allclose(outputs["ctr"], chunked.score_split(
+        random_data.valid, TensorSplit(random_data.valid, chunked.layout, "mean"))["ctr"],
+        rtol=1e-6)
+
+
 def test_check_plan_in_steps():
     """small: 196 steps per epoch of all rows; dnn_cvr's clicked rows take 10 per epoch."""
     from bench.profiles import get_profile
