@@ -36,9 +36,14 @@ class Profile:
     gbdt_min_hessian: float = setting(1e-3, low=0)
     # Validation metric of early stopping.
     gbdt_stopping_metric: str = setting("logloss", choices=("logloss", "auc"))
-    # Neural budget, shared by every neural model.
-    neural_max_epochs: int = setting(3, low=1)
-    neural_patience: int = setting(1, low=0)
+    # Neural budget, shared by every neural model, counted in optimizer steps (neural/stopping.py):
+    # the unit is one epoch of all train rows at neural_batch_size, so that a model trained on
+    # clicked rows gets as many steps and checks as one trained on all rows. Validated
+    # neural_checks_per_epoch times per unit, the best check's weights kept, stopped after
+    # neural_patience checks without improvement or at the cap of neural_max_epochs units.
+    neural_max_epochs: int = setting(8, low=1)
+    neural_checks_per_epoch: int = setting(4, low=1)
+    neural_patience: int = setting(2, low=1)
     neural_batch_size: int = setting(2048, low=1)
     # Rows per chunk a neural epoch holds in memory: 0 = automatic (chunks of
     # bench.data.chunks.AUTO_CHUNK_ROWS when the split is memory-mapped or that long),
@@ -64,7 +69,7 @@ PROFILES = {
     "small": Profile(name="small", synth_profile="small", seeds=(0, 1, 2)),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
-                    neural_patience=1),
+                    neural_patience=2),
 }
 DEFAULT_PROFILE = "small"
 

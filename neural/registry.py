@@ -1,7 +1,8 @@
 """PyTorch multi-task models. Names are `neural/<name>`; torch is imported only when built.
 
 Every model is `neural.trainer:NeuralRanker` around one network class (neural/models/*.py);
-variants are the same class with other parameters, not copies.
+variants are the same class with other parameters, not copies. `dnn_ctr_x_cvr` is two of the
+registered models fitted apart (neural/models/dnn_ctr_x_cvr.py).
 """
 
 from bench.registry import ModelSpec
@@ -30,6 +31,8 @@ SPECS: list[ModelSpec] = [
     _spec("dnn_ctr", "dnn:DnnCtr", "single-task MLP on click, all rows"),
     _spec("dnn_cvr", "dnn:DnnCvr", "single-task MLP on purchase, clicked rows only"),
     _spec("dnn_ctcvr", "dnn:DnnCtcvr", "single-task MLP on click-and-purchase, all rows"),
+    ModelSpec("dnn_ctr_x_cvr", "neural", "neural.models.dnn_ctr_x_cvr:DnnCtrXCvr",
+              "dnn_ctr and dnn_cvr trained apart, pCTCVR = pCTR x pCVR (ESMM's BASE)"),
     _spec("weighted_loss", "weighted_loss:WeightedLoss",
           "one score, click BCE with converting clicks up-weighted (YouTube-style)",
           search=(PURCHASE_WEIGHT,)),

@@ -36,6 +36,7 @@ says so; nothing is assumed.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -336,7 +337,7 @@ def auc_change(model, split, path: str = "int8") -> dict[str, float]:
     if path not in REDUCED_PRECISION:
         raise ValueError(f"auc_change is for {REDUCED_PRECISION}, not {path!r}")
     library = model.predict(split)
-    reduced = RequestScorer(model, int8=path == "int8", bf16=path == "bf16").predict(split)
+    reduced = _whole_split(model, int8=path == "int8", bf16=path == "bf16")(split)
     fields = {}
     for task in ("ctr", "cvr", "ctcvr"):
         definition = TASKS[task]
@@ -361,8 +362,28 @@ def _projected(model):
         return failed
 
 
+def _composed(model, paths: dict) -> Callable:
+    """One path of a model made of fitted parts (`parts`, `compose`: neural/dnn_ctr_x_cvr)
+    from the same path of each part ({task: path}), composed as its predict composes them."""
+    return lambda split: model.compose({task: path(split) for task, path in paths.items()})
+
+
+def _whole_split(model, **precision) -> Callable:
+    """The request-shared path over whole splits, at the given precision."""
+    parts = getattr(model, "parts", None)
+    if parts is None:
+        return RequestScorer(model, **precision).predict
+    return _composed(model, {task: RequestScorer(part, **precision).predict
+                             for task, part in parts.items()})
+
+
 def serving_paths(model) -> dict:
     """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
+    parts = getattr(model, "parts", None)
+    if parts is not None:
+        per_part = {task: serving_paths(part) for task, part in parts.items()}
+        return {name: _composed(model, {task: paths[name] for task, paths in per_part.items()})
+                for name in per_part["ctr"] if all(name in p for p in per_part.values())}
     scorer = RequestScorer(model)
     paths = {"eager_per_candidate": scorer.per_candidate, "eager": scorer.eager,
              "request_shared": scorer.shared, "projected": _projected(model)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
+import itertools
 import os
 import sys
 import time
@@ -17,13 +17,12 @@ import time
 import numpy as np
 import torch
 
-from bench.metrics import auc
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
 from neural.optim import RowAdam
-
-OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
+from neural.stopping import BestCheckpoint, CheckPlan, FitLog
+from neural.validation import OUTPUT_KEYS, ValidationChecks, predict_tensors
 
 
 def resolve(target: str) -> type[RankingNet]:
@@ -74,33 +73,6 @@ def make_optimizers(network: RankingNet, config: NeuralConfig) -> list:
                               {"params": dense, **decay}], **adam)]
 
 
-@torch.no_grad()
-def predict_tensors(network: RankingNet, data: TensorSplit, batch_size: int,
-                    rows: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """Outputs for `rows` (default all) in order; batches of consecutive rows."""
-    network.eval()
-    rows = torch.arange(len(data)) if rows is None else rows
-    parts = {key: [] for key in OUTPUT_KEYS}
-    for start in range(0, len(rows), batch_size):
-        out = network(data.batch(rows[start:start + batch_size]))
-        for key in OUTPUT_KEYS:
-            parts[key].append(out[key].float())
-    return {key: (torch.cat(v).numpy().astype(np.float64) if v else np.zeros(0))
-            for key, v in parts.items()}
-
-
-def validation_aucs(outputs: dict[str, np.ndarray], split, tasks) -> dict[str, float]:
-    """AUC per task on the rows bench.metrics defines (CVR on clicked rows)."""
-    click = split.click.astype(bool)
-    labels = {"ctr": (split.click, slice(None)), "cvr": (split.purchase, click),
-              "ctcvr": (split.click & split.purchase, slice(None))}
-    result = {}
-    for task in tasks:
-        label, rows = labels[task]
-        result[task] = auc(label[rows], outputs[task][rows])
-    return result
-
-
 class Trainer:
     """Fits one network on one `TensorSplit`: batch order, steps, optimisers."""
 
@@ -137,24 +109,35 @@ class Trainer:
     def after_backward(self) -> None:
         """Between the gradients and the optimiser step (the DDP trainer all-reduces here)."""
 
-    def epoch(self, label: str, progress: bool) -> float:
-        """One pass over the training rows; the mean training loss."""
+    def run_steps(self, stream, n_steps: int, label: str, progress: bool) -> tuple:
+        """Up to `n_steps` steps on batches from `stream` (NeuralRanker.batch_stream): (mean
+        training loss, rows, steps taken, epoch of the last batch)."""
         from tqdm.auto import tqdm
 
         self.network.train()
-        batches = self.epoch_batches()
-        total, seen = 0.0, 0
-        with tqdm(total=len(batches), desc=f"    {label}", disable=not progress, leave=False,
+        total, seen, steps, last_epoch = 0.0, 0, 0, 0
+        with tqdm(total=n_steps, desc=f"    {label}", disable=not progress, leave=False,
                   file=sys.stderr, mininterval=1.0) as bar:
-            for b, rows in enumerate(batches):
+            for epoch, rows in itertools.islice(stream, n_steps):
+                last_epoch = epoch
                 total += float(self.step(rows)) * len(rows)
                 seen += len(rows)
+                steps += 1
                 bar.update(1)
-                if b % 50 == 0:
+                if steps % 50 == 0:
                     bar.set_postfix(loss=f"{total / max(seen, 1):.5f}", refresh=False)
         if not np.isfinite(total):
             raise FloatingPointError(f"training loss became {total} ({label})")
-        return total / max(seen, 1)
+        return total / max(seen, 1), seen, steps, last_epoch
+
+
+def agreed_max(value: int) -> int:
+    """The largest `value` over the processes of a distributed fit; `value` in one process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        tensor = torch.tensor([value])
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return int(tensor)
+    return value
 
 
 @contextlib.contextmanager
@@ -237,25 +220,43 @@ class NeuralRanker:
     def make_trainer(self, network, config, train, train_rows, batch_size, seed) -> Trainer:
         return Trainer(network, config, train, train_rows, batch_size, seed)
 
-    def train_epoch(self, trainer: Trainer, split, label: str, progress: bool) -> tuple:
-        """(mean loss, rows) of one epoch: the whole split, or its chunks in a random order
-        with rows shuffled within each chunk."""
-        chunks = self.chunks_of(split)
-        if chunks is None:
-            return trainer.epoch(label, progress), len(trainer.train_rows)
-        total, seen = 0.0, 0
-        for k, c in enumerate(torch.randperm(len(chunks), generator=trainer.generator).tolist()):
-            part = split.slice_rows(*chunks[c])
-            trainer.train = TensorSplit(part, self.layout, self.config.pooling)
-            trainer.train_rows = self.training_rows(part)
-            total += trainer.epoch(f"{label} chunk {k + 1}/{len(chunks)}", progress) * len(
-                trainer.train_rows)
-            seen += len(trainer.train_rows)
-        trainer.train = None  # the last chunk is not kept between epochs
-        return total / max(seen, 1), seen
+    def batch_stream(self, trainer: Trainer, split):
+        """(epoch, rows) of every step, epoch after epoch, for as long as the fit asks: the
+        whole split, or its chunks in a random order with rows shuffled within each chunk (the
+        trainer's tensors then follow the chunk). Ends if an epoch has no batch."""
+        epoch = 0
+        while True:
+            epoch += 1
+            chunks, stepped = self.chunks_of(split), False
+            if chunks is None:
+                for rows in trainer.epoch_batches():
+                    stepped = True
+                    yield epoch, rows
+            else:
+                for c in torch.randperm(len(chunks), generator=trainer.generator).tolist():
+                    part = split.slice_rows(*chunks[c])
+                    trainer.train = TensorSplit(part, self.layout, self.config.pooling)
+                    trainer.train_rows = self.training_rows(part)
+                    for rows in trainer.epoch_batches():
+                        stepped = True
+                        yield epoch, rows
+            if not stepped:
+                return
 
-    def score_split(self, split, tensors: TensorSplit | None = None) -> dict[str, np.ndarray]:
-        """Outputs for every row of `split`, chunk by chunk when it is out of core."""
+    def epoch_steps(self, split, batch_size: int) -> int:
+        """Optimizer steps of one epoch over all rows of `split` (the budget's unit), the
+        largest over the processes of a distributed fit so that every rank checks alike."""
+        chunks = self.chunks_of(split) or [(0, len(split))]
+        steps = sum(-(-(stop - start) // batch_size) for start, stop in chunks)
+        return agreed_max(max(steps, 1))
+
+    def own_rows(self, split) -> int:
+        """Rows one epoch trains on: all, or the clicked ones (TRAIN_ROWS)."""
+        return len(split) if self.network.TRAIN_ROWS == "all" else int(split.click.sum())
+
+    def score_split(self, split, tensors=None) -> dict[str, np.ndarray]:
+        """Outputs for every row of `split`, chunk by chunk when it is out of core; `tensors`:
+        the split's `TensorSplit` or batches prepared from it, when the caller has them."""
         size, chunks = self.config.predict_batch_size, self.chunks_of(split)
         if tensors is None and chunks is None:
             tensors = TensorSplit(split, self.layout, self.config.pooling)
@@ -293,65 +294,70 @@ class NeuralRanker:
         network = self.build(data, config)
         in_memory = self.chunks_of(data.train) is None
         train = TensorSplit(data.train, self.layout, config.pooling) if in_memory else None
-        valid = (TensorSplit(data.valid, self.layout, config.pooling)
-                 if self.chunks_of(data.valid) is None else None)
         trainer = self.make_trainer(network, config, train,
                                     self.training_rows(data.train) if in_memory else None,
                                     profile.neural_batch_size, ctx.seed)
-
-        best_score, best_state, best_epoch, bad_epochs = -np.inf, None, 0, 0
-        history, loop_s, loop_cpu_s, rows_seen = [], 0.0, 0.0, 0
-        for epoch in range(1, profile.neural_max_epochs + 1):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            train_loss, epoch_rows = self.train_epoch(trainer, data.train, f"epoch {epoch}",
-                                                      ctx.progress)
-            loop_s += time.perf_counter() - started
-            loop_cpu_s += time.process_time() - cpu_started
-            rows_seen += epoch_rows
-            outputs = self.score_split(data.valid, valid)
-            aucs = validation_aucs(outputs, data.valid, network.STOP_TASKS)
-            finite = [v for v in aucs.values() if np.isfinite(v)]
-            # Early stopping on the mean validation AUC of the network's STOP_TASKS.
-            score = float(np.mean(finite)) if finite else -train_loss
-            history.append({"epoch": epoch, "train_loss": round(train_loss, 6),
-                            **{f"valid_auc_{k}": round(v, 6) for k, v in aucs.items()}})
-            if ctx.progress:
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in aucs.items())
-                print(f"    epoch {epoch}: loss {train_loss:.5f}  valid AUC {shown}  "
-                      f"({epoch_rows / (time.perf_counter() - started):,.0f} "
-                      "rows/s incl. validation)", file=sys.stderr, flush=True)
-            if ctx.on_validation is not None:  # tuning's pruner may end the fit here
-                ctx.on_validation(epoch, score)
-            if score > best_score:
-                best_score, best_epoch, bad_epochs = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if bad_epochs >= profile.neural_patience:
-                    break
-        if best_state is not None:
-            network.load_state_dict(best_state)
+        batch = trainer.batch_size
+        plan = CheckPlan.from_profile(profile, self.epoch_steps(data.train, batch),
+                                      agreed_max(-(-self.own_rows(data.train) // batch)))
+        log = self.train_with_checks(trainer, data, plan, ctx.progress,
+                                      ctx.on_validation)
+        log.best.restore(network)
         if network.CALIBRATE_ON_TRAIN:
             network.calibrate(self.train_output_means(data.train, train))
         self.info = {
             "network": self.network_cls.__name__,
             **{f"param_{k}": v for k, v in self.params.items() if k != "network"},
             "loss": getattr(network, "loss_how", ""), "train_rows": network.TRAIN_ROWS,
-            "n_train_rows": epoch_rows, "train_chunks": len(self.chunks_of(data.train) or [0]),
-            "epochs_run": len(history), "best_epoch": best_epoch,
-            "best_valid_score": best_score, "early_stop_tasks": ",".join(network.STOP_TASKS),
-            "train_loop_s": loop_s, "train_samples_per_s": rows_seen / max(loop_s, 1e-9),
+            "n_train_rows": log.own_rows, "train_chunks": len(self.chunks_of(data.train) or [0]),
+            **log.as_info(plan), "early_stop_tasks": ",".join(network.STOP_TASKS),
             # On a shared machine wall time varies with the load; process CPU time per thread
             # estimates what the run reaches with its cores to itself.
-            "train_loop_cpu_s": loop_cpu_s,
-            "train_cpu_samples_per_s": rows_seen / max(loop_cpu_s / ctx.threads, 1e-9),
+            "train_cpu_samples_per_s": log.rows_seen / max(log.loop_cpu_s / ctx.threads, 1e-9),
             "loadavg_end": os.getloadavg()[0],
             "embedding_dim": config.embedding_dim, "mlp_dims": str(config.mlp_dims),
             "tower_dims": str(config.tower_dims), "pooling": config.pooling,
             "embedding_gradients": network.inputs.gradients, "batch_size": trainer.batch_size,
             "shuffle_window": config.shuffle_window, "threads": ctx.threads,
-            "history": json.dumps(history),
         }
+
+    def train_with_checks(self, trainer: Trainer, data, plan: CheckPlan, progress: bool,
+                          on_validation=None):
+        """Steps in blocks of `plan.check_every`, each followed by a validation check on the
+        mean validation AUC of the network's STOP_TASKS; stops by patience or at the cap.
+        on_validation(check, score): told every check (tuning's pruner may end the fit)."""
+        network = self.network
+        log = FitLog(BestCheckpoint(plan.patience), own_rows=self.own_rows(data.train))
+        checks = ValidationChecks(self, data.valid, network.STOP_TASKS)
+        stream = self.batch_stream(trainer, data.train)
+        for check in range(1, plan.max_checks + 1):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            loss, rows, steps, epoch = trainer.run_steps(
+                stream, plan.steps_before(check), f"check {check}/{plan.max_checks}", progress)
+            log.add_steps(steps, rows, time.perf_counter() - started,
+                          time.process_time() - cpu_started)
+            if steps == 0:  # no training row at all: keep the initial weights
+                log.stopped_by = "no training rows"
+                break
+            started = time.perf_counter()
+            aucs = checks.aucs()
+            log.check_s += time.perf_counter() - started
+            finite = [v for v in aucs.values() if np.isfinite(v)]
+            score = float(np.mean(finite)) if finite else -loss
+            log.history.append({"check": check, "step": log.steps, "epoch": epoch,
+                                "epochs_seen": round(log.rows_seen / max(log.own_rows, 1), 4),
+                                "train_loss": round(loss, 6),
+                                **{f"valid_auc_{k}": round(v, 6) for k, v in aucs.items()}})
+            if progress:
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+                print(f"    check {check} (step {log.steps}, epoch {epoch}): loss {loss:.5f}  "
+                      f"valid AUC {shown}", file=sys.stderr, flush=True)
+            if on_validation is not None:
+                on_validation(check, score)
+            if log.best.update(check, score, network):
+                log.stopped_by = "patience"
+                break
+        return log
 
     def predict(self, split) -> dict[str, np.ndarray]:
         if self.network is None:

@@ -29,12 +29,15 @@ def fitted(tiny_data, tiny_profile):
     return fit
 
 
-@pytest.mark.parametrize("key", ["neural/mmoe", "neural/ple", "neural/aitm"])
+@pytest.mark.parametrize("key", ["neural/mmoe", "neural/ple", "neural/aitm",
+                                 "neural/dnn_ctr_x_cvr"])
 def test_request_shared_and_compiled_equal_the_plain_forward(key, fitted, tiny_data):
+    """dnn_ctr_x_cvr: each path of its two networks, composed as its predict composes them."""
     from neural.serving import serving_paths
 
     model = fitted(key, SMALL)
     paths = serving_paths(model)
+    assert {"eager_per_candidate", "eager", "request_shared", "int8", "bf16"} <= set(paths)
     for n in (1, 1000):
         for plan in plan_requests(tiny_data.test, n, n_requests=1, seed=n):
             request = assemble(tiny_data.test, plan)
@@ -136,12 +139,13 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16"])
-def test_reduced_precision_auc_change_is_measured_on_the_test_split(precision, fitted,
+@pytest.mark.parametrize("key, precision", [("neural/mmoe", "int8"), ("neural/mmoe", "bf16"),
+                                            ("neural/dnn_ctr_x_cvr", "int8")])
+def test_reduced_precision_auc_change_is_measured_on_the_test_split(key, precision, fitted,
                                                                     tiny_data):
     from neural.serving import auc_change
 
-    change = auc_change(fitted("neural/mmoe", SMALL), tiny_data.test, precision)
+    change = auc_change(fitted(key, SMALL), tiny_data.test, precision)
     assert set(change) == {f"auc_{t}" for t in ("ctr", "cvr", "ctcvr")} | {
         f"auc_change_{t}" for t in ("ctr", "cvr", "ctcvr")}
     assert 0.5 < change["auc_ctr"] < 1 and abs(change["auc_change_ctr"]) < 0.02

@@ -23,6 +23,9 @@ from neural.registry import SPECS  # noqa: E402
 from neural.trainer import epoch_order, priors_of, resolve  # noqa: E402
 
 IDS = [s.name for s in SPECS]
+# Models that are one network (the pair dnn_ctr_x_cvr is two registered ones, fitted apart).
+NETWORKS = [s for s in SPECS if "network" in s.params]
+NETWORK_IDS = [s.name for s in NETWORKS]
 TINY = {"embedding_dim": 4, "mlp_dims": (16, 8), "tower_dims": (4,), "n_experts": 2,
         "n_shared_experts": 1, "n_task_experts": 1, "predict_batch_size": 64}
 VOCAB = {f: 12 for f in schema.ALL_FIELDS}
@@ -91,7 +94,7 @@ def fit(spec, data, seed=0, profile=None, **config):
 
 # ---- every registered network ----
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", NETWORKS, ids=NETWORK_IDS)
 def test_forward_shapes_ranges_and_finite_loss(spec, random_data):
     network = build(spec)
     batch = batch_of(random_data.train)
@@ -104,7 +107,7 @@ def test_forward_shapes_ranges_and_finite_loss(spec, random_data):
     assert set(network.OUTPUTS_HOW) == {"ctr", "cvr", "ctcvr"}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec", NETWORKS, ids=NETWORK_IDS)
 def test_every_parameter_receives_a_gradient(spec, random_data):
     # Dense table gradients, so that the table's gradient is an ordinary .grad.
     network = build(spec, embedding_gradients="dense")
@@ -130,21 +133,154 @@ def test_runs_on_the_real_sample_rows(spec, sample_data):
     model = fit(spec, sample_data)
     outputs = check_outputs(model.predict(sample_data.test), len(sample_data.test))
     assert all(np.isfinite(v).all() for v in outputs.values())
-    assert model.info["epochs_run"] >= 1 and model.n_params() > 0
+    for ranker in getattr(model, "parts", {"": model}).values():
+        assert ranker.info["steps_run"] >= 1
+    assert model.n_params() > 0
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_early_stopping_reads_the_models_stop_tasks(spec, random_data):
-    """Multi-task models keep the epoch with the best mean validation AUC of CTR, CVR and
-    CTCVR; a single-task model the epoch best on its own task (README, "Early stopping")."""
-    model = fit(spec, random_data, profile={"neural_max_epochs": 4, "neural_patience": 4})
-    single = getattr(model.network_cls, "TASK", "")
-    expected = (single,) if single else ("ctr", "cvr", "ctcvr")
-    assert model.info["early_stop_tasks"] == ",".join(expected)
-    history = json.loads(model.info["history"])
-    assert len(history) == 4
-    means = [np.mean([epoch[f"valid_auc_{task}"] for task in expected]) for epoch in history]
-    assert model.info["best_epoch"] == 1 + int(np.argmax(np.round(means, 5)))
+    """Multi-task models keep the check with the best mean validation AUC of CTR, CVR and
+    CTCVR; a single-task model the check best on its own task (README, "Early stopping"); the
+    pair dnn_ctr_x_cvr stops each of its two networks on its own task."""
+    model = fit(spec, random_data, profile={"neural_max_epochs": 6, "neural_patience": 100})
+    for ranker in getattr(model, "parts", {"": model}).values():
+        single = getattr(ranker.network_cls, "TASK", "")
+        expected = (single,) if single else ("ctr", "cvr", "ctcvr")
+        info = ranker.info
+        assert info["early_stop_tasks"] == ",".join(expected)
+        history = json.loads(info["history"])
+        assert len(history) == 6 and info["stopped_by"] == "cap"
+        means = [np.mean([check[f"valid_auc_{task}"] for task in expected]) for check in history]
+        assert info["best_check"] == 1 + int(np.argmax(np.round(means, 5)))
+        assert info["best_step"] == history[info["best_check"] - 1]["step"]
+
+
+# ---- the training budget: checks within epochs, best check kept, patience, cap ----
+
+def _spec(name):
+    return next(s for s in SPECS if s.name == name)
+
+
+def test_checks_within_an_epoch_and_the_cap(random_data):
+    """Batches of 8 rows: 12 steps per epoch of the 96 rows, a check every 3 steps; with
+    patience out of reach the fit runs to the cap and says so."""
+    model = fit(_spec("mmoe"), random_data, profile={
+        "neural_batch_size": 8, "neural_checks_per_epoch": 4, "neural_max_epochs": 2,
+        "neural_patience": 100})
+    info = model.info
+    history = json.loads(info["history"])
+    assert [c["step"] for c in history] == [3, 6, 9, 12, 15, 18, 21, 24]
+    assert [c["epochs_seen"] for c in history[:4]] == [0.25, 0.5, 0.75, 1.0]
+    assert info["stopped_by"] == "cap" and info["steps_run"] == info["max_steps"] == 24
+    assert info["checks_run"] == 8 and info["epochs_run"] == 2
+
+
+def test_patience_stops_and_the_best_check_is_restored(random_data):
+    """Patience 2: the fit ends two checks after its best, and the kept weights are the best
+    check's (their validation AUCs are the ones recorded at that check)."""
+    from neural.validation import validation_aucs
+
+    model = fit(_spec("mmoe"), random_data, learning_rate=3e-2, profile={
+        "neural_batch_size": 8, "neural_max_epochs": 50, "neural_patience": 2})
+    info = model.info
+    history = json.loads(info["history"])
+    assert info["stopped_by"] == "patience"
+    assert info["checks_run"] == info["best_check"] + 2 < info["max_checks"]
+    best = history[info["best_check"] - 1]
+    assert best["step"] < history[-1]["step"]  # so restoring the best changes the weights
+    aucs = validation_aucs(model.predict(random_data.valid), random_data.valid,
+                           ("ctr", "cvr", "ctcvr"))
+    for task, value in aucs.items():
+        assert round(value, 6) == best[f"valid_auc_{task}"], task
+
+
+def test_clicked_row_model_gets_the_steps_of_an_all_rows_model(random_data):
+    """dnn_cvr trains on the clicked rows (27 of 96): the same steps as dnn_ctr, so several
+    epochs of its own rows where dnn_ctr runs two, checked at least 4 times per such epoch."""
+    profile = {"neural_batch_size": 8, "neural_max_epochs": 2, "neural_patience": 100}
+    ctr = fit(_spec("dnn_ctr"), random_data, profile=profile).info
+    cvr = fit(_spec("dnn_cvr"), random_data, profile=profile).info
+    assert cvr["steps_run"] == ctr["steps_run"] == cvr["max_steps"] == 24
+    clicked = int(random_data.train.click.sum())
+    assert cvr["n_train_rows"] == clicked
+    own_epoch_steps = -(-clicked // 8)  # its last batch of an epoch is short
+    assert cvr["epochs_run"] == pytest.approx(24 / own_epoch_steps, abs=1)
+    assert cvr["epochs_run"] > 2 * ctr["epochs_run"]
+    assert ctr["check_every_steps"] == 3 and cvr["check_every_steps"] == 1
+    assert cvr["checks_run"] == 24
+
+
+def test_chunked_training_checks_alike(random_data):
+    """Out of core (chunks of 40 rows: 3 train chunks, 2 validation chunks): the same steps,
+    checks within the epoch, and a check scored chunk by chunk equals one scored whole."""
+    profile = {"neural_batch_size": 8, "neural_max_epochs": 2, "neural_patience": 100}
+    whole = fit(_spec("esmm"), random_data, profile=profile)
+    chunked = fit(_spec("esmm"), random_data, profile={**profile, "neural_chunk_rows": 40})
+    info = chunked.info
+    assert info["train_chunks"] == 3 and info["epoch_steps_all_rows"] == 5 + 5 + 2
+    assert info["steps_run"] == whole.info["steps_run"] == 24
+    history = json.loads(info["history"])
+    assert [c["step"] for c in history[:4]] == [3, 6, 9, 12]
+    outputs = chunked.score_split(random_data.valid)
+    np.testing.assert_allclose(outputs["ctr"], chunked.score_split(
+        random_data.valid, TensorSplit(random_data.valid, chunked.layout, "mean"))["ctr"],
+        rtol=1e-6)
+
+
+def test_check_plan_in_steps():
+    """small: 196 steps per epoch of all rows; dnn_cvr's clicked rows take 10 per epoch."""
+    from bench.profiles import get_profile
+    from neural.stopping import CheckPlan
+
+    profile = get_profile("small")
+    all_rows = CheckPlan.from_profile(profile, 196, 196)
+    clicked = CheckPlan.from_profile(profile, 196, 10)
+    assert (all_rows.check_every, all_rows.patience, all_rows.max_steps) == (49, 2, 196 * 8)
+    assert all_rows.max_checks == 4 * 8
+    # Checked every 3 steps (4 times per epoch of its rows); patience and cap: the same steps.
+    assert (clicked.check_every, clicked.max_steps) == (3, 196 * 8)
+    assert clicked.patience * clicked.check_every >= all_rows.patience * all_rows.check_every
+    assert (clicked.patience - 1) * clicked.check_every < 2 * 49
+    # Fewer steps than checks: a check after every step, never past the cap.
+    tiny = CheckPlan.from_profile(profile, 2, 2)
+    assert (tiny.check_every, tiny.max_checks, tiny.steps_before(tiny.max_checks)) == (1, 16, 1)
+
+
+def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monkeypatch):
+    """The CVR-only check scores the clicked validation rows; a check reuses batches built
+    once (no TensorSplit.batch call)."""
+    from neural.validation import ValidationChecks
+
+    model = fit(_spec("dnn_cvr"), random_data)
+    cvr_checks = ValidationChecks(model, random_data.valid, ("cvr",))
+    assert len(cvr_checks.split) == int(random_data.valid.click.sum())
+    all_checks = ValidationChecks(model, random_data.valid, ("ctr", "cvr", "ctcvr"))
+    assert len(all_checks.split) == len(random_data.valid)
+    # The clicked-rows check gives the same CVR AUC as scoring every row.
+    assert cvr_checks.aucs()["cvr"] == all_checks.aucs()["cvr"]
+    calls = []
+    batch = TensorSplit.batch
+    monkeypatch.setattr(TensorSplit, "batch", lambda self, rows: (calls.append(1),
+                                                                  batch(self, rows))[1])
+    all_checks.aucs()
+    assert not calls
+
+
+def test_dnn_ctr_x_cvr_is_dnn_ctr_times_dnn_cvr(random_data):
+    """The pair's pCTR is dnn_ctr's, its pCVR dnn_cvr's (same seed, same fits), pCTCVR their
+    product; its record carries both fits' budgets."""
+    pair = fit(_spec("dnn_ctr_x_cvr"), random_data, seed=2)
+    ctr = fit(_spec("dnn_ctr"), random_data, seed=2).predict(random_data.test)
+    cvr = fit(_spec("dnn_cvr"), random_data, seed=2).predict(random_data.test)
+    got = pair.predict(random_data.test)
+    np.testing.assert_array_equal(got["ctr"], ctr["ctr"])
+    np.testing.assert_array_equal(got["cvr"], cvr["cvr"])
+    np.testing.assert_array_equal(got["ctcvr"], ctr["ctr"] * cvr["cvr"])
+    assert not np.array_equal(got["ctcvr"], ctr["ctcvr"])  # dnn_ctr's uses the CVR prior
+    assert pair.info["ctr_early_stop_tasks"] == "ctr" and pair.info["cvr_train_rows"] == "clicked"
+    assert pair.info["ctr_stopped_by"] in ("patience", "cap")
+    assert pair.CONSTANT_OUTPUTS == () and set(pair.OUTPUTS_HOW) == {"ctr", "cvr", "ctcvr"}
 
 
 # ---- what each loss trains on ----
