@@ -161,10 +161,14 @@ def _neural_keys() -> list[str]:
 def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_data):
     """The projected tables and the probed first layers give the model's own scores."""
     from neural.projected import ProjectedScorer
+    from neural.serving import serving_paths
 
     model = fitted(key, SMALL)
-    scorer = ProjectedScorer(model)
-    assert not scorer.fallback_fields and scorer.layers
+    # A model of fitted parts (dnn_ctr_x_cvr) serves each part's projected path, composed.
+    for part in (getattr(model, "parts", None) or {"": model}).values():
+        built = ProjectedScorer(part)
+        assert not built.fallback_fields and built.layers
+    scorer = serving_paths(model)["projected"]
     for n in (1, 1000):
         for plan in plan_requests(tiny_data.test, n, n_requests=2, seed=n):
             request = assemble(tiny_data.test, plan)
