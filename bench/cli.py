@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt", "tune")
+COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt", "tune",
+            "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
