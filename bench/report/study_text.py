@@ -47,9 +47,9 @@ def region_verdict(c: Counter) -> str:
     """The region's verdict: wins (or loses, ties) when it is the majority of the region's
     comparisons; otherwise "are mixed"."""
     total = sum(c.values())
-    for verdict in (WIN, LOSE, TIE):
+    for verdict, plural in ((WIN, "win"), (LOSE, "lose"), (TIE, "tie")):
         if c[verdict] * 2 > total:
-            return verdict
+            return plural
     return "are mixed"
 
 
