@@ -4,14 +4,19 @@ study report's generated text against records built so that the answer is known.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
+import pytest
 
 from bench import harness
 from bench.cli import main
 from bench.report.study_lifts import load_study
 from bench.report.study_text import conclusions
 from bench.study.grid import REFERENCE, get_grid, point_name
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 def _snapshot(folder) -> dict:
@@ -20,10 +25,15 @@ def _snapshot(folder) -> dict:
             and p.suffix not in (".md", ".html")}
 
 
-def test_mini_study_writes_run_records_per_point_and_resume_does_no_work(tmp_path, capsys):
-    grid = get_grid("mini")
-    out = tmp_path / "study"
+@pytest.fixture(scope="module")
+def mini_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "mini"
     assert main(["study", "regimes", "--grid", "mini", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_mini_study_writes_run_records_per_point_and_resume_does_no_work(mini_study, capsys):
+    grid, out = get_grid("mini"), mini_study
     spec = json.loads((out / "study.json").read_text())
     assert [p["run"] for p in spec["points"]] == [f"runs/{point_name(p)}" for p in grid.points()]
     rows = []
@@ -52,6 +62,20 @@ def test_mini_study_writes_run_records_per_point_and_resume_does_no_work(tmp_pat
     after = _snapshot(out)
     changed = sorted(k for k in after if before.get(k) != after[k])
     assert changed == ["study.json"]  # rewritten with this invocation's command only
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in BROWSERS),
+                    reason="chromium not installed (CI installs it: apt-get install chromium)")
+def test_study_html_renders_in_headless_chromium(mini_study, tmp_path):
+    browser = next(shutil.which(b) for b in BROWSERS if shutil.which(b))
+    dumped = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'prof'}",
+         "--virtual-time-budget=5000", "--dump-dom", (mini_study / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    assert dumped.stdout.count("<img") >= 4 and "data:image/png;base64," in dumped.stdout
+    assert "Conclusions (generated from the numbers)" in dumped.stdout
 
 
 # ---------------------------------------------------------------- the text follows the numbers
