@@ -64,6 +64,14 @@ def test_mini_study_writes_run_records_per_point_and_resume_does_no_work(mini_st
     assert changed == ["study.json"]  # rewritten with this invocation's command only
 
 
+def test_models_without_the_reference_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["study", "regimes", "--grid", "mini", "--out", str(out), "--quiet",
+                 "--models", "baselines/constant"]) == 2
+    assert f"--models must include {REFERENCE}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not any(shutil.which(b) for b in BROWSERS),
                     reason="chromium not installed (CI installs it: apt-get install chromium)")
 def test_study_html_renders_in_headless_chromium(mini_study, tmp_path):

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 def handle_regimes(args, argv) -> int:
     from bench.commands.run import REPORTS_ROOT
     from bench.ranges import check_option
-    from bench.study.grid import get_grid
+    from bench.study.grid import REFERENCE, get_grid
     from bench.study.runner import STUDY_FILE, registered_models, run_study
 
     check_option("--data-seed", args.data_seed, low=0, high=2**32 - 1)
@@ -52,6 +52,9 @@ def handle_regimes(args, argv) -> int:
     if (study_dir / STUDY_FILE).exists() and not args.resume:
         raise ValueError(f"{study_dir} already holds a study; pass --resume or another --out")
     models = registered_models(tuple(args.models) if args.models else grid.models, args.quiet)
+    if REFERENCE not in models:  # every lift is measured against it
+        raise ValueError(f"--models must include {REFERENCE}, the study's reference; "
+                         f"got {models}")
     outcome = run_study(study_dir, grid, models, args.data_seed, args.engine, args.workers,
                         args.quiet, argv)
     print(f"study {grid.name}: {len(outcome['ran'])} point(s) run, "
