@@ -29,9 +29,11 @@ def _ceiling_table(study) -> Table:
         rows.append([f"{x.point['cvr']:g}", f"{x.point['relatedness']:g}",
                      f"{x.point['train_rows']:,}",
                      f"{study.train_rows.get(x.point['run']) or 0:,}", x.task.upper(),
-                     fmt.auc(x.reference_auc), fmt.auc(x.oracle_auc), fmt.signed(gap)])
+                     fmt.count(x.n_positives), fmt.auc(x.reference_auc),
+                     fmt.auc(x.oracle_auc), fmt.signed(gap)])
     return Table(["conv. rate", "relatedness", "train rows (asked)", "train rows (used)",
-                  "task", "reference AUC", "oracle AUC", "room"], rows, align="rrrrlrrr")
+                  "task", "test positives", "reference AUC", "oracle AUC", "room"], rows,
+                 align="rrrrlrrrr")
 
 
 def _lift_table(study) -> Table:

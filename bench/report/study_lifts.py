@@ -26,6 +26,7 @@ class Lift:
     ci_low: float | None   # 95% paired bootstrap interval of the lift
     ci_high: float | None
     oracle_auc: float | None  # the true probabilities' AUC on the same test rows
+    n_positives: int | None   # test positives of the task (few = wide intervals)
 
     @property
     def verdict(self) -> str | None:
@@ -81,7 +82,8 @@ def load_study(study_dir: str | Path) -> Study:
                 ref_task = reference.tasks.get(task)
                 lifts.append(Lift(point, key, task, model.auc(task), reference.auc(task),
                                   diff, low, high,
-                                  ref_task.oracle_auc if ref_task is not None else None))
+                                  *((ref_task.oracle_auc, ref_task.n_positives)
+                                    if ref_task is not None else (None, None))))
     return Study(study_dir, spec, lifts, missing, rows)
 
 
