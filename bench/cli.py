@@ -11,7 +11,7 @@ import importlib
 import sys
 
 COMMANDS = ("list", "run", "data", "report", "latency", "throughput", "gbdt", "tune", "accuracy",
-            "compare")
+            "compare", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
