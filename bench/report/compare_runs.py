@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from bench.report import fmt
-from bench.report.results import TASK_ORDER, ModelResult, Run, load_run
+from bench.report.results import TASK_ORDER, Run, load_run, paired_interval
 
 
 @dataclass
@@ -46,18 +46,6 @@ class Comparison:
     only_in_b: list[str]
     constant_rows: int  # (model, task) pairs that are a constant output in both runs
     notes: list[str]
-
-
-def paired_interval(b: ModelResult, a: ModelResult, task: str):
-    """AUC(b) - AUC(a) and its 95% interval (None, None when not testable): the report's
-    statistics (bench.stats.paired_difference), called from this one place only."""
-    from bench import stats
-
-    estimate = stats.paired_difference(b.tasks[task].scores, a.tasks[task].scores)
-    if estimate is None:
-        return None, None, None
-    low, high = estimate.interval()
-    return estimate.value, low, high
 
 
 INTERVAL_RULE = ("95% interval of B - A from bench.stats.paired_difference (the report's rule): "

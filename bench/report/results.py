@@ -317,6 +317,17 @@ def load_run(run_dir: str | Path) -> Run:
                latency_records=latency, n_bootstrap=min(n_boot) if n_boot else None)
 
 
+def paired_interval(b: ModelResult, a: ModelResult, task: str):
+    """AUC(b) - AUC(a) and its 95% interval ((None, None, None) when not testable), by the
+    report's rule (bench.stats.paired_difference): what `bench compare` and the regime study
+    show for a pair of models."""
+    estimate = stats.paired_difference(b.tasks[task].scores, a.tasks[task].scores)
+    if estimate is None:
+        return None, None, None
+    low, high = estimate.interval()
+    return estimate.value, low, high
+
+
 def ranked(models: list[ModelResult], task: str) -> list[ModelResult]:
     """Models that model `task`, best AUC first (name breaks ties, for a stable report)."""
     have = [m for m in models if m.auc(task) is not None

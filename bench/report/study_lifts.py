@@ -1,6 +1,6 @@
 """The regime study's numbers, from its records only: at each grid point, each model's AUC lift
 over the reference (the multiplied GBDT pair) with the paired bootstrap interval of the main
-report (bench.report.results.compare), the verdict it implies, and the oracle ceiling.
+report (bench.report.results.paired_interval), the verdict it implies, and the oracle ceiling.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report.results import compare, load_run
+from bench.report.results import load_run, paired_interval
 
 STUDY_TASKS = ("cvr", "ctcvr")
 WIN, LOSE, TIE = "wins", "loses", "ties"
@@ -78,7 +78,7 @@ def load_study(study_dir: str | Path) -> Study:
             if key == spec["reference"]:
                 continue
             for task in STUDY_TASKS:
-                diff, low, high, _ = compare(model, reference, task)
+                diff, low, high = paired_interval(model, reference, task)
                 ref_task = reference.tasks.get(task)
                 lifts.append(Lift(point, key, task, model.auc(task), reference.auc(task),
                                   diff, low, high,
