@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bench.metrics import auc
+from neural import balancing
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
@@ -127,8 +128,7 @@ class Trainer:
         batch = self.train.batch(rows)
         if self.compact:
             batch = batch.compact()
-        loss = self.network.loss(self.network(batch), batch)
-        loss.backward()
+        loss = balancing.backward(self.network, self.network(batch), batch)
         self.after_backward()
         for optimizer in self.optimizers:
             optimizer.step()
