@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neural.network import sum_terms
+
 BALANCERS = ("none", "uncertainty", "pcgrad")
 
 
@@ -80,6 +82,9 @@ def project_conflicts(grads: list[torch.Tensor], order: list[list[int]]) -> list
 
 
 class PCGrad(nn.Module):
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum_terms(terms)
+
     def backward(self, terms: dict[str, torch.Tensor], network: nn.Module) -> None:
         leaves = [p for p in network.parameters() if p.requires_grad]
         touched = network.inputs.touched  # "rows" gradients: the batch's table rows

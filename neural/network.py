@@ -69,7 +69,10 @@ class RankingNet(nn.Module):
         raise NotImplementedError
 
     def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-        return sum_terms(self.loss_terms(out, batch))
+        """The objective: the terms' sum, or the balancer's weighting of them (PCGrad's is the
+        sum; it changes the gradients, neural/balancing.py)."""
+        terms = self.loss_terms(out, batch)
+        return sum_terms(terms) if self.balancer is None else self.balancer.combine(terms)
 
     def calibrate(self, train_means: dict[str, float]) -> None:
         """Adjust output constants from the fitted network's mean outputs on train."""

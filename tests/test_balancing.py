@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: E402
 from neural import balancing  # noqa: E402
 from neural.network import bce, product_bce  # noqa: E402
 from neural.registry import SPECS  # noqa: E402
-from tests.test_neural import IDS, batch_of, build, random_split  # noqa: E402
+from tests.test_neural import batch_of, build, random_split  # noqa: E402
 
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -61,7 +61,10 @@ def reference_loss(network, out, batch):
     return base + network.counterfactual_weight * risk
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+UNBALANCED = [s for s in SPECS if "loss_balancing" not in s.params]
+
+
+@pytest.mark.parametrize("spec", UNBALANCED, ids=[s.name for s in UNBALANCED])
 def test_summed_terms_and_gradients_are_bit_identical_to_one_expression(spec, train):
     batch = batch_of(train)
     old, new = build(spec, embedding_gradients="dense"), build(spec, embedding_gradients="dense")
@@ -95,6 +98,7 @@ def test_uncertainty_loss_is_the_formula_and_its_weights_learn(train):
     expected = (torch.exp(torch.tensor(-0.3)) * terms["ctr"] + 0.3
                 + torch.exp(torch.tensor(0.2)) * terms["cvr"] - 0.2)
     assert torch.allclose(weights.combine(terms), expected)
+    assert torch.equal(network.loss(out, batch), weights.combine(terms))
     logged = balancing.backward(network, out, batch)
     assert torch.allclose(logged, (terms["ctr"] + terms["cvr"]).detach())
     assert weights.log_variance.grad is not None
@@ -150,3 +154,9 @@ def test_a_model_with_its_own_balancer_refuses_another():
     assert isinstance(balancing.make_balancer(MMoE, "none", "pcgrad"), balancing.PCGrad)
     with pytest.raises(ValueError, match="loss_balancing=uncertainty conflicts"):
         balancing.make_balancer(MMoE, "uncertainty", "pcgrad")
+
+
+@pytest.mark.parametrize("name, kind", [("mmoe_uncertainty", balancing.UncertaintyWeights),
+                                        ("mmoe_pcgrad", balancing.PCGrad)])
+def test_registered_variants_carry_their_balancer(name, kind):
+    assert isinstance(build(BY_NAME[name]).balancer, kind)
