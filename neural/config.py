@@ -49,6 +49,10 @@ class NeuralConfig:
     # a batch (each request's behaviour lists are pooled once per batch: faster). 32 had the
     # best mean validation AUC over three seeds against 0 and 8 (neural/README.md).
     shuffle_window: int = setting(32, low=0, note="0 = a full shuffle")
+    # How a multi-task loss's terms are combined (neural/balancing.py): their plain sum,
+    # learned uncertainty weights (Kendall et al. 2018) or PCGrad's projected gradients (Yu et
+    # al. 2020). Single-task models refuse anything but "none".
+    loss_balancing: str = setting("none", choices=("none", "uncertainty", "pcgrad"))
     # Prediction batch size (no gradients, so larger than the training batch).
     predict_batch_size: int = setting(16384, low=1)
 

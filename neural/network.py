@@ -10,7 +10,9 @@ loss on a product pCTR x pCVR is computed from the two logits (`product_bce`).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +35,18 @@ class RankingNet(nn.Module):
     # Whether the trainer scores the train split after fitting and hands each output's mean
     # (over its task's rows) to `calibrate` (one extra forward pass over train).
     CALIBRATE_ON_TRAIN = False
+    # How many named terms `loss_terms` returns (a multi-task loss has one per task; loss
+    # balancing, neural/balancing.py, needs at least two).
+    N_LOSS_TERMS = 1
 
-    def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float]):
+    def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float],
+                 loss_balancing: str | None = None):
         super().__init__()
+        from neural.balancing import make_balancer
+
         self.config = config
+        # A model's own balancer (a registered variant's) or the run's `loss_balancing`.
+        self.balancer = make_balancer(type(self), config.loss_balancing, loss_balancing)
         self.inputs = FeatureEmbedding(layout, config.embedding_dim,
                                        config.gradients_for(layout.n_rows))
         # Train-set rates of each task: the output of a single-task model for tasks it lacks.
@@ -54,8 +64,15 @@ class RankingNet(nn.Module):
         """Task outputs from the flat input (B, in_dim)."""
         raise NotImplementedError
 
-    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+    def loss_terms(self, out: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss as named terms ({"ctr": ..., "cvr": ...}); `loss` is their plain sum."""
         raise NotImplementedError
+
+    def loss(self, out: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """The objective: the terms' sum, or the balancer's weighting of them (PCGrad's is the
+        sum; it changes the gradients, neural/balancing.py)."""
+        terms = self.loss_terms(out, batch)
+        return sum_terms(terms) if self.balancer is None else self.balancer.combine(terms)
 
     def calibrate(self, train_means: dict[str, float]) -> None:
         """Adjust output constants from the fitted network's mean outputs on train."""
@@ -64,6 +81,11 @@ class RankingNet(nn.Module):
     def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:
         index = ("ctr", "cvr", "ctcvr").index(task)
         return self.prior[index].expand_as(like)
+
+
+def sum_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Terms added left to right, as `a + b + c` (no leading 0: the same float operations)."""
+    return functools.reduce(operator.add, terms.values())
 
 
 def from_logits(**logits: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,7 +149,7 @@ def product_bce(out: dict[str, torch.Tensor], target: torch.Tensor,
 
 
 def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
-                         cvr_loss: str) -> torch.Tensor:
+                         cvr_loss: str) -> dict[str, torch.Tensor]:
     """The loss of a two-tower CTR/CVR model, pCTCVR = pCTR x pCVR, in one of two styles.
 
     "clicked": CTR on all rows + CVR on clicked rows (the classic multi-task setup, biased by
@@ -136,9 +158,9 @@ def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
     """
     ctr = bce(out, "ctr", batch.click)
     if cvr_loss == "clicked":
-        return ctr + bce(out, "cvr", batch.purchase, mask=batch.click)
+        return {"ctr": ctr, "cvr": bce(out, "cvr", batch.purchase, mask=batch.click)}
     if cvr_loss == "entire_space":
-        return ctr + product_bce(out, batch.conversion)
+        return {"ctr": ctr, "ctcvr": product_bce(out, batch.conversion)}
     raise ValueError(f"cvr_loss must be 'clicked' or 'entire_space', got {cvr_loss!r}")
 
 

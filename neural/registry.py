@@ -43,6 +43,10 @@ SPECS: list[ModelSpec] = [
           search=(EXPERTS,)),
     _spec("mmoe_es", "mmoe:MMoE", "MMoE with ESMM's entire-space loss (CTR + pCTR x pCVR)",
           cvr_loss="entire_space", search=(EXPERTS,)),
+    _spec("mmoe_uncertainty", "mmoe:MMoE", "MMoE, task losses weighted by learned "
+          "uncertainty (Kendall et al. 2018)", loss_balancing="uncertainty", search=(EXPERTS,)),
+    _spec("mmoe_pcgrad", "mmoe:MMoE", "MMoE, conflicting task gradients projected (PCGrad, "
+          "Yu et al. 2020)", loss_balancing="pcgrad", search=(EXPERTS,)),
     _spec("ple", "ple:PLE", "PLE: 2 levels of task and shared experts (CVR on clicked rows)",
           search=PLE_EXPERTS),
     _spec("ple_es", "ple:PLE", "PLE with ESMM's entire-space loss (CTR + pCTR x pCVR)",

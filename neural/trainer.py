@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from neural import balancing
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
@@ -99,8 +100,7 @@ class Trainer:
         batch = self.train.batch(rows)
         if self.compact:
             batch = batch.compact()
-        loss = self.network.loss(self.network(batch), batch)
-        loss.backward()
+        loss = balancing.backward(self.network, self.network(batch), batch)
         self.after_backward()
         for optimizer in self.optimizers:
             optimizer.step()

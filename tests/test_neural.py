@@ -344,13 +344,13 @@ def test_entire_space_loss_pushes_a_very_unlikely_conversion_up():
     """A converting row with logits -9 / -9 (pCTCVR 1.5e-8): both towers get a gradient."""
     from types import SimpleNamespace
 
-    from neural.network import clicked_then_product, from_logits
+    from neural.network import clicked_then_product, from_logits, sum_terms
 
     ctr, cvr = (torch.tensor([-9.0, 0.0], requires_grad=True) for _ in range(2))
     out = from_logits(ctr=ctr, cvr=cvr)
     out["ctcvr"] = out["ctr"] * out["cvr"]
     batch = SimpleNamespace(click=torch.tensor([1.0, 0.0]), conversion=torch.tensor([1.0, 0.0]))
-    loss = clicked_then_product(out, batch, "entire_space")
+    loss = sum_terms(clicked_then_product(out, batch, "entire_space"))
     grad_ctr, grad_cvr = torch.autograd.grad(loss, [ctr, cvr])
     want_loss, want_grad = _exact_product_bce([-9.0, 0.0], [-9.0, 0.0], [1.0, 0.0])
     # mean over 2 rows of CTR BCE + CTCVR BCE; the CVR logit only sees the CTCVR term

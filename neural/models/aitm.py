@@ -33,6 +33,7 @@ class AdaptiveTransfer(nn.Module):
 
 
 class AITM(RankingNet):
+    N_LOSS_TERMS = 3  # CTR, CTCVR, calibrator
     OUTPUTS_HOW = {"ctr": "sigmoid of the click tower",
                    "cvr": "min(1, pCTCVR / pCTR)",
                    "ctcvr": "sigmoid of the conversion tower (after transfer from the click "
@@ -60,7 +61,8 @@ class AITM(RankingNet):
         out["cvr"] = (out["ctcvr"] / out["ctr"].clamp(min=1e-7)).clamp(max=1.0)
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         calibrator = torch.relu(out["ctcvr"] - out["ctr"]).mean()
-        return (bce(out, "ctr", batch.click) + bce(out, "ctcvr", batch.conversion)
-                + self.calibrator_weight * calibrator)
+        return {"ctr": bce(out, "ctr", batch.click),
+                "ctcvr": bce(out, "ctcvr", batch.conversion),
+                "calibrator": self.calibrator_weight * calibrator}

@@ -37,8 +37,8 @@ class DnnCtr(SingleTaskDNN):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
-        return bce(out, "ctr", batch.click)
+    def loss_terms(self, out, batch):
+        return {"ctr": bce(out, "ctr", batch.click)}
 
 
 class DnnCvr(SingleTaskDNN):
@@ -58,9 +58,9 @@ class DnnCvr(SingleTaskDNN):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         # The trainer feeds clicked rows only; the mask keeps the loss right on any batch.
-        return bce(out, "cvr", batch.purchase, mask=batch.click)
+        return {"cvr": bce(out, "cvr", batch.purchase, mask=batch.click)}
 
 
 class DnnCtcvr(SingleTaskDNN):
@@ -77,5 +77,5 @@ class DnnCtcvr(SingleTaskDNN):
         out["cvr"] = (out["ctcvr"] / out["ctr"]).clamp(max=1.0)
         return out
 
-    def loss(self, out, batch):
-        return bce(out, "ctcvr", batch.conversion)
+    def loss_terms(self, out, batch):
+        return {"ctcvr": bce(out, "ctcvr", batch.conversion)}

@@ -22,6 +22,7 @@ from neural.network import RankingNet, clicked_then_product, from_logits
 
 
 class ESCM2(RankingNet):
+    N_LOSS_TERMS = 3  # CTR, CTCVR, counterfactual CVR risk
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower",
                    "cvr": "sigmoid of the CVR tower",
                    "ctcvr": "pCTR x pCVR"}
@@ -53,8 +54,8 @@ class ESCM2(RankingNet):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
-        base = clicked_then_product(out, batch, "entire_space")
+    def loss_terms(self, out, batch):
+        terms = clicked_then_product(out, batch, "entire_space")
         propensity = out["ctr"].detach().clamp(min=self.min_propensity)
         clicked = batch.click
         error = F.binary_cross_entropy_with_logits(out["cvr_logit"], batch.purchase,
@@ -70,4 +71,4 @@ class ESCM2(RankingNet):
             fitted_error = F.binary_cross_entropy_with_logits(
                 out["cvr_logit"].detach(), imputed, reduction="none")
             risk = risk + (clicked * (error.detach() - fitted_error) ** 2 / propensity).mean()
-        return base + self.counterfactual_weight * risk
+        return {**terms, "counterfactual": self.counterfactual_weight * risk}

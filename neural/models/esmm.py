@@ -14,6 +14,7 @@ from neural.network import RankingNet, clicked_then_product, from_logits
 
 
 class ESMM(RankingNet):
+    N_LOSS_TERMS = 2
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower",
                    "cvr": "sigmoid of the CVR tower (learned only through pCTR x pCVR)",
                    "ctcvr": "pCTR x pCVR"}
@@ -30,5 +31,5 @@ class ESMM(RankingNet):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         return clicked_then_product(out, batch, "entire_space")

@@ -14,12 +14,14 @@ from neural.network import CVR_LOSS_HOW, RankingNet, clicked_then_product, from_
 
 
 class MMoE(RankingNet):
+    N_LOSS_TERMS = 2
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the CTR gate's expert mix",
                    "cvr": "sigmoid of the CVR tower on the CVR gate's expert mix",
                    "ctcvr": "pCTR x pCVR"}
 
-    def __init__(self, layout, config, priors, cvr_loss: str = "clicked"):
-        super().__init__(layout, config, priors)
+    def __init__(self, layout, config, priors, cvr_loss: str = "clicked",
+                 loss_balancing: str | None = None):
+        super().__init__(layout, config, priors, loss_balancing)
         self.cvr_loss = cvr_loss
         self.loss_how = CVR_LOSS_HOW[cvr_loss]
         self.n_experts = config.n_experts
@@ -40,5 +42,5 @@ class MMoE(RankingNet):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         return clicked_then_product(out, batch, self.cvr_loss)

@@ -46,6 +46,7 @@ class CGC(nn.Module):
 
 
 class PLE(RankingNet):
+    N_LOSS_TERMS = 2
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the last level's CTR output",
                    "cvr": "sigmoid of the CVR tower on the last level's CVR output",
                    "ctcvr": "pCTR x pCVR"}
@@ -73,5 +74,5 @@ class PLE(RankingNet):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         return clicked_then_product(out, batch, self.cvr_loss)

@@ -11,6 +11,7 @@ from neural.network import CVR_LOSS_HOW, RankingNet, clicked_then_product, from_
 
 
 class SharedBottom(RankingNet):
+    N_LOSS_TERMS = 2
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the shared bottom",
                    "cvr": "sigmoid of the CVR tower on the shared bottom",
                    "ctcvr": "pCTR x pCVR"}
@@ -31,5 +32,5 @@ class SharedBottom(RankingNet):
         out["ctcvr"] = out["ctr"] * out["cvr"]
         return out
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         return clicked_then_product(out, batch, self.cvr_loss)

@@ -60,6 +60,7 @@ class WeightedLoss(RankingNet):
             if train_means[task] > 0:  # outputs are s x scale: one multiplicative correction
                 self.scale[index] *= float(self.prior[index]) / train_means[task]
 
-    def loss(self, out, batch):
+    def loss_terms(self, out, batch):
         weight = 1.0 + self.beta * batch.conversion
-        return bce(out, "score", batch.click, weight=weight) / (1.0 + self.beta * self.prior[2])
+        return {"score": bce(out, "score", batch.click, weight=weight)
+                / (1.0 + self.beta * self.prior[2])}

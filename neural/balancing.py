@@ -1,0 +1,115 @@
+"""Loss balancing for multi-task networks: how a loss's named terms become one update.
+
+The setting `loss_balancing` (neural/config.py) picks one; a network's `loss_terms` gives the
+terms (one per task; AITM's calibrator and ESCM2's counterfactual risk count as terms).
+- "none": the plain sum, the network's own `loss` (exactly the unbalanced code path).
+- "uncertainty" (Kendall, Gal & Cipolla, CVPR 2018): a learned log-variance s_t per term,
+  loss = sum_t exp(-s_t) L_t + s_t; the s_t are network parameters, so the dense Adam fits
+  them (s_t = 0 at the start: the first step is the plain sum's).
+- "pcgrad" (Yu et al., NeurIPS 2020): per-term gradients; on the parameters that two or more
+  terms reach, each term's gradient loses its component along any other term's gradient it
+  conflicts with (negative inner product), the others taken in a random order; the projected
+  gradients are summed. A parameter only one term reaches gets that term's gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neural.network import sum_terms
+
+BALANCERS = ("none", "uncertainty", "pcgrad")
+
+
+def make_balancer(network_cls: type, setting: str, own: str | None = None) -> nn.Module | None:
+    """The balancer of a network class: its own (a registered variant's) or the run setting."""
+    if own is not None and setting not in ("none", own):
+        raise ValueError(f"setting loss_balancing={setting} conflicts with model "
+                         f"{network_cls.__name__}'s own loss_balancing={own}")
+    kind = own or setting
+    if kind == "none":
+        return None
+    n_terms = network_cls.N_LOSS_TERMS
+    if n_terms < 2:
+        raise ValueError(f"setting loss_balancing={kind} needs a multi-task model: "
+                         f"{network_cls.__name__} trains one loss term (allowed: none)")
+    if kind == "uncertainty":
+        return UncertaintyWeights(n_terms)
+    if kind == "pcgrad":
+        return PCGrad()
+    raise ValueError(f"setting loss_balancing={kind!r} is not one of {', '.join(BALANCERS)}")
+
+
+def backward(network: nn.Module, out: dict, batch) -> torch.Tensor:
+    """Gradients of one batch's loss into .grad (as `loss.backward()`); returns the plain sum
+    of the terms, so the logged training loss means the same under every balancer."""
+    module = getattr(network, "module", network)  # DDP wraps the network
+    if module.balancer is None:
+        loss = network.loss(out, batch)
+        loss.backward()
+        return loss
+    terms = module.loss_terms(out, batch)
+    module.balancer.backward(terms, module)
+    return sum(t.detach() for t in terms.values())
+
+
+class UncertaintyWeights(nn.Module):
+    def __init__(self, n_terms: int):
+        super().__init__()
+        self.log_variance = nn.Parameter(torch.zeros(n_terms))
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        losses = torch.stack(list(terms.values()))
+        return (torch.exp(-self.log_variance) * losses + self.log_variance).sum()
+
+    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module) -> None:
+        self.combine(terms).backward()
+
+
+def project_conflicts(grads: list[torch.Tensor], order: list[list[int]]) -> list[torch.Tensor]:
+    """PCGrad on flat per-task gradients: task i's gradient, projected onto the normal plane of
+    each original g_j (j in `order[i]`) it has a negative inner product with."""
+    projected = []
+    for i, g in enumerate(grads):
+        g = g.clone()
+        for j in order[i]:
+            dot = torch.dot(g, grads[j])
+            if dot < 0:
+                g -= dot / grads[j].square().sum() * grads[j]
+        projected.append(g)
+    return projected
+
+
+class PCGrad(nn.Module):
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum_terms(terms)
+
+    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module) -> None:
+        leaves = [p for p in network.parameters() if p.requires_grad]
+        touched = network.inputs.touched  # "rows" gradients: the batch's table rows
+        if touched is not None:
+            leaves.append(touched[1])
+        if network.inputs.gradients == "sparse":
+            raise ValueError("setting loss_balancing=pcgrad needs dense table gradients: "
+                             "embedding_gradients=auto, rows or dense (not sparse)")
+        values = list(terms.values())
+        per_term = [torch.autograd.grad(loss, leaves, retain_graph=k < len(values) - 1,
+                                        allow_unused=True) for k, loss in enumerate(values)]
+        shared = [k for k in range(len(leaves))
+                  if sum(g[k] is not None for g in per_term) >= 2]
+        n = len(values)
+        order = [[j for j in torch.randperm(n).tolist() if j != i] for i in range(n)]
+        flat = [torch.cat([g[k].reshape(-1) if g[k] is not None
+                           else torch.zeros(leaves[k].numel()) for k in shared])
+                for g in per_term]
+        combined = torch.stack(project_conflicts(flat, order)).sum(0) if shared else None
+        start = 0
+        for k, leaf in enumerate(leaves):
+            if k in shared:
+                size = leaf.numel()
+                leaf.grad = combined[start:start + size].view_as(leaf)
+                start += size
+            else:
+                own = [g[k] for g in per_term if g[k] is not None]
+                leaf.grad = own[0] if own else None
