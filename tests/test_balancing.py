@@ -8,11 +8,11 @@ torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from test_neural import NETWORKS, batch_of, build, random_split  # noqa: E402
 
 from neural import balancing  # noqa: E402
 from neural.network import bce, product_bce  # noqa: E402
 from neural.registry import SPECS  # noqa: E402
-from tests.test_neural import NETWORKS, batch_of, build, random_split  # noqa: E402
 
 BY_NAME = {s.name: s for s in SPECS}
 
