@@ -24,6 +24,7 @@ hold the lock no live process can be writing them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -40,6 +41,9 @@ LOCK_NAME = ".lock"
 CONVERTING, ENCODING, REPLACED = WORK_PREFIXES = (".converting-", ".encoding-", ".replaced-")
 _held: dict[str, int] = {}  # lock path -> depth, in this process
 _claims = ExitStack()  # run folders this process holds until it exits
+# Released before the interpreter tears its modules down (else the claims' generators are
+# finalised after this module's globals are gone, and print "Exception ignored" noise).
+atexit.register(_claims.close)
 
 
 class FolderBusy(ValueError):
