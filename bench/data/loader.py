@@ -60,7 +60,12 @@ def ensure_synthetic(profile: str, seed: int, data_dir: Path | None = None,
             info = json.loads(info_path.read_text())
             # Data written before the achievable ceiling existed is regenerated (same bytes).
             ceiling = "achievable_ctr_auc" in (info.get("oracle") or {}).get("test_half", {})
-            if info.get("profile") == profile and info.get("seed") == seed and ceiling:
+            # The default folder's data is remade when its profile's parameters changed since;
+            # a folder the caller names may hold data made with overrides (the regime study).
+            same_params = (data_dir is not None
+                           or info.get("params") == synth.profile_params_json(profile))
+            if (info.get("profile") == profile and info.get("seed") == seed and ceiling
+                    and same_params):
                 return out
         synth.generate(out, profile=profile, seed=seed, progress=progress)
     return out
