@@ -77,13 +77,14 @@ def _weighted_auc_sorted(labels_sorted, weights_sorted, starts) -> float:
     return float((pos_w * (neg_below + 0.5 * neg_w)).sum() / (total_pos * total_neg))
 
 
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC; NaN when the rows hold only one class."""
+def auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """ROC AUC, with optional row weights; NaN when the rows hold only one class."""
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(scores, kind="mergesort")
     sorted_scores = scores[order]
-    return _weighted_auc_sorted(labels[order], np.ones(len(order)), _tie_blocks(sorted_scores))
+    weights = np.ones(len(order)) if weights is None else np.asarray(weights, np.float64)[order]
+    return _weighted_auc_sorted(labels[order], weights, _tie_blocks(sorted_scores))
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:

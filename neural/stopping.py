@@ -24,6 +24,8 @@ class CheckPlan:
     check_every: int  # steps between two validation checks (the last check ends the cap)
     max_steps: int  # the cap
     patience: int  # checks without improvement that stop the fit (the same steps for all)
+    # Share of unclicked validation rows a check scores (neural.validation.check_rows).
+    check_unclicked: float = 1.0
 
     @classmethod
     def from_profile(cls, profile, epoch_steps: int, own_epoch_steps: int) -> CheckPlan:
@@ -35,7 +37,8 @@ class CheckPlan:
         every = max(1, min(unit_every, math.ceil(own_epoch_steps / per_epoch)))
         return cls(epoch_steps=epoch_steps, check_every=every,
                    max_steps=profile.neural_max_epochs * epoch_steps,
-                   patience=math.ceil(profile.neural_patience * unit_every / every))
+                   patience=math.ceil(profile.neural_patience * unit_every / every),
+                   check_unclicked=getattr(profile, "neural_check_unclicked", 1.0))
 
     @property
     def max_checks(self) -> int:
@@ -48,7 +51,7 @@ class CheckPlan:
     def as_info(self) -> dict:
         return {"check_every_steps": self.check_every, "epoch_steps_all_rows": self.epoch_steps,
                 "max_checks": self.max_checks, "max_steps": self.max_steps,
-                "patience_checks": self.patience}
+                "patience_checks": self.patience, "check_unclicked_share": self.check_unclicked}
 
 
 class BestCheckpoint:
@@ -83,6 +86,7 @@ class FitLog:
     loop_s: float = 0.0  # training steps only
     loop_cpu_s: float = 0.0
     check_s: float = 0.0  # validation checks only
+    check_rows: int = 0  # validation rows each check scores
     stopped_by: str = "cap"
     history: list = field(default_factory=list)
 
@@ -95,7 +99,7 @@ class FitLog:
     def as_info(self, plan: CheckPlan) -> dict:
         best = self.history[self.best.best_check - 1] if self.best.best_check else {}
         return {
-            **plan.as_info(), "stopped_by": self.stopped_by,
+            **plan.as_info(), "check_rows": self.check_rows, "stopped_by": self.stopped_by,
             "checks_run": len(self.history), "steps_run": self.steps,
             "epochs_run": round(self.rows_seen / max(self.own_rows, 1), 4),
             "best_check": self.best.best_check, "best_step": best.get("step", 0),

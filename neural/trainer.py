@@ -328,7 +328,8 @@ class NeuralRanker:
         on_validation(check, score): told every check (tuning's pruner may end the fit)."""
         network = self.network
         log = FitLog(BestCheckpoint(plan.patience), own_rows=self.own_rows(data.train))
-        checks = ValidationChecks(self, data.valid, network.STOP_TASKS)
+        checks = ValidationChecks(self, data.valid, network.STOP_TASKS, plan.check_unclicked)
+        log.check_rows = len(checks.split)
         stream = self.batch_stream(trainer, data.train)
         for check in range(1, plan.max_checks + 1):
             started, cpu_started = time.perf_counter(), time.process_time()

@@ -42,30 +42,53 @@ def predict_tensors(network, data: TensorSplit | list[Batch],
     return predict_batches(network, batches)
 
 
-def validation_aucs(outputs: dict[str, np.ndarray], split, tasks) -> dict[str, float]:
-    """AUC per task on the rows bench.metrics defines (CVR on clicked rows)."""
+def validation_aucs(outputs: dict[str, np.ndarray], split, tasks,
+                    weights: np.ndarray | None = None) -> dict[str, float]:
+    """AUC per task on the rows bench.metrics defines (CVR on clicked rows), with row weights
+    where the rows are a weighted sample (`check_rows`)."""
     click = split.click.astype(bool)
+    weights = np.ones(len(split)) if weights is None else weights
     labels = {"ctr": (split.click, slice(None)), "cvr": (split.purchase, click),
               "ctcvr": (split.click & split.purchase, slice(None))}
     result = {}
     for task in tasks:
         label, rows = labels[task]
-        result[task] = auc(label[rows], outputs[task][rows])
+        result[task] = auc(label[rows], outputs[task][rows], weights[rows])
     return result
+
+
+CHECK_ROWS_SEED = 0  # the same check rows for every model and seed
+
+
+def check_rows(split, tasks, unclicked_share: float):
+    """The rows a validation check scores, and their weights.
+
+    Only clicked rows when CVR (scored on clicked rows) is the only task. Otherwise every
+    clicked row and a fixed random `unclicked_share` of the unclicked ones, weighted by
+    1 / unclicked_share: every positive of every task is clicked, so the weighted AUCs estimate
+    the full split's without bias while scoring a fraction of its rows.
+    """
+    if set(tasks) == {"cvr"}:
+        return split.clicked(), None
+    if unclicked_share >= 1.0:
+        return split, None
+    clicked = split.click.astype(bool)
+    kept = clicked | (np.random.default_rng(CHECK_ROWS_SEED).random(len(split)) < unclicked_share)
+    sample = split.take(np.flatnonzero(kept), name=f"{split.name}-checks")
+    return sample, np.where(sample.click.astype(bool), 1.0, 1.0 / unclicked_share)
 
 
 class ValidationChecks:
     """The validation AUCs of `tasks` for one fit, check after check.
 
-    Only the rows the tasks are scored on are scored: every row, or the clicked ones when CVR
-    (scored on clicked rows) is the only task, which is all that a model trained on clicked
-    rows checks. A split in memory has its batches built once and kept; one the ranker
-    processes in chunks is scored through `ranker.score_split`, chunk by chunk, each time.
+    The rows are `check_rows`'s. A split in memory has its batches built once and kept; one
+    the ranker processes in chunks is scored through `ranker.score_split`, chunk by chunk,
+    each time.
     """
 
-    def __init__(self, ranker, split, tasks):
+    def __init__(self, ranker, split, tasks, unclicked_share: float = 1.0):
         self.ranker, self.tasks = ranker, tuple(tasks)
-        self.split = split.clicked() if set(self.tasks) == {"cvr"} else split
+        self.split, self.weights = check_rows(split, self.tasks, unclicked_share)
         self.batches = None
         if ranker.chunks_of(self.split) is None:
             tensors = TensorSplit(self.split, ranker.layout, ranker.config.pooling)
@@ -73,4 +96,4 @@ class ValidationChecks:
 
     def aucs(self) -> dict[str, float]:
         outputs = self.ranker.score_split(self.split, self.batches)
-        return validation_aucs(outputs, self.split, self.tasks)
+        return validation_aucs(outputs, self.split, self.tasks, self.weights)

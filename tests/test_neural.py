@@ -267,6 +267,61 @@ def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monke
     assert not calls
 
 
+def test_check_rows_keep_every_clicked_row_and_weigh_a_share_of_the_rest(random_data):
+    from neural.validation import check_rows
+
+    valid = random_data.valid
+    sample, weights = check_rows(valid, ("ctr", "cvr", "ctcvr"), 0.25)
+    assert int(sample.click.sum()) == int(valid.click.sum())
+    unclicked = int((valid.click == 0).sum())
+    assert abs(int((sample.click == 0).sum()) - 0.25 * unclicked) < 5 * (0.25 * unclicked) ** 0.5
+    assert set(weights[sample.click == 1]) == {1.0} and set(weights[sample.click == 0]) == {4.0}
+    again, _ = check_rows(valid, ("ctr", "cvr", "ctcvr"), 0.25)  # the same rows every time
+    assert np.array_equal(again.sample_id, sample.sample_id)
+    assert check_rows(valid, ("ctr",), 1.0)[0] is valid
+    assert len(check_rows(valid, ("cvr",), 0.25)[0]) == int(valid.click.sum())
+
+
+def test_weighted_check_auc_estimates_the_full_auc_without_bias(monkeypatch):
+    """CTCVR's negatives are clicked non-buyers (all kept) and unclicked rows (a share kept):
+    unweighted, the sample over-represents the former and the AUC is biased; weighted by
+    1/share it is not (mean over many samples within a few standard errors of the full AUC)."""
+    from bench.metrics import auc
+    from neural import validation
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    click = (rng.random(n) < 0.1).astype(np.int8)
+    buy = (click == 1) & (rng.random(n) < 0.3)
+    # Clicked non-buyers score high, unclicked rows low: their mix decides the AUC.
+    score = np.where(buy, 1.0, np.where(click == 1, 0.8, 0.0)) + rng.normal(0, 0.5, n)
+
+    class Rows:
+        name = "valid"
+
+        def __init__(self, rows):
+            self.click, self.buy, self.score = click[rows], buy[rows], score[rows]
+
+        def __len__(self):
+            return len(self.click)
+
+        def take(self, rows, name=None):
+            kept = Rows(np.arange(0))
+            kept.click, kept.buy, kept.score = self.click[rows], self.buy[rows], self.score[rows]
+            return kept
+
+    full = auc(buy, score)
+    weighted, plain = [], []
+    for seed in range(40):
+        monkeypatch.setattr(validation, "CHECK_ROWS_SEED", seed)
+        sample, weights = validation.check_rows(Rows(np.arange(n)), ("ctcvr",), 0.25)
+        weighted.append(auc(sample.buy, sample.score, weights))
+        plain.append(auc(sample.buy, sample.score))
+    se = np.std(weighted) / np.sqrt(len(weighted))
+    assert abs(np.mean(weighted) - full) < 4 * se + 1e-4
+    assert abs(np.mean(plain) - full) > 10 * se  # the bias the weights remove
+
+
 def test_dnn_ctr_x_cvr_is_dnn_ctr_times_dnn_cvr(random_data):
     """The pair's pCTR is dnn_ctr's, its pCVR dnn_cvr's (same seed, same fits), pCTCVR their
     product; its record carries both fits' budgets."""
