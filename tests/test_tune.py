@@ -219,3 +219,19 @@ def test_tune_refuses_to_replace_a_file_of_other_data(tuned, tiny_raw_dir, tmp_p
                  "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
                  "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(other), "--quiet"])
     assert code == 2 and "tuned on other data" in capsys.readouterr().err
+
+
+def test_tune_overwrite_replaces_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path):
+    """--overwrite replaces the other data's file, and the models tuned after it are written
+    (a regression: the write after the first model found the old fingerprint and stopped)."""
+    content = tuned_config.read(tuned)
+    content["fingerprint"] = "0000-other-data"
+    other = tmp_path / "other.json"
+    tuned_config.write(other, content)
+    code = main(["tune", "--models", "baselines/lgbm_ctr", "--trials", "1", "--dataset",
+                 "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
+                 "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(other), "--quiet",
+                 "--overwrite"])
+    written = tuned_config.read(other)
+    assert code == 0 and written["fingerprint"] != "0000-other-data"
+    assert list(written["models"]) == ["baselines/lgbm_ctr"]

@@ -62,7 +62,9 @@ def handle(args, argv) -> int:
     data = load(**{**data_options(args), "synth_profile": profile.synth_profile,
                    "progress": progress})
     path = Path(args.out) if args.out else tuned_config.tuned_path(data.name, profile.name)
-    content = _existing(path, data, profile.name, args.overwrite)
+    # Written at once: a file made on other data is replaced now, not after the first model
+    # (whose write reads the file again and would find the other data's fingerprint).
+    tuned_config.write(path, _existing(path, data, profile.name, args.overwrite))
     storage = args.storage or tuning.default_storage(data.name, profile.name)
     run_meta = meta.collect(argv)  # the commit and command the tuning starts from
     for spec in specs:
