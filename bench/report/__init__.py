@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-
 
 def blocks_for(run) -> list:
     from bench.report import figures, sections, verdict_sections
@@ -39,16 +36,13 @@ def blocks_for(run) -> list:
 
 def build(run_dir: str | Path) -> list[Path]:
     """Write report.md, report.html and figures/*.png into run_dir; return their paths."""
-    from bench.report.render import to_html, to_markdown
+    from bench.report.render import write_report
     from bench.report.results import load_run
     from bench.report.sections import profile_name
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    blocks = blocks_for(run)
-    md_path, html_path = run_dir / REPORT_MD, run_dir / REPORT_HTML
-    md_path.write_text(to_markdown(blocks))
     title = f"ccpbench report: {run.meta.get('dataset', '?')}, profile {profile_name(run)}"
-    html_path.write_text(to_html(blocks, title, run_dir))
+    written = write_report(run_dir, blocks_for(run), title)
     figure_paths = sorted((run_dir / "figures").glob("*.png")) if run.models else []
-    return [md_path, html_path, *figure_paths]
+    return [*written, *figure_paths]

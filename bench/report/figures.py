@@ -177,8 +177,7 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
     label, cost = latency_axis(run, order)
     figure = _new_figure(13, 4.4)
     rows = []
-    for i, task in enumerate(MAIN_TASKS):
-        ax = figure.add_subplot(1, len(MAIN_TASKS), i + 1)
+    for task, ax in _task_axes(figure):
         points = []
         for model in order:
             result = model.tasks.get(task)
@@ -277,12 +276,17 @@ def best_per_group(order: list[ModelResult], task: str, include_floor: bool = Fa
     return list(best.values())
 
 
+def _task_axes(figure):
+    """(task, axes) of one panel per main task, left to right."""
+    return [(task, figure.add_subplot(1, len(MAIN_TASKS), i + 1))
+            for i, task in enumerate(MAIN_TASKS)]
+
+
 def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
     figure = _new_figure(13, 4.4)
     rows = []
-    first_seed = min(run.seeds) if run.seeds else None
-    for i, task in enumerate(MAIN_TASKS):
-        ax = figure.add_subplot(1, len(MAIN_TASKS), i + 1)
+    first_seed = min(run.seeds, default=None)
+    for task, ax in _task_axes(figure):
         ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls=":")
         for model in best_per_group(order, task):
             result = model.tasks[task]
@@ -325,9 +329,8 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
 def reliability(run: Run, order: list[ModelResult]) -> Figure:
     figure = _new_figure(13, 4.4)
     rows = []
-    first_seed = min(run.seeds) if run.seeds else None
-    for i, task in enumerate(MAIN_TASKS):
-        ax = figure.add_subplot(1, len(MAIN_TASKS), i + 1)
+    first_seed = min(run.seeds, default=None)
+    for task, ax in _task_axes(figure):
         lows = []
         for model in best_per_group(order, task, include_floor=True):
             bins = model.tasks[task].reliability or []

@@ -163,3 +163,14 @@ def to_html(blocks: list, title: str, base_dir: Path) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
             f"<body>\n{body}\n</body></html>\n")
+
+
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
+
+
+def write_report(folder: Path, blocks: list, title: str) -> list[Path]:
+    """`blocks` as folder/report.md and folder/report.html; their paths."""
+    md_path, html_path = folder / REPORT_MD, folder / REPORT_HTML
+    md_path.write_text(to_markdown(blocks))
+    html_path.write_text(to_html(blocks, title, folder))
+    return [md_path, html_path]

@@ -12,9 +12,6 @@ from pathlib import Path
 from bench.report import fmt
 from bench.report.render import Bullets, Heading, Para, Table
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-
 
 def _ceiling_table(study) -> Table:
     """Reference AUC against the oracle's (true probabilities, same test rows) per point."""
@@ -82,15 +79,11 @@ def blocks_for(study) -> list:
 
 def build(study_dir: str | Path) -> list[Path]:
     """Write report.md, report.html and figures/study_*.png into study_dir; return the paths."""
-    from bench.report.render import to_html, to_markdown
+    from bench.report.render import write_report
     from bench.report.study_figures import paths
     from bench.report.study_lifts import load_study
 
     study_dir = Path(study_dir)
     study = load_study(study_dir)
-    blocks = blocks_for(study)
-    md_path, html_path = study_dir / REPORT_MD, study_dir / REPORT_HTML
-    md_path.write_text(to_markdown(blocks))
-    html_path.write_text(to_html(blocks, f"ccpbench regime study: {study.spec.get('grid')}",
-                                 study_dir))
-    return [md_path, html_path, *paths(study_dir)]
+    title = f"ccpbench regime study: {study.spec.get('grid')}"
+    return [*write_report(study_dir, blocks_for(study), title), *paths(study_dir)]
