@@ -50,3 +50,15 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data, **dumps) -> None:
     write_text(path, json.dumps(data, **dumps))
+
+
+def read_json(path: Path, missing: str = ""):
+    """A JSON file's content; a missing file or bad JSON is one error naming the file (and the
+    line), with `missing` saying what the file should have been."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found" + (f": {missing}" if missing else ""))
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.atomic import read_json
+
 TUNED_ROOT = Path(__file__).resolve().parents[1] / "tuned"
 FORMAT_VERSION = 1
 
@@ -23,10 +25,7 @@ def tuned_path(dataset: str, profile: str, root: Path | None = None) -> Path:
 
 def read(path: Path) -> dict:
     """A tuned file, checked for the fields a run needs (one clear error otherwise)."""
-    try:
-        content = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON (line {error.lineno}: {error.msg})") from None
+    content = read_json(path)
     if content.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {content.get('format_version')!r}, this "
                          f"version reads {FORMAT_VERSION}")

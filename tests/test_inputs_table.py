@@ -8,10 +8,10 @@ from bench import harness
 
 
 def test_report_lists_what_each_family_sees(tiny_raw_dir, tmp_path, monkeypatch):
+    from bench import run_folder
     from bench.cli import main
-    from bench.commands import run as run_command
 
-    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path / "reports")
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path / "reports")
     out = tmp_path / "run"
     code = main(["run", "--models", "baselines/constant", "baselines/lgbm_ctr",
                  "baselines/xgb_cvr", "neural/dnn_ctr", "--profile", "tiny",

@@ -557,10 +557,10 @@ def test_crosswalk_entries_compute_what_they_claim():
 
 def test_tiny_profile_run_leaves_every_report_file(tiny_raw_dir, tmp_path, monkeypatch):
     """`python -m bench run` on the tiny synthetic data writes results, meta and the report."""
+    from bench import run_folder
     from bench.cli import main
-    from bench.commands import run as run_command
 
-    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path / "reports")
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path / "reports")
     (tmp_path / "reports").mkdir()
     out = tmp_path / "reports" / "runs" / "tiny"
     code = main(["run", "--models", "baselines/constant", "--dataset", "synthetic",

@@ -14,9 +14,9 @@ from bench.cli import main
 
 @pytest.fixture
 def run(tiny_raw_dir, tmp_path, monkeypatch):
-    import bench.commands.run as run_command
+    from bench import run_folder
 
-    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path / "reports")  # leave latest alone
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path / "reports")  # leave latest alone
     out = tmp_path / "run"
 
     def invoke(*extra, seeds="0"):

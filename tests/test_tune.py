@@ -82,9 +82,9 @@ def test_every_model_gets_the_same_trial_count_and_its_history(tuned, tiny_data)
 
 @pytest.fixture
 def run_with(tiny_raw_dir, tmp_path, monkeypatch):
-    import bench.commands.run as run_command
+    from bench import run_folder
 
-    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path / "reports")
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path / "reports")
     monkeypatch.setattr(tuned_config, "TUNED_ROOT", tmp_path / "tuned")
 
     def invoke(model, *extra):

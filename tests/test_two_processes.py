@@ -75,16 +75,16 @@ def test_a_waiting_process_names_the_holder_and_goes_on_when_it_is_done(referenc
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(monkeypatch, tmp_path):
-    import bench.commands.run as run_command
+    from bench import run_folder
 
     class Frozen(datetime):
         @classmethod
         def now(cls, tz=None):
             return datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
-    monkeypatch.setattr(run_command, "REPORTS_ROOT", tmp_path)
-    monkeypatch.setattr(run_command, "datetime", Frozen)
-    folders = [run_command.prepare_run_dir(None, "data-tiny", False, False) for _ in range(3)]
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path)
+    monkeypatch.setattr(run_folder, "datetime", Frozen)
+    folders = [run_folder.prepare_run_dir(None, "data-tiny", False, False) for _ in range(3)]
     assert [f.name for f in folders] == ["20260102T030405Z-data-tiny",
                                          "20260102T030405Z-data-tiny-2",
                                          "20260102T030405Z-data-tiny-3"]

@@ -38,8 +38,7 @@ def add_parser(sub) -> None:
     bench_prepare.set_defaults(handler=handle_bench_prepare)
 
     info = actions.add_parser("info", help="load a data set and print its counts and rates")
-    from bench.commands.run import add_data_arguments
-
+    from bench.commands.options import add_data_arguments
     add_data_arguments(info)
     info.add_argument("--profile", default="small", help="synthetic data profile")
     info.set_defaults(handler=handle_info)
@@ -90,7 +89,7 @@ def handle_bench_prepare(args, argv) -> int:
 
 
 def handle_info(args, argv) -> int:
-    from bench.commands.run import data_options
+    from bench.commands.options import data_options
     from bench.data.loader import EmptySplitError, load, require_rows
 
     data = load(**data_options(args), synth_profile=args.profile, allow_empty=True)

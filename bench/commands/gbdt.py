@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    from bench.commands.run import add_data_arguments
+    from bench.commands.options import add_data_arguments
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("gbdt", help="tree baselines: encoding and compiled-predict checks")
@@ -48,7 +48,7 @@ def _log(message: str) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench.commands.run import data_options, parse_overrides
+    from bench.commands.options import data_options, parse_overrides
     from bench.data.loader import load
     from bench.profiles import get_profile
 

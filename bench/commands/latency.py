@@ -27,7 +27,7 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub) -> None:
-    from bench.commands.run import add_data_arguments
+    from bench.commands.options import add_data_arguments
     from bench.latency import DEFAULT_CANDIDATES, DEFAULT_THREADS
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -109,8 +109,7 @@ def _check_timing(args) -> None:
 
 def _prepare_out(out: str | None, name: str) -> Path:
     """The run folder: --out as it is (records are appended), or a new one."""
-    from bench.commands.run import prepare_run_dir
-
+    from bench.run_folder import prepare_run_dir
     if out is not None and Path(out).exists():
         return Path(out)
     return prepare_run_dir(out, f"{name}-latency", overwrite=False, resume=False)
@@ -131,17 +130,12 @@ def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
 
 def measure(args, argv) -> int:
     from bench import harness, meta
-    from bench.commands.run import (
-        build_report,
-        data_options,
-        link_latest,
-        parse_overrides,
-        split_settings,
-    )
+    from bench.commands.options import data_options, parse_overrides, split_settings
     from bench.data.loader import load
     from bench.latency import fit_model, measure_model, serving_paths
     from bench.profiles import get_profile
     from bench.registry import select
+    from bench.run_folder import build_report, link_latest
 
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)

@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
 def handle(args, argv) -> int:
     from pathlib import Path
 
-    from bench.commands.run import REPORTS_ROOT
     from bench.report import build
+    from bench.run_folder import REPORTS_ROOT
 
     run_dir = Path(args.run_dir) if args.run_dir else REPORTS_ROOT / "latest"
     if not run_dir.is_dir():

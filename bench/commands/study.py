@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
 
 
 def handle_regimes(args, argv) -> int:
-    from bench.commands.run import REPORTS_ROOT
     from bench.ranges import check_option
+    from bench.run_folder import REPORTS_ROOT
     from bench.study.grid import REFERENCE, get_grid
     from bench.study.runner import STUDY_FILE, registered_models, run_study
 

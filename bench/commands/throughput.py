@@ -13,7 +13,7 @@ TARGET_SAMPLES_PER_S = 25_000
 
 
 def add_parser(sub) -> None:
-    from bench.commands.run import add_data_arguments
+    from bench.commands.options import add_data_arguments
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("throughput", help="training throughput (samples/s) of neural models")
@@ -49,7 +49,7 @@ def settings_grid(pairs: list[str]) -> list[dict]:
 
 
 def handle(args, argv) -> int:
-    from bench.commands.run import data_options
+    from bench.commands.options import data_options
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select

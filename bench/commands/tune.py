@@ -11,7 +11,7 @@ import sys
 
 
 def add_parser(sub) -> None:
-    from bench.commands.run import add_data_arguments
+    from bench.commands.options import add_data_arguments
     from bench.profiles import DEFAULT_PROFILE, PROFILES
     from bench.tuning import DEFAULT_TRIALS
 
@@ -45,7 +45,7 @@ def handle(args, argv) -> int:
     from pathlib import Path
 
     from bench import meta, tuned_config, tuning
-    from bench.commands.run import data_options
+    from bench.commands.options import data_options
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select

@@ -170,26 +170,20 @@ def parse_run_args(argv: list[str]):
     """`python -m bench run` arguments (the same parser, so the same options)."""
     import argparse
 
-    from bench.commands import run
+    from bench.commands.options import add_run_arguments
 
     parser = argparse.ArgumentParser(prog="bench.distributed.ddp_neural")
-    run.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["run", *argv])
+    add_run_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     from bench import harness, meta
-    from bench.commands.run import (
-        check_resumable,
-        link_latest,
-        parse_overrides,
-        prepare_run_dir,
-        resumed_meta,
-        split_settings,
-    )
+    from bench.commands.options import parse_overrides, split_settings
     from bench.data.loader import load
     from bench.profiles import get_profile
     from bench.registry import select
+    from bench.run_folder import check_resumable, link_latest, prepare_run_dir, resumed_meta
 
     argv = sys.argv[1:] if argv is None else argv
     args = parse_run_args(argv)
@@ -268,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             print(f"results: {run_dir / harness.RESULTS_FILE}")
             if not args.no_report:
-                from bench.commands.run import build_report
-
+                from bench.run_folder import build_report
                 build_report(run_dir)
             link_latest(run_dir)  # only folders under reports/runs/
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
+from bench.atomic import read_json
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -251,12 +252,7 @@ def load_run(run_dir: str | Path) -> Run:
     results_path, meta_path = run_dir / RESULTS_FILE, run_dir / META_FILE
     if not results_path.exists():
         raise FileNotFoundError(f"{results_path} not found: is {run_dir} a run folder?")
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} not found: a report needs the run's meta.json")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{meta_path}, line {error.lineno}: not JSON ({error.msg})") from None
+    meta = read_json(meta_path, "a report needs the run's meta.json")
     records = read_jsonl(results_path)
 
     accuracy, valid, errors, latency = {}, {}, {}, []

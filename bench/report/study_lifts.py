@@ -5,10 +5,10 @@ report (bench.report.results.paired_interval), the verdict it implies, and the o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import read_json
 from bench.report.results import load_run, paired_interval
 
 STUDY_TASKS = ("cvr", "ctcvr")
@@ -55,12 +55,7 @@ class Study:
 def load_study(study_dir: str | Path) -> Study:
     study_dir = Path(study_dir)
     spec_path = study_dir / "study.json"
-    if not spec_path.exists():
-        raise FileNotFoundError(f"{spec_path} not found: is {study_dir} a study folder?")
-    try:
-        spec = json.loads(spec_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{spec_path}, line {error.lineno}: not JSON ({error.msg})") from None
+    spec = read_json(spec_path, f"is {study_dir} a study folder?")
     lifts, missing, rows = [], [], {}
     for point in spec["points"]:
         run_dir = study_dir / point["run"]

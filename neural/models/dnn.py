@@ -20,8 +20,16 @@ class SingleTaskDNN(RankingNet):
         self.tower = Tower(self.in_dim, config.mlp_dims + config.tower_dims, config.dropout,
                            priors[self.TASK])
 
-    def head(self, x):
-        return from_logits(**{self.TASK: self.tower(x)})
+    def score(self, x):
+        out = from_logits(**{self.TASK: self.tower(x)})
+        for task in self.CONSTANT_OUTPUTS:
+            out[task] = self.prior_like(task, out[self.TASK])
+        return self.derived(out)
+
+    def derived(self, out):
+        """The output neither learned nor constant: pCTCVR = pCTR x pCVR."""
+        out["ctcvr"] = out["ctr"] * out["cvr"]
+        return out
 
 
 class DnnCtr(SingleTaskDNN):
@@ -30,12 +38,6 @@ class DnnCtr(SingleTaskDNN):
     CONSTANT_OUTPUTS = ("cvr",)
     OUTPUTS_HOW = {"ctr": "sigmoid of the one tower", "cvr": "train CVR prior (constant)",
                    "ctcvr": "pCTR x train CVR prior"}
-
-    def score(self, x):
-        out = self.head(x)
-        out["cvr"] = self.prior_like("cvr", out["ctr"])
-        out["ctcvr"] = out["ctr"] * out["cvr"]
-        return out
 
     def loss_terms(self, out, batch):
         return {"ctr": bce(out, "ctr", batch.click)}
@@ -52,12 +54,6 @@ class DnnCvr(SingleTaskDNN):
                    "cvr": "sigmoid of the one tower (trained on clicked rows)",
                    "ctcvr": "train CTR prior x pCVR"}
 
-    def score(self, x):
-        out = self.head(x)
-        out["ctr"] = self.prior_like("ctr", out["cvr"])
-        out["ctcvr"] = out["ctr"] * out["cvr"]
-        return out
-
     def loss_terms(self, out, batch):
         # The trainer feeds clicked rows only; the mask keeps the loss right on any batch.
         return {"cvr": bce(out, "cvr", batch.purchase, mask=batch.click)}
@@ -71,9 +67,7 @@ class DnnCtcvr(SingleTaskDNN):
                    "cvr": "min(1, pCTCVR / train CTR prior)",
                    "ctcvr": "sigmoid of the one tower (click and purchase, all rows)"}
 
-    def score(self, x):
-        out = self.head(x)
-        out["ctr"] = self.prior_like("ctr", out["ctcvr"])
+    def derived(self, out):
         out["cvr"] = (out["ctcvr"] / out["ctr"]).clamp(max=1.0)
         return out
 
