@@ -49,4 +49,3 @@ def cache_is_current(data_dir, cache_dir, settings: dict | None = None) -> bool:
     if not all(p.is_file() for p in outputs):
         return False
     return manifest.get("fingerprint") == fingerprint_files(paths, settings)
-

@@ -49,8 +49,6 @@ class Report:
     repair_examples: list = field(default_factory=list)
 
 
-
-
 class FileConversion:
     """Converts one raw file (`ctx.path`) into `out_path`, adding to `stats` and `report`.
     Strict mode raises RawFormatError at the first bad line, in line order; lenient mode counts

@@ -203,4 +203,3 @@ def field_indexes(layout: Layout, padded: np.ndarray, starts, ends) -> np.ndarra
     known, index = _FIELD_WORDS[layout.kind]
     at = np.minimum(np.searchsorted(known, words), len(known) - 1)
     return np.where((known[at] == words) & (lengths <= 8), index[at], -1)
-

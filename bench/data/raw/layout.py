@@ -69,4 +69,3 @@ def output_schema(layout: Layout) -> pa.Schema:
     for f in layout.multi:
         cols += [(f, pa.list_(pa.int64())), (f"{f}_value", pa.list_(pa.float32()))]
     return pa.schema(cols)
-

@@ -107,4 +107,3 @@ def line_problem(layout: Layout, line: bytes) -> tuple[str | None, str]:
     at = next(i for i, byte in enumerate(line) if byte >= 0x80)
     column = layout.columns[min(line.count(b",", 0, at), len(layout.columns) - 1)]
     return column, f"non-ASCII byte 0x{line[at]:02x} in the line: {show(line)}"
-
