@@ -1,7 +1,7 @@
 """A plain, slow, line-by-line reading of Ali-CCP files: the reference the generated-input
 tests compare the project's readers and encoders with.
 
-Written from shared/ALICCP.md and the rules the readers document (bench/data/raw.py,
+Written from shared/ALICCP.md and the rules the readers document (bench/data/raw/,
 bench/data/processed_csv.py, bench/data/encode.py), not from their code: one Python loop per
 line and per triple, exact decimal arithmetic for values, no numpy vectorisation.
 """

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.data import raw, schema
+from bench.data.raw import blocks, line_rules
 
 KEY = "0123456789abcdef"
 OTHER_KEY = "fedcba9876543210"
@@ -289,12 +290,12 @@ def test_vectorised_checks_agree_with_the_per_line_rule(layout, tmp_path):
     columns = list(zip(*(x.encode().split(b",") for x in lines)))
     batch = pa.RecordBatch.from_arrays([pa.array(c, pa.binary()) for c in columns],
                                        names=list(layout.columns))
-    expected_bad = np.array([raw._row_problem(layout, [c[i] for c in columns]) is not None
+    expected_bad = np.array([line_rules.row_problem(layout, [c[i] for c in columns]) is not None
                              for i in range(len(lines))])
     found_bad = np.zeros(len(lines), bool)
     rows = np.arange(len(lines))
     while True:  # the same loop as the reader: take out what is found, parse the rest again
-        bad, table, _ = raw._parse_block(raw._Context(tmp_path, layout, True), batch, rows + 1)
+        bad, table, _ = blocks.parse_block(blocks.Context(tmp_path, layout, True), batch, rows + 1)
         if bad is None:
             break
         found_bad[rows[bad]] = True
