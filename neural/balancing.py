@@ -3,6 +3,10 @@
 The setting `loss_balancing` (neural/config.py) picks one; a network's `loss_terms` gives the
 terms (one per task; AITM's calibrator and ESCM2's counterfactual risk count as terms).
 - "none": the plain sum, the network's own `loss` (exactly the unbalanced code path).
+- "fixed": each term times its weight from the setting `loss_weights` (a term not named
+  weighs 1).
+- "gradnorm" (Chen et al., ICML 2018): learned weights that equalise the tasks' training rates
+  through their gradient norms at the last shared layer (neural/gradnorm.py).
 - "uncertainty" (Kendall, Gal & Cipolla, CVPR 2018): a learned log-variance s_t per term,
   loss = sum_t exp(-s_t) L_t + s_t; the s_t are network parameters, so the dense Adam fits
   them (s_t = 0 at the start: the first step is the plain sum's).
@@ -17,25 +21,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neural.config import parse_loss_weights
 from neural.network import sum_terms
 
-BALANCERS = ("none", "uncertainty", "pcgrad")
+BALANCERS = ("none", "fixed", "uncertainty", "gradnorm", "pcgrad")
 
 
-def make_balancer(network_cls: type, setting: str, own: str | None = None) -> nn.Module | None:
-    """The balancer of a network class: its own (a registered variant's) or the run setting."""
+def make_balancer(network_cls: type, config, own: str | None = None) -> nn.Module | None:
+    """The balancer of a network class: its own (a registered variant's) or the run setting
+    (`config`: the run's NeuralConfig)."""
+    setting = config.loss_balancing
     if own is not None and setting not in ("none", own):
         raise ValueError(f"setting loss_balancing={setting} conflicts with model "
                          f"{network_cls.__name__}'s own loss_balancing={own}")
     kind = own or setting
+    if config.loss_weights and kind != "fixed":
+        raise ValueError(f"setting loss_weights={config.loss_weights} needs "
+                         f"loss_balancing=fixed (it is {kind})")
     if kind == "none":
         return None
     n_terms = network_cls.N_LOSS_TERMS
     if n_terms < 2:
         raise ValueError(f"setting loss_balancing={kind} needs a multi-task model: "
                          f"{network_cls.__name__} trains one loss term (allowed: none)")
+    if kind == "fixed":
+        return FixedWeights(parse_loss_weights(config.loss_weights), network_cls.__name__)
     if kind == "uncertainty":
         return UncertaintyWeights(n_terms)
+    if kind == "gradnorm":
+        from neural.gradnorm import GradNorm
+
+        return GradNorm(n_terms, config.gradnorm_alpha)
     if kind == "pcgrad":
         return PCGrad()
     raise ValueError(f"setting loss_balancing={kind!r} is not one of {', '.join(BALANCERS)}")
@@ -50,8 +66,32 @@ def backward(network: nn.Module, out: dict, batch) -> torch.Tensor:
         loss.backward()
         return loss
     terms = module.loss_terms(out, batch)
-    module.balancer.backward(terms, module)
+    module.balancer.backward(terms, module, out)
     return sum(t.detach() for t in terms.values())
+
+
+def after_step(network: nn.Module) -> None:
+    """After the optimiser step: a balancer that constrains its weights (GradNorm) does so."""
+    balancer = getattr(network, "module", network).balancer
+    if balancer is not None and hasattr(balancer, "after_step"):
+        balancer.after_step()
+
+
+class FixedWeights(nn.Module):
+    def __init__(self, weights: dict[str, float], model_name: str):
+        super().__init__()
+        self.weights, self.model_name = weights, model_name
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        unknown = sorted(set(self.weights) - set(terms))
+        if unknown:
+            raise ValueError(f"setting loss_weights names {', '.join(unknown)}: "
+                             f"{self.model_name}'s loss terms are {', '.join(terms)}")
+        return sum_terms({name: loss * self.weights.get(name, 1.0)
+                          for name, loss in terms.items()})
+
+    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module, out=None) -> None:
+        self.combine(terms).backward()
 
 
 class UncertaintyWeights(nn.Module):
@@ -63,7 +103,7 @@ class UncertaintyWeights(nn.Module):
         losses = torch.stack(list(terms.values()))
         return (torch.exp(-self.log_variance) * losses + self.log_variance).sum()
 
-    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module) -> None:
+    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module, out=None) -> None:
         self.combine(terms).backward()
 
 
@@ -85,7 +125,7 @@ class PCGrad(nn.Module):
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum_terms(terms)
 
-    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module) -> None:
+    def backward(self, terms: dict[str, torch.Tensor], network: nn.Module, out=None) -> None:
         leaves = [p for p in network.parameters() if p.requires_grad]
         touched = network.inputs.touched  # "rows" gradients: the batch's table rows
         if touched is not None:

@@ -104,6 +104,7 @@ class Trainer:
         self.after_backward()
         for optimizer in self.optimizers:
             optimizer.step()
+        balancing.after_step(self.network)
         return loss.detach()
 
     def after_backward(self) -> None:
