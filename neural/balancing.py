@@ -121,7 +121,17 @@ def project_conflicts(grads: list[torch.Tensor], order: list[list[int]]) -> list
     return projected
 
 
+def ranks() -> int:
+    """Processes of a distributed fit (torchrun), 1 in one process."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
 class PCGrad(nn.Module):
+    """Under torchrun each term's gradient is averaged over the ranks first (the global
+    batch's, as one process would compute it), then projected alike on every rank: the
+    per-term passes bypass DDP's all-reduce, which fires only for a plain backward."""
+
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum_terms(terms)
 
@@ -133,23 +143,36 @@ class PCGrad(nn.Module):
         if network.inputs.gradients == "sparse":
             raise ValueError("setting loss_balancing=pcgrad needs dense table gradients: "
                              "embedding_gradients=auto, rows or dense (not sparse)")
+        if touched is not None and ranks() > 1:
+            raise ValueError("setting loss_balancing=pcgrad under torchrun needs "
+                             "embedding_gradients=dense (each rank's batch has its own rows)")
         values = list(terms.values())
         per_term = [torch.autograd.grad(loss, leaves, retain_graph=k < len(values) - 1,
                                         allow_unused=True) for k, loss in enumerate(values)]
-        shared = [k for k in range(len(leaves))
-                  if sum(g[k] is not None for g in per_term) >= 2]
+        reached = [k for k in range(len(leaves)) if any(g[k] is not None for g in per_term)]
+        # (terms, reached weights): a term's gradient, 0 where it does not reach.
+        matrix = torch.stack([torch.cat([g[k].reshape(-1) if g[k] is not None
+                                         else torch.zeros(leaves[k].numel()) for k in reached])
+                              for g in per_term])
         n = len(values)
-        order = [[j for j in torch.randperm(n).tolist() if j != i] for i in range(n)]
-        flat = [torch.cat([g[k].reshape(-1) if g[k] is not None
-                           else torch.zeros(leaves[k].numel()) for k in shared])
-                for g in per_term]
-        combined = torch.stack(project_conflicts(flat, order)).sum(0) if shared else None
+        orders = torch.stack([torch.randperm(n) for _ in range(n)])
+        if ranks() > 1:
+            torch.distributed.all_reduce(matrix)
+            matrix /= ranks()
+            torch.distributed.broadcast(orders, 0)
+        # Weights two or more terms reach are projected; the others keep their one gradient.
+        shared = torch.cat([torch.full((leaves[k].numel(),),
+                                       sum(g[k] is not None for g in per_term) >= 2)
+                            for k in reached]) if reached else torch.zeros(0, dtype=torch.bool)
+        combined = matrix.sum(0)
+        if shared.any():
+            order = [[j for j in orders[i].tolist() if j != i] for i in range(n)]
+            combined[shared] = torch.stack(project_conflicts(list(matrix[:, shared]),
+                                                             order)).sum(0)
+        for leaf in leaves:
+            leaf.grad = None
         start = 0
-        for k, leaf in enumerate(leaves):
-            if k in shared:
-                size = leaf.numel()
-                leaf.grad = combined[start:start + size].view_as(leaf)
-                start += size
-            else:
-                own = [g[k] for g in per_term if g[k] is not None]
-                leaf.grad = own[0] if own else None
+        for k in reached:
+            size = leaves[k].numel()
+            leaves[k].grad = combined[start:start + size].view_as(leaves[k])
+            start += size

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neural.balancing import ranks
+
 MIN_WEIGHT = 1e-4  # a weight's floor before renormalising: weights stay positive
 
 
@@ -120,9 +122,9 @@ class GradNorm(nn.Module):
         weighted = self.weights * norms  # G_i
         target = weighted.mean() * inverse_rate ** self.alpha
         gradient = torch.sign(weighted - target) * norms
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if ranks() > 1:
             torch.distributed.all_reduce(gradient)
-            gradient /= torch.distributed.get_world_size()
+            gradient /= ranks()
         return gradient
 
     @torch.no_grad()
