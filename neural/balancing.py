@@ -70,6 +70,18 @@ def backward(network: nn.Module, out: dict, batch) -> torch.Tensor:
     return sum(t.detach() for t in terms.values())
 
 
+def describe(network: nn.Module) -> dict:
+    """For the fit's model info: the balancer, and its term weights as they ended (fixed: as
+    set; uncertainty: exp(-s_t); gradnorm: w_t), in the order of the model's loss terms."""
+    balancer = network.balancer
+    if balancer is None:
+        return {"loss_balancing": "none"}
+    info = {"loss_balancing": balancer.KIND}
+    if hasattr(balancer, "term_weights"):
+        info["loss_term_weights"] = ",".join(f"{w:.4g}" for w in balancer.term_weights())
+    return info
+
+
 def after_step(network: nn.Module) -> None:
     """After the optimiser step: a balancer that constrains its weights (GradNorm) does so."""
     balancer = getattr(network, "module", network).balancer
@@ -78,15 +90,22 @@ def after_step(network: nn.Module) -> None:
 
 
 class FixedWeights(nn.Module):
+    KIND = "fixed"
+
     def __init__(self, weights: dict[str, float], model_name: str):
         super().__init__()
         self.weights, self.model_name = weights, model_name
+        self.term_names: list[str] = []  # as the last combine saw them
+
+    def term_weights(self) -> list[float]:
+        return [self.weights.get(name, 1.0) for name in self.term_names]
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         unknown = sorted(set(self.weights) - set(terms))
         if unknown:
             raise ValueError(f"setting loss_weights names {', '.join(unknown)}: "
                              f"{self.model_name}'s loss terms are {', '.join(terms)}")
+        self.term_names = list(terms)
         return sum_terms({name: loss * self.weights.get(name, 1.0)
                           for name, loss in terms.items()})
 
@@ -95,9 +114,14 @@ class FixedWeights(nn.Module):
 
 
 class UncertaintyWeights(nn.Module):
+    KIND = "uncertainty"
+
     def __init__(self, n_terms: int):
         super().__init__()
         self.log_variance = nn.Parameter(torch.zeros(n_terms))
+
+    def term_weights(self) -> list[float]:
+        return torch.exp(-self.log_variance.detach()).tolist()
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         losses = torch.stack(list(terms.values()))
@@ -131,6 +155,8 @@ class PCGrad(nn.Module):
     """Under torchrun each term's gradient is averaged over the ranks first (the global
     batch's, as one process would compute it), then projected alike on every rank: the
     per-term passes bypass DDP's all-reduce, which fires only for a plain backward."""
+
+    KIND = "pcgrad"
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum_terms(terms)

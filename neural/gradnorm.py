@@ -73,6 +73,8 @@ def gradient_norm(gradient: torch.Tensor | None) -> torch.Tensor:
 
 
 class GradNorm(nn.Module):
+    KIND = "gradnorm"
+
     def __init__(self, n_terms: int, alpha: float):
         super().__init__()
         self.alpha = alpha
@@ -84,6 +86,9 @@ class GradNorm(nn.Module):
         # parameter is not registered a second time as this module's).
         self.shared_parameter: list[nn.Parameter] = []
         self.shared_is_touched_rows = False  # W is the embedding rows of the batch
+
+    def term_weights(self) -> list[float]:
+        return self.weights.detach().tolist()
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return (self.weights * torch.stack(list(terms.values()))).sum()

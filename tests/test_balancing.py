@@ -101,6 +101,8 @@ def test_uncertainty_loss_is_the_formula_and_its_weights_learn(train):
                 + torch.exp(torch.tensor(0.2)) * terms["cvr"] - 0.2)
     assert torch.allclose(weights.combine(terms), expected)
     assert torch.equal(network.loss(out, batch), weights.combine(terms))
+    assert balancing.describe(network) == {"loss_balancing": "uncertainty",
+                                           "loss_term_weights": "0.7408,1.221"}
     logged = balancing.backward(network, out, batch)
     assert torch.allclose(logged, (terms["ctr"] + terms["cvr"]).detach())
     assert weights.log_variance.grad is not None
@@ -184,6 +186,8 @@ def test_fixed_weights_multiply_the_named_terms_and_their_gradients(spec, train)
     assert torch.equal(logged, sum_terms(terms).detach())  # the log keeps the plain sum
     for (name, a), b in zip(plain.named_parameters(), fixed.parameters()):
         assert torch.equal(a.grad, b.grad), name
+    weights = ",".join("0.25" if n == names[1] else "1" for n in names)
+    assert balancing.describe(fixed) == {"loss_balancing": "fixed", "loss_term_weights": weights}
 
 
 def test_fixed_weights_name_the_model_terms_when_a_name_is_unknown(train):

@@ -147,3 +147,6 @@ def test_a_fitted_gradnorm_model_keeps_its_weights_positive_summing_to_two(tiny_
     weights = model.network.balancer.weights.detach()
     assert torch.all(weights > 0) and torch.isclose(weights.sum(), torch.tensor(2.0))
     assert not torch.equal(weights, torch.ones(2))  # they learned
+    assert model.info["loss_balancing"] == "gradnorm"  # the record's model info says so
+    recorded = [float(w) for w in model.info["loss_term_weights"].split(",")]
+    assert recorded == pytest.approx(weights.tolist(), rel=1e-3)
