@@ -49,19 +49,21 @@ def leaf_depths(loss: torch.Tensor) -> dict[int, tuple[torch.Tensor, int]]:
 
 
 def last_shared_weight(out: dict[str, torch.Tensor], terms: dict[str, torch.Tensor],
-                       model_name: str) -> torch.Tensor:
+                       network: nn.Module) -> torch.Tensor:
     """The weight tensor that every task's logit and every loss term reach, nearest to the
-    logits (module docstring)."""
+    logits (module docstring); ties go to the larger tensor, then the first registered."""
     logits = [value for key, value in out.items() if key.endswith("_logit")]
     reach = [leaf_depths(tensor) for tensor in logits]
     common = set.intersection(*(set(depths) for depths in reach + [leaf_depths(loss) for loss
                                                                    in terms.values()]))
-    candidates = [(max(depths[key][1] for depths in reach), -reach[0][key][0].numel(), key)
+    registered = {id(p): index for index, p in enumerate(network.parameters())}
+    candidates = [(max(depths[key][1] for depths in reach), -reach[0][key][0].numel(),
+                   registered.get(key, len(registered)), key)
                   for key in common if reach[0][key][0].dim() >= 2] if len(reach) >= 2 else []
     if not candidates:
         raise ValueError(f"setting loss_balancing=gradnorm needs a layer that every task's "
-                         f"output and loss term reach; {model_name} has none")
-    return reach[0][min(candidates)[2]][0]
+                         f"output and loss term reach; {type(network).__name__} has none")
+    return reach[0][min(candidates)[-1]][0]
 
 
 def gradient_norm(gradient: torch.Tensor | None) -> torch.Tensor:
@@ -98,7 +100,7 @@ class GradNorm(nn.Module):
         """W for this batch: found once, then the same parameter (or this batch's table rows)."""
         touched = getattr(getattr(network, "inputs", None), "touched", None)
         if not self.shared_parameter and not self.shared_is_touched_rows:
-            found = last_shared_weight(out, terms, type(network).__name__)
+            found = last_shared_weight(out, terms, network)
             self.shared_is_touched_rows = touched is not None and found is touched[1]
             self.shared_parameter = [] if self.shared_is_touched_rows else [found]
         return touched[1] if self.shared_is_touched_rows else self.shared_parameter[0]
@@ -110,11 +112,11 @@ class GradNorm(nn.Module):
             gradient_norm(torch.autograd.grad(loss, shared, retain_graph=True,
                                               allow_unused=True)[0])
             for loss in terms.values()])
-        losses = torch.stack(list(terms.values()))
         # The weights stay in the graph (DDP expects every parameter to get a gradient); their
         # gradient is then replaced by GradNorm's.
-        (self.weights * losses).sum().backward()
-        self.weights.grad = self.weight_gradient(losses.detach(), norms)
+        self.combine(terms).backward()
+        losses = torch.stack([loss.detach() for loss in terms.values()])
+        self.weights.grad = self.weight_gradient(losses, norms)
 
     @torch.no_grad()
     def weight_gradient(self, losses: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
