@@ -7,6 +7,7 @@ Budgets that every family shares (epochs, patience, batch size) live in bench.pr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from bench.ranges import apply_overrides, check_fields, setting
@@ -49,15 +50,25 @@ class NeuralConfig:
     # a batch (each request's behaviour lists are pooled once per batch: faster). 32 had the
     # best mean validation AUC over three seeds against 0 and 8 (neural/README.md).
     shuffle_window: int = setting(32, low=0, note="0 = a full shuffle")
-    # How a multi-task loss's terms are combined (neural/balancing.py): their plain sum,
-    # learned uncertainty weights (Kendall et al. 2018) or PCGrad's projected gradients (Yu et
-    # al. 2020). Single-task models refuse anything but "none".
-    loss_balancing: str = setting("none", choices=("none", "uncertainty", "pcgrad"))
+    # How a multi-task loss's terms are combined (neural/balancing.py): their plain sum, fixed
+    # weights (`loss_weights`), learned uncertainty weights (Kendall et al. 2018), GradNorm's
+    # learned weights (Chen et al. 2018) or PCGrad's projected gradients (Yu et al. 2020).
+    # Single-task models refuse anything but "none".
+    loss_balancing: str = setting("none", choices=("none", "fixed", "uncertainty", "gradnorm",
+                                                   "pcgrad"))
+    # loss_balancing=fixed: each named loss term's weight, e.g. "ctr:0.3,cvr:1"; a term not
+    # named weighs 1 (the names are the model's loss terms: ctr, cvr or ctcvr, ...).
+    loss_weights: str = setting("", note="name:weight pairs, each weight > 0; "
+                                "a term not named weighs 1")
+    # loss_balancing=gradnorm: the asymmetry alpha, how strongly a task that trains more slowly
+    # is pulled up (0: equal gradient norms). 1.5: the paper's value for NYUv2.
+    gradnorm_alpha: float = setting(1.5, low=0, high=10)
     # Prediction batch size (no gradients, so larger than the training batch).
     predict_batch_size: int = setting(16384, low=1)
 
     def __post_init__(self):
         check_fields(self)
+        parse_loss_weights(self.loss_weights)
 
     @classmethod
     def with_overrides(cls, overrides: dict | None) -> NeuralConfig:
@@ -73,3 +84,20 @@ class NeuralConfig:
         if self.embedding_gradients != "auto":
             return self.embedding_gradients
         return "dense" if table_rows <= DENSE_TABLE_MAX_ROWS else "rows"
+
+
+
+def parse_loss_weights(text: str) -> dict[str, float]:
+    """"ctr:0.3,cvr:1" -> {"ctr": 0.3, "cvr": 1.0}; a bad pair or weight names the setting."""
+    weights: dict[str, float] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = (part.strip() for part in pair.partition(":"))
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not name or name in weights or not 0 < weight < math.inf:
+            raise ValueError(f"setting loss_weights={text} is out of range: allowed "
+                             "name:weight pairs, each name once, each weight a number > 0")
+        weights[name] = weight
+    return weights

@@ -46,7 +46,7 @@ class RankingNet(nn.Module):
 
         self.config = config
         # A model's own balancer (a registered variant's) or the run's `loss_balancing`.
-        self.balancer = make_balancer(type(self), config.loss_balancing, loss_balancing)
+        self.balancer = make_balancer(type(self), config, loss_balancing)
         self.inputs = FeatureEmbedding(layout, config.embedding_dim,
                                        config.gradients_for(layout.n_rows))
         # Train-set rates of each task: the output of a single-task model for tasks it lacks.

@@ -45,6 +45,8 @@ SPECS: list[ModelSpec] = [
           cvr_loss="entire_space", search=(EXPERTS,)),
     _spec("mmoe_uncertainty", "mmoe:MMoE", "MMoE, task losses weighted by learned "
           "uncertainty (Kendall et al. 2018)", loss_balancing="uncertainty", search=(EXPERTS,)),
+    _spec("mmoe_gradnorm", "mmoe:MMoE", "MMoE, task weights learned by GradNorm (Chen et al. "
+          "2018) at the experts' last layer", loss_balancing="gradnorm", search=(EXPERTS,)),
     _spec("mmoe_pcgrad", "mmoe:MMoE", "MMoE, conflicting task gradients projected (PCGrad, "
           "Yu et al. 2020)", loss_balancing="pcgrad", search=(EXPERTS,)),
     _spec("ple", "ple:PLE", "PLE: 2 levels of task and shared experts (CVR on clicked rows)",

@@ -2,8 +2,9 @@
 
 Learning rates of the dense weights and of the embedding table, embedding size, L2 on the
 dense weights, dropout, MLP width (the bottom, each expert, or the single-task trunk) and
-batch size. A model's own knobs (weighted loss's purchase weight, AITM's calibrator weight,
-ESCM²'s regulariser weight, ...) are declared on its spec in neural/registry.py. Epochs and
+batch size; a loss-balanced model's balancer knob (fixed weights, GradNorm's alpha). A model's
+own knobs (weighted loss's purchase weight, AITM's calibrator weight, ESCM²'s regulariser
+weight, ...) are declared on its spec in neural/registry.py. Epochs and
 patience stay the profile's. The ranges hold each default (neural/config.py,
 bench/profiles.py), which is always the study's first trial.
 
@@ -25,5 +26,15 @@ SHARED = (
 )
 
 
+# Knobs of a model trained with a loss balancer (neural/balancing.py), by its loss_balancing.
+# Fixed weights: the CTR term's weight against the conversion-side terms' 1 ("": all 1; every
+# multi-task model here has a "ctr" term; AITM's and ESCM2's extra terms have their own weight
+# knobs). GradNorm: alpha from 0 (equal gradient norms) to 3, around the default 1.5.
+BALANCING = {
+    "fixed": (Param("loss_weights", "neural", choices=("", "ctr:0.3", "ctr:0.1", "ctr:3")),),
+    "gradnorm": (Param("gradnorm_alpha", "neural", 0.0, 3.0),),
+}
+
+
 def space_for(spec) -> tuple[Param, ...]:
-    return SHARED
+    return SHARED + BALANCING.get(spec.params.get("loss_balancing"), ())

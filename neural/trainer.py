@@ -104,6 +104,7 @@ class Trainer:
         self.after_backward()
         for optimizer in self.optimizers:
             optimizer.step()
+        balancing.after_step(self.network)
         return loss.detach()
 
     def after_backward(self) -> None:
@@ -308,7 +309,8 @@ class NeuralRanker:
         self.info = {
             "network": self.network_cls.__name__,
             **{f"param_{k}": v for k, v in self.params.items() if k != "network"},
-            "loss": getattr(network, "loss_how", ""), "train_rows": network.TRAIN_ROWS,
+            "loss": getattr(network, "loss_how", ""), **balancing.describe(network),
+            "train_rows": network.TRAIN_ROWS,
             "n_train_rows": log.own_rows, "train_chunks": len(self.chunks_of(data.train) or [0]),
             **log.as_info(plan), "early_stop_tasks": ",".join(network.STOP_TASKS),
             # On a shared machine wall time varies with the load; process CPU time per thread

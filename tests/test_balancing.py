@@ -11,7 +11,8 @@ import torch.nn.functional as F  # noqa: E402
 from test_neural import NETWORKS, batch_of, build, random_split  # noqa: E402
 
 from neural import balancing  # noqa: E402
-from neural.network import bce, product_bce  # noqa: E402
+from neural.gradnorm import GradNorm  # noqa: E402
+from neural.network import bce, product_bce, sum_terms  # noqa: E402
 from neural.registry import SPECS  # noqa: E402
 
 BY_NAME = {s.name: s for s in SPECS}
@@ -80,7 +81,7 @@ def test_summed_terms_and_gradients_are_bit_identical_to_one_expression(spec, tr
 
 
 @pytest.mark.parametrize("name", ["dnn_ctr", "dnn_cvr", "dnn_ctcvr", "weighted_loss"])
-@pytest.mark.parametrize("kind", ["uncertainty", "pcgrad"])
+@pytest.mark.parametrize("kind", ["fixed", "uncertainty", "gradnorm", "pcgrad"])
 def test_single_task_models_refuse_a_balancer(name, kind):
     network_class = BY_NAME[name].params["network"].split(":")[1]
     with pytest.raises(ValueError, match=rf"loss_balancing={kind}.*{network_class}"):
@@ -100,6 +101,8 @@ def test_uncertainty_loss_is_the_formula_and_its_weights_learn(train):
                 + torch.exp(torch.tensor(0.2)) * terms["cvr"] - 0.2)
     assert torch.allclose(weights.combine(terms), expected)
     assert torch.equal(network.loss(out, batch), weights.combine(terms))
+    assert balancing.describe(network) == {"loss_balancing": "uncertainty",
+                                           "loss_term_weights": "0.7408,1.221"}
     logged = balancing.backward(network, out, batch)
     assert torch.allclose(logged, (terms["ctr"] + terms["cvr"]).detach())
     assert weights.log_variance.grad is not None
@@ -150,14 +153,60 @@ def test_pcgrad_task_parameters_get_their_own_gradient(gradients, train):
 
 
 def test_a_model_with_its_own_balancer_refuses_another():
+    from neural.config import NeuralConfig
     from neural.models.mmoe import MMoE
 
-    assert isinstance(balancing.make_balancer(MMoE, "none", "pcgrad"), balancing.PCGrad)
+    plain = NeuralConfig()
+    assert isinstance(balancing.make_balancer(MMoE, plain, "pcgrad"), balancing.PCGrad)
     with pytest.raises(ValueError, match="loss_balancing=uncertainty conflicts"):
-        balancing.make_balancer(MMoE, "uncertainty", "pcgrad")
+        balancing.make_balancer(MMoE, NeuralConfig(loss_balancing="uncertainty"), "pcgrad")
 
 
 @pytest.mark.parametrize("name, kind", [("mmoe_uncertainty", balancing.UncertaintyWeights),
-                                        ("mmoe_pcgrad", balancing.PCGrad)])
+                                        ("mmoe_pcgrad", balancing.PCGrad),
+                                        ("mmoe_gradnorm", GradNorm)])
 def test_registered_variants_carry_their_balancer(name, kind):
     assert isinstance(build(BY_NAME[name]).balancer, kind)
+
+
+@pytest.mark.parametrize("spec", [BY_NAME["mmoe"], BY_NAME["esmm"], BY_NAME["aitm"]],
+                         ids=["mmoe", "esmm", "aitm"])
+def test_fixed_weights_multiply_the_named_terms_and_their_gradients(spec, train):
+    batch = batch_of(train)
+    plain = build(spec, embedding_gradients="dense")
+    terms = plain.loss_terms(plain(batch), batch)
+    names = list(terms)
+    expected = sum_terms({n: t * (0.25 if n == names[1] else 1.0) for n, t in terms.items()})
+    expected.backward()
+    fixed = build(spec, loss_balancing="fixed", loss_weights=f"{names[1]}:0.25",
+                  embedding_gradients="dense")
+    out = fixed(batch)
+    assert torch.equal(fixed.loss(out, batch), expected.detach())
+    logged = balancing.backward(fixed, out, batch)
+    assert torch.equal(logged, sum_terms(terms).detach())  # the log keeps the plain sum
+    for (name, a), b in zip(plain.named_parameters(), fixed.parameters()):
+        assert torch.equal(a.grad, b.grad), name
+    weights = ",".join("0.25" if n == names[1] else "1" for n in names)
+    assert balancing.describe(fixed) == {"loss_balancing": "fixed", "loss_term_weights": weights}
+
+
+def test_fixed_weights_name_the_model_terms_when_a_name_is_unknown(train):
+    network = build(BY_NAME["mmoe"], loss_balancing="fixed", loss_weights="ctcvr:2")
+    batch = batch_of(train)
+    with pytest.raises(ValueError, match="loss_weights names ctcvr: MMoE's loss terms are "
+                                         "ctr, cvr"):
+        network.loss(network(batch), batch)
+    with pytest.raises(ValueError, match="loss_weights=cvr:2 needs loss_balancing=fixed"):
+        build(BY_NAME["mmoe_pcgrad"], loss_weights="cvr:2")
+
+
+@pytest.mark.parametrize("text", ["cvr", "cvr:0", "cvr:-1", "cvr:x", ":2", "cvr:1,cvr:2",
+                                  "cvr:nan"])
+def test_bad_loss_weights_are_one_error_naming_the_setting(text):
+    from neural.config import NeuralConfig
+
+    with pytest.raises(ValueError, match=f"setting loss_weights={text} is out of range: "
+                                         "allowed name:weight pairs"):
+        NeuralConfig.with_overrides({"loss_balancing": "fixed", "loss_weights": text})
+    assert NeuralConfig.with_overrides(
+        {"loss_weights": " ctr : 0.5, cvr:2 "}).loss_weights == " ctr : 0.5, cvr:2 "

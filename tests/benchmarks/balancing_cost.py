@@ -27,7 +27,7 @@ def main() -> None:
     layout = FieldLayout.from_vocab_sizes(VOCAB)
     data = TensorSplit(split, layout, "mean")
     trainers = {}
-    for kind in ("none", "uncertainty", "pcgrad"):
+    for kind in ("none", "fixed", "uncertainty", "gradnorm", "pcgrad"):
         torch.manual_seed(0)
         net = MMoE(layout, NeuralConfig.with_overrides({"loss_balancing": kind}),
                    priors_of(split))
