@@ -36,7 +36,6 @@ import functools
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -95,14 +94,11 @@ def _profile_fields() -> dict:
 
 @functools.cache
 def gate_data():
-    """The tiny synthetic data set, generated into a temporary folder and loaded in memory
-    (once per process: every model and seed is fitted on the same rows)."""
-    from bench.data.loader import ensure_synthetic, load
+    """The tiny synthetic data set, generated afresh and loaded in memory (once per process:
+    every model and seed is fitted on the same rows)."""
+    from bench.data.loader import load_generated
 
-    with tempfile.TemporaryDirectory(prefix="ccpbench-accuracy-gate-") as folder:
-        raw = ensure_synthetic(SYNTH_PROFILE, DATA_SEED, Path(folder) / "raw", progress=False)
-        return load("synthetic", raw, synth_profile=SYNTH_PROFILE, seed=DATA_SEED,
-                    progress=False, out_of_core=False)
+    return load_generated(SYNTH_PROFILE, DATA_SEED)
 
 
 def key(model: str, split: str, task: str) -> str:
