@@ -269,9 +269,13 @@ def fit_model(spec, fit_view, profile, seed: int, threads: int, progress: bool =
     return model, watch.wall_s
 
 
-def fitted(spec, data, profile, seed: int, threads: int, **options):
+def fitted(spec, data, profile, seed: int, threads: int, model_settings: dict | None = None,
+           **options):
     """fit_model on a whole data set, its test split set aside first; the model only (for
-    callers that measure something other than the fit: latency, memory, tests)."""
+    callers that measure something other than the fit: latency, memory, tests).
+    model_settings: constructor keywords over the spec's (a tuned configuration's "model")."""
+    if model_settings:
+        options["config"] = {"settings": {"model": model_settings}}
     return fit_model(spec, dataclasses.replace(data, test=None), profile, seed, threads,
                      **{"progress": False, **options})[0]
 

@@ -17,6 +17,7 @@ from baselines.tree_features import (
     request_folds,
     task_rows_and_labels,
 )
+from bench.harness import fitted
 from bench.model import FitContext
 from bench.registry import get
 
@@ -27,9 +28,7 @@ def _fit(name, data, profile, seed=0, **params):
     """A fitted model, shared by the tests that only read it (fits are the slow part)."""
     key = (name, id(data), profile, seed, tuple(sorted(params.items())))
     if key not in _FITTED:
-        model = get(name).build(**params)
-        model.fit(dataclasses.replace(data, test=None),
-                  FitContext(seed=seed, threads=1, profile=profile, progress=False))
+        model = fitted(get(name), data, profile, seed, threads=1, model_settings=params)
         _FITTED[key] = (data, model)  # holding `data` keeps its id from being reused
     return _FITTED[key][1]
 

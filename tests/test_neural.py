@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from bench.data import schema  # noqa: E402
 from bench.data.dataset import Dataset, Ragged, Split  # noqa: E402
+from bench.harness import fitted  # noqa: E402
 from bench.model import FitContext, check_outputs, seed_everything  # noqa: E402
 from neural.config import NeuralConfig  # noqa: E402
 from neural.inputs import Bags, FeatureEmbedding, FieldLayout, TensorSplit  # noqa: E402
@@ -83,13 +84,8 @@ def batch_of(split, pooling="mean"):
 def fit(spec, data, seed=0, profile=None, **config):
     from bench.profiles import get_profile
 
-    seed_everything(seed)
-    model = spec.build()
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=1,
-                         profile=get_profile("tiny").with_overrides(profile or {}),
-                         progress=False, extra={**TINY, **config}))
-    return model
+    return fitted(spec, data, get_profile("tiny").with_overrides(profile or {}), seed,
+                  threads=1, extra={**TINY, **config})
 
 
 # ---- every registered network ----
