@@ -18,7 +18,6 @@ from baselines.tree_features import (
     task_rows_and_labels,
 )
 from bench.harness import fitted
-from bench.model import FitContext
 from bench.registry import get
 
 _FITTED = {}
@@ -324,9 +323,8 @@ def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, 
     short = {"lightgbm": "lgbm", "xgboost": "xgb"}[library]
     whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
     monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
-    chunked = get(f"{short}_ctr_x_cvr").build()  # not _fit's cache: that is the whole fit
-    chunked.fit(dataclasses.replace(tiny_data, test=None),
-                FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    # not _fit's cache: that is the whole fit
+    chunked = fitted(get(f"{short}_ctr_x_cvr"), tiny_data, tiny_profile, 0, threads=1)
     assert whole.info["ctr_input"] == "ndarray" and chunked.info["ctr_input"] == "ChunkedFeatures"
     assert chunked.info["cvr_train_rows"] == whole.info["cvr_train_rows"]
     assert chunked.info["ctr_rounds"] == whole.info["ctr_rounds"]
@@ -499,11 +497,9 @@ def test_logreg_records_non_convergence_and_lets_other_warnings_through(converge
         return real_fit(self, X, y)
 
     monkeypatch.setattr(LogisticRegression, "fit", noisy_fit)
-    model = get("logreg").build()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(dataclasses.replace(tiny_data, test=None),
-                  FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+        model = fitted(get("logreg"), tiny_data, tiny_profile, 0, threads=1)
     categories = [w.category for w in caught]
     assert categories.count(UserWarning) == 3  # one per task, none swallowed
     assert ConvergenceWarning not in categories
