@@ -221,14 +221,9 @@ def _kept_entries(path: Path, settings: dict, remeasured: set[str]) -> tuple[dic
 
 
 def load_baseline(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no accuracy baseline at {path}; create one with "
-                                "`python -m bench accuracy --update-baseline`")
-    try:
-        baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+    from bench import baseline_file
+
+    baseline = baseline_file.read(path, "accuracy")
     for name in ("entries", "check_seeds", "data"):
         if name not in baseline:
             raise ValueError(f"{path}: field {name!r} missing (rewrite it with "

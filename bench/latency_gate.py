@@ -266,14 +266,9 @@ def update_baseline(path: Path, rounds: int = 5, threshold: float | None = None,
 
 
 def load_baseline(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no latency baseline at {path}; create one with "
-                                "`python -m bench latency --update-baseline`")
-    try:
-        baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+    from bench import baseline_file
+
+    baseline = baseline_file.read(path, "latency")
     for key, entry in baseline.get("entries", {}).items():
         if not isinstance(entry.get("ratio"), (int, float)):
             raise ValueError(f"{path}: entry {key!r} has no numeric 'ratio'")
