@@ -36,7 +36,6 @@ import functools
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -95,14 +94,11 @@ def _profile_fields() -> dict:
 
 @functools.cache
 def gate_data():
-    """The tiny synthetic data set, generated into a temporary folder and loaded in memory
-    (once per process: every model and seed is fitted on the same rows)."""
-    from bench.data.loader import ensure_synthetic, load
+    """The tiny synthetic data set, generated afresh and loaded in memory (once per process:
+    every model and seed is fitted on the same rows)."""
+    from bench.data.loader import load_generated
 
-    with tempfile.TemporaryDirectory(prefix="ccpbench-accuracy-gate-") as folder:
-        raw = ensure_synthetic(SYNTH_PROFILE, DATA_SEED, Path(folder) / "raw", progress=False)
-        return load("synthetic", raw, synth_profile=SYNTH_PROFILE, seed=DATA_SEED,
-                    progress=False, out_of_core=False)
+    return load_generated(SYNTH_PROFILE, DATA_SEED)
 
 
 def key(model: str, split: str, task: str) -> str:
@@ -225,14 +221,9 @@ def _kept_entries(path: Path, settings: dict, remeasured: set[str]) -> tuple[dic
 
 
 def load_baseline(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no accuracy baseline at {path}; create one with "
-                                "`python -m bench accuracy --update-baseline`")
-    try:
-        baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+    from bench import baseline_file
+
+    baseline = baseline_file.read(path, "accuracy")
     for name in ("entries", "check_seeds", "data"):
         if name not in baseline:
             raise ValueError(f"{path}: field {name!r} missing (rewrite it with "

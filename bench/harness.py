@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from bench import metrics, stats
 from bench.model import FitContext, check_outputs, seed_everything
+from bench.timing import Stopwatch
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -246,7 +246,8 @@ def train_rows_of(train, profile):
 
 def fit_model(spec, fit_view, profile, seed: int, threads: int, progress: bool = True,
               extra: dict | None = None, config: dict | None = None, on_validation=None):
-    """The one way a model is fitted (run_one, tuning): seeded, threads limited, fit timed.
+    """The one way a model is fitted (run_one, tuning, `fitted`'s callers, the gbdt command):
+    seeded, threads limited, fit timed (bench.timing).
 
     fit_view holds train and validation only (test None). config: a tuned configuration
     (bench.tuned_config), its settings split by target: "model" (constructor keywords),
@@ -263,10 +264,20 @@ def fit_model(spec, fit_view, profile, seed: int, threads: int, progress: bool =
                      profile=profile.with_overrides(settings.get("profile", {})),
                      progress=progress, extra={**settings.get("neural", {}), **(extra or {})},
                      on_validation=on_validation)
-    with threadpool_limits(limits=threads):
-        started = time.perf_counter()
+    with threadpool_limits(limits=threads), Stopwatch() as watch:
         model.fit(fit_view, ctx)
-        return model, time.perf_counter() - started
+    return model, watch.wall_s
+
+
+def fitted(spec, data, profile, seed: int, threads: int, model_settings: dict | None = None,
+           **options):
+    """fit_model on a whole data set, its test split set aside first; the model only (for
+    callers that measure something other than the fit: latency, memory, tests).
+    model_settings: constructor keywords over the spec's (a tuned configuration's "model")."""
+    if model_settings:
+        options["config"] = {"settings": {"model": model_settings}}
+    return fit_model(spec, dataclasses.replace(data, test=None), profile, seed, threads,
+                     **{"progress": False, **options})[0]
 
 
 def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
@@ -297,9 +308,9 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
         model, train_s = fit_model(spec, fit_view, profile, seed, threads, progress, extra,
                                    config)
         with threadpool_limits(limits=threads):
-            started = time.perf_counter()
-            outputs = model.predict(data.test)
-            predict_s = time.perf_counter() - started
+            with Stopwatch() as watch:
+                outputs = model.predict(data.test)
+            predict_s = watch.wall_s
             # Validation scores choose the report's "best" models (bench.stats); untimed.
             valid_outputs = check_outputs(model.predict(data.valid), len(data.valid))
         base["workers"] = getattr(model, "workers", workers)

@@ -20,16 +20,14 @@ request at one thread (in blocks of BLOCK requests at more, see BLOCK), so that 
 machine's load falls on all of them alike. Repeats run until
 both a minimum count and a time budget are met (or a maximum count is reached), so p99 rests
 on several samples. Threads are pinned with threadpoolctl and `torch.set_num_threads`
-(`pinned_threads`).
+(`pinned_threads`). The clock, the pause of garbage collection and the percentiles are
+bench.timing's, as for every measurement of the project.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import inspect
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -37,6 +35,7 @@ import numpy as np
 
 from bench.data import schema
 from bench.data.dataset import Split
+from bench.timing import clock, paused_gc, pinned_threads, summary_ms
 
 # Dense columns that depend on the user only (behaviour-list weights and lengths).
 USER_DENSE_COLUMNS = np.array([i for i, name in enumerate(schema.DENSE_FEATURES)
@@ -121,23 +120,6 @@ def assemble(split: Split, plan: RequestPlan) -> Split:
 
 
 @contextmanager
-def pinned_threads(threads: int):
-    """Limit BLAS/OpenMP pools (threadpoolctl) and torch's intra-op pool to `threads`."""
-    from threadpoolctl import threadpool_limits
-
-    torch = sys.modules.get("torch")  # never import torch for a GBDT model
-    before = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(before)
-
-
-@contextmanager
 def model_threads(model, threads: int):
     """Tell a model that pins its own predict threads (an int `threads` attribute) the count."""
     before = getattr(model, "threads", None)
@@ -175,19 +157,14 @@ def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup:
             score(assemble(split, plans[i % len(plans)]))
     assembly = {name: [] for name in scorers}
     scoring = {name: [] for name in scorers}
-    clock = time.perf_counter
     budget = budget_s * len(scorers)
-    if collect:
-        gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as timeit does: a collection triggered by the harness is not the model's
-    try:
+    with paused_gc(collect):
         started, repeats = clock(), 0
         while repeats < max_repeats and (repeats < min_repeats or clock() - started < budget):
             run = range(repeats, min(repeats + block, max_repeats))
             for name, score in scorers.items():
                 if block > 1:
-                    _settle(score, split, plans, settle_s, clock)
+                    _settle(score, split, plans, settle_s)
                 for repeat in run:
                     t0 = clock()
                     request = assemble(split, plans[repeat % len(plans)])
@@ -197,14 +174,11 @@ def time_requests(scorers: dict, split: Split, plans: list[RequestPlan], warmup:
                     assembly[name].append(t1 - t0)
                     scoring[name].append(t2 - t1)
             repeats += len(run)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return {name: Timing(np.array(assembly[name]), np.array(scoring[name]), warmup)
             for name in scorers}
 
 
-def _settle(score, split: Split, plans: list[RequestPlan], settle_s: float, clock) -> None:
+def _settle(score, split: Split, plans: list[RequestPlan], settle_s: float) -> None:
     """Untimed requests of one path, for `settle_s` seconds and at least one request."""
     until, i = clock() + settle_s, 0
     while i == 0 or clock() < until:
@@ -212,30 +186,10 @@ def _settle(score, split: Split, plans: list[RequestPlan], settle_s: float, cloc
         i += 1
 
 
-def summary_ms(seconds: np.ndarray) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean()), "min_ms": float(ms.min())}
-
-
 def max_abs_diff(outputs: dict, reference: dict) -> float:
     return max(float(np.max(np.abs(np.asarray(outputs[k], dtype=np.float64)
                                    - np.asarray(reference[k], dtype=np.float64))))
                for k in ("ctr", "cvr", "ctcvr"))
-
-
-def fit_model(spec, data, profile, seed: int, threads: int, progress: bool = False,
-              overrides: dict | None = None, extra: dict | None = None):
-    """Fit one registered model as the harness does (seeded, threads pinned, no test split)."""
-    from bench.model import FitContext, seed_everything
-
-    seed_everything(seed)
-    model = spec.build(**(overrides or {}))
-    ctx = FitContext(seed=seed, threads=threads, profile=profile, progress=progress,
-                     extra=dict(extra or {}))
-    with pinned_threads(threads):
-        model.fit(dataclasses.replace(data, test=None), ctx)
-    return model
 
 
 def serving_paths(model) -> dict:

@@ -12,9 +12,10 @@ they fail again. The table is printed either way.
 
 Gated: small, fast-to-train models (the constant prior, a small LightGBM, a small MMoE on
 its exact paths: library, eager, request_shared, projected, compiled) and the request
-assembly, at N = 100 and 1,000 candidates, at one thread, trained on a data set synthesised
-in-process (`gate_data`: no files, seconds). Their sizes are fixed here; a size change
-shows in the table as a changed parameter count.
+assembly, at N = 100 and 1,000 candidates, at one thread, trained on the project's tiny
+synthetic data set (`gate_data`: bench.data.synth, generated afresh in a temporary folder,
+seconds). Their sizes are fixed here; a size change shows in the table as a changed parameter
+count. The samples are taken by bench.timing (`sample_s`, `robust_s`).
 
 Update the baseline on purpose (a model or path got faster or slower for a reason you accept;
 it stores the median of three measurements):
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import schema
-from bench.data.dataset import Dataset, Ragged, Split
+from bench.data.dataset import Dataset
+from bench.timing import calls_per_sample, pinned_threads, robust_s, sample_s
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_PATH = REPO_ROOT / "reports" / "latency_baseline.json"
@@ -44,6 +44,7 @@ RETRY_S = 40.0
 CANDIDATES = (100, 1000)
 THREADS = 1
 GATE_SEED = 0
+SYNTH_PROFILE = "tiny"
 
 
 @dataclass(frozen=True)
@@ -64,63 +65,17 @@ PROFILE_OVERRIDES = {"gbdt_max_rounds": "40", "gbdt_early_stopping": "1000",
                      "neural_max_epochs": "1"}
 
 
-# ---- the data: a small synthetic data set, made in-process ----
-
-def _ragged(rng, n_rows: int, vocab: int, low: int, high: int) -> Ragged:
-    lengths = rng.integers(low, high + 1, n_rows)
-    offsets = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    codes = rng.integers(schema.FIRST_CODE, vocab, offsets[-1]).astype(np.int64)
-    weights = rng.uniform(0.5, 3.0, offsets[-1]).astype(np.float32)
-    return Ragged(offsets, codes, weights)
-
-
-def _split(rng, name: str, n_requests: int, per_request: int, vocab: dict,
-           effects: dict) -> Split:
-    sizes = rng.integers(per_request // 2, per_request * 3 // 2, n_requests)
-    request = np.repeat(np.arange(n_requests), sizes)
-    n = len(request)
-    user_codes = np.stack([rng.integers(schema.FIRST_CODE, vocab[f], n_requests)
-                           for f in schema.USER_SINGLE], axis=1)
-    item_codes = np.stack([rng.integers(schema.FIRST_CODE, vocab[f], n)
-                           for f in schema.IMPRESSION_SINGLE], axis=1)
-    user_multi = {f: _ragged(rng, n_requests, vocab[f], 10, 60) for f in schema.USER_MULTI}
-    item_multi = {f: _ragged(rng, n, vocab[f], 1, 3) for f in schema.ITEM_MULTI}
-    dense = rng.uniform(0, 1, (n, len(schema.DENSE_FEATURES))).astype(np.float32)
-    user_dense = [i for i, f in enumerate(schema.DENSE_FEATURES)
-                  if f.split("_value")[0] not in schema.COMBINATION]
-    dense[:, user_dense] = rng.uniform(0, 1, (n_requests, len(user_dense)))[request]
-    # Clicks and purchases depend on a user field, two item fields and a dense column, so
-    # every model has something to learn and a GBDT grows its full number of trees.
-    logit = (-3.0 + effects["101"][user_codes[request, 0]] + effects["205"][item_codes[:, 0]]
-             + effects["206"][item_codes[:, 1]] + 1.5 * dense[:, 0])
-    p_click = 1 / (1 + np.exp(-logit))
-    p_conversion = 1 / (1 + np.exp(-(-2.0 + effects["206"][item_codes[:, 1]])))
-    click = (rng.uniform(size=n) < p_click).astype(np.int8)
-    purchase = (click & (rng.uniform(size=n) < p_conversion)).astype(np.int8)
-    return Split(name=name, click=click, purchase=purchase, sample_id=np.arange(n),
-                 request=request.astype(np.int64), item_codes=item_codes.astype(np.int64),
-                 item_multi=item_multi, dense=dense,
-                 request_key=np.array([f"{name}{i:08x}" for i in range(n_requests)]),
-                 user_codes=user_codes.astype(np.int64), user_multi=user_multi,
-                 p_click=p_click, p_conversion=p_conversion)
-
+# ---- the data: the project's tiny synthetic data set, generated afresh ----
 
 def gate_data(seed: int = GATE_SEED) -> Dataset:
-    """About 20,000 train, 4,000 validation and 4,000 test impressions; the same every time."""
-    rng = np.random.default_rng(seed)
-    vocab = {f: 50 for f in schema.ALL_FIELDS}
-    vocab.update({"101": 600, "205": 2000, "206": 120, "207": 400, "216": 300, "301": 5,
-                  "109_14": 120, "110_14": 400, "127_14": 300, "150_14": 200, "210": 200})
-    effects = {f: rng.normal(0, 0.8, vocab[f]) for f in ("101", "205", "206")}
-    splits = {name: _split(rng, name, n_requests, 50, vocab, effects)
-              for name, n_requests in (("train", 400), ("valid", 80), ("test", 80))}
-    return Dataset(name="latency-gate-synthetic", fingerprint=f"latency-gate-v1-seed{seed}",
-                   vocab_sizes=vocab, info={"about": "made in-process by bench.latency_gate"},
-                   **splits)
+    """bench.data.synth's tiny profile (about 20,000 train, 10,000 validation and 10,000 test
+    impressions), generated into a temporary folder: the same every time, seconds."""
+    from bench.data.loader import load_generated
+
+    return load_generated(SYNTH_PROFILE, seed)
 
 
-# ---- the reference kernel and the timing of one call ----
+# ---- the reference kernel (the timing is bench.timing's) ----
 
 _REF = np.random.default_rng(1)
 _REF_A = _REF.standard_normal((192, 192), dtype=np.float32)
@@ -137,35 +92,6 @@ def reference_kernel() -> float:
     for i in range(100):
         total += float(gathered[i % 16] * product[i, i])
     return total
-
-
-def calls_per_sample(fn, min_sample_s: float = 0.002) -> int:
-    """How many calls make one timed sample last about `min_sample_s` (timer noise aside)."""
-    fn()  # warm
-    started = time.perf_counter()
-    fn()
-    return max(1, int(min_sample_s / max(time.perf_counter() - started, 1e-7)))
-
-
-def sample_s(fn, calls: int) -> tuple[float, bool]:
-    """Seconds per call over one sample, and whether the sample ran without being preempted.
-
-    An involuntary context switch during the sample (another process took the core) marks it
-    unclean; a voluntary one (a sleep, a lock, I/O) does not, so a model that waits is timed
-    with its waits.
-    """
-    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
-    started = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    seconds = (time.perf_counter() - started) / calls
-    return seconds, resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw == before
-
-
-def robust_s(samples: list[tuple[float, bool]]) -> float:
-    """The fastest unpreempted sample (noise only adds time); the fastest of all if none."""
-    clean = [s for s, ok in samples if ok]
-    return min(clean) if clean else min(s for s, _ in samples)
 
 
 # ---- what is gated, fitted once per process ----
@@ -187,7 +113,8 @@ def _resolve(pattern: str, specs) -> object | None:
 def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
     """Fit the gated models on the gate data; one Entry per (model, path, N), and assembly."""
     gated = GATED if gated is None else gated
-    from bench.latency import assemble, fit_model, plan_requests, serving_paths
+    from bench.harness import fitted
+    from bench.latency import assemble, plan_requests, serving_paths
     from bench.profiles import get_profile
     from bench.registry import all_specs
 
@@ -209,8 +136,7 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
             continue
         if progress:
             print(f"gate: fitting {spec.key} ...", file=sys.stderr, flush=True)
-        model = fit_model(spec, data, profile, GATE_SEED, THREADS,
-                          overrides=None, extra=gated_model.extra)
+        model = fitted(spec, data, profile, GATE_SEED, THREADS, extra=gated_model.extra)
         if isinstance(getattr(model, "threads", None), int):
             model.threads = THREADS
         paths = serving_paths(model)
@@ -250,8 +176,6 @@ def measure(entries, rounds: int = 5, samples: int = 10) -> dict[str, Measured]:
     passed a path made 2x slower in 5 of 12 checks under load, because a round whose reference
     samples were all slowed gives a low ratio, and a minimum keeps exactly that round.)
     """
-    from bench.latency import pinned_threads
-
     ratios: dict[str, list[float]] = {}
     own_s: dict[str, float] = {}
     reference_s = np.inf
@@ -342,14 +266,9 @@ def update_baseline(path: Path, rounds: int = 5, threshold: float | None = None,
 
 
 def load_baseline(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no latency baseline at {path}; create one with "
-                                "`python -m bench latency --update-baseline`")
-    try:
-        baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+    from bench import baseline_file
+
+    baseline = baseline_file.read(path, "latency")
     for key, entry in baseline.get("entries", {}).items():
         if not isinstance(entry.get("ratio"), (int, float)):
             raise ValueError(f"{path}: entry {key!r} has no numeric 'ratio'")

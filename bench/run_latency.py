@@ -91,28 +91,28 @@ class RunLatency:
 
     def __call__(self, spec, seed: int, model) -> None:
         from bench.harness import append_record, bench_version, utc_now
+        from bench.timing import Stopwatch
 
         if spec.key in self.measured:
             return
         self.measured.append(spec.key)
-        started, cpu_started = time.perf_counter(), time.process_time()
         base = {"model": spec.key, "name": spec.name, "family": spec.family,
                 "dataset": self.data.name, "fingerprint": self.data.fingerprint,
                 "profile": self.profile_name, "seed": seed}
-        try:
-            records = measure_fitted(model, self.data.test, base, self.progress)
-        except Exception as error:  # latency that cannot be measured is a row, not a crash
-            records = [{**base, "kind": "latency", "latency_source": "run",
-                        "n_candidates": None, "threads": THREADS, "path": None,
-                        "p50_ms": None, "version": bench_version(), "utc": utc_now(),
-                        "error": f"{type(error).__name__}: {error}"}]
-        for record in records:
-            append_record(self.run_dir, record)
-        if any(r.get("error") for r in records):
-            self.failed.append(spec.key)
-        seconds = time.perf_counter() - started
+        with Stopwatch() as watch:
+            try:
+                records = measure_fitted(model, self.data.test, base, self.progress)
+            except Exception as error:  # latency that cannot be measured is a row, not a crash
+                records = [{**base, "kind": "latency", "latency_source": "run",
+                            "n_candidates": None, "threads": THREADS, "path": None,
+                            "p50_ms": None, "version": bench_version(), "utc": utc_now(),
+                            "error": f"{type(error).__name__}: {error}"}]
+            for record in records:
+                append_record(self.run_dir, record)
+            if any(r.get("error") for r in records):
+                self.failed.append(spec.key)
+        seconds, cpu_seconds = watch.wall_s, watch.cpu_s
         self.seconds += seconds
-        cpu_seconds = time.process_time() - cpu_started
         self.cpu_seconds += cpu_seconds
         if self.progress:
             print(f"    serving latency measured in {seconds:.1f}s ({cpu_seconds:.1f}s CPU)",

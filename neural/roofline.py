@@ -20,10 +20,10 @@ several timed torch matmuls of a size at which one thread reaches its plateau.
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from bench.timing import time_calls
 
 PEAK_SIZE = 1024  # square float32 matmul timed for the peak (2 GFLOP a call)
 _PEAK: dict[int, float] = {}
@@ -67,12 +67,8 @@ def sgemm_peak_flops(threads: int, repeats: int = 7) -> float:
             a = torch.randn(PEAK_SIZE, PEAK_SIZE)
             b = torch.randn(PEAK_SIZE, PEAK_SIZE)
             out = torch.empty(PEAK_SIZE, PEAK_SIZE)
-            torch.mm(a, b, out=out)  # warm
-            best = float("inf")
-            for _ in range(repeats):
-                started = time.perf_counter()
-                torch.mm(a, b, out=out)
-                best = min(best, time.perf_counter() - started)
+            best = time_calls(lambda _: torch.mm(a, b, out=out), None, repeats,
+                              warmup=1).min()
         finally:
             torch.set_num_threads(before)
         _PEAK[threads] = 2 * PEAK_SIZE**3 / best

@@ -321,7 +321,7 @@ class OnnxScorer:
             raise ValueError("the compiled path scores one request at a time")
         with torch.inference_mode():
             user, item, _ = self.scorer.parts(self.scorer.batch(split))
-        # The thread count being measured is torch's (bench.latency.pinned_threads sets it).
+        # The thread count being measured is torch's (bench.timing.pinned_threads sets it).
         session = self.session(user, item, torch.get_num_threads())
         scores = session.run(None, {"user": user.numpy(), "item": item.numpy()})[0]
         return {k: scores[:, i].astype(np.float64) for i, k in enumerate(OUTPUT_KEYS)}

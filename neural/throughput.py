@@ -5,17 +5,17 @@ loss, backward, optimiser steps); data loading and tensor conversion come before
 starts, and validation is not included. Reports wall-clock samples/s and, because the
 benchmark machine may be shared, also samples per second of process CPU time divided by the
 thread count (what the run would reach with its cores to itself, if threads never idle) and
-the load average around the measurement.
+the load average around the measurement. The clock is bench.timing's `Stopwatch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 import torch
 
+from bench.timing import Stopwatch
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.trainer import NeuralRanker, Trainer, priors_of, setup_torch
@@ -48,10 +48,10 @@ def measure(spec, data, threads: int, batch_size: int = 2048, steps: int = 60,
     for rows in batches[:warmup]:
         trainer.step(rows)
     load_before = os.getloadavg()[0]
-    wall, cpu = time.perf_counter(), time.process_time()
-    for rows in batches[warmup:warmup + steps]:
-        trainer.step(rows)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with Stopwatch() as watch:
+        for rows in batches[warmup:warmup + steps]:
+            trainer.step(rows)
+    wall, cpu = watch.wall_s, watch.cpu_s
     samples = steps * batch_size
     return {
         "model": spec.key, "dataset": data.name, "threads": threads, "batch_size": batch_size,

@@ -12,11 +12,11 @@ import importlib
 import itertools
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
+from bench.timing import Stopwatch
 from neural import balancing
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
@@ -334,17 +334,17 @@ class NeuralRanker:
         log.check_rows = len(checks.split)
         stream = self.batch_stream(trainer, data.train)
         for check in range(1, plan.max_checks + 1):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            loss, rows, steps, epoch = trainer.run_steps(
-                stream, plan.steps_before(check), f"check {check}/{plan.max_checks}", progress)
-            log.add_steps(steps, rows, time.perf_counter() - started,
-                          time.process_time() - cpu_started)
+            with Stopwatch() as watch:
+                loss, rows, steps, epoch = trainer.run_steps(
+                    stream, plan.steps_before(check), f"check {check}/{plan.max_checks}",
+                    progress)
+            log.add_steps(steps, rows, watch.wall_s, watch.cpu_s)
             if steps == 0:  # no training row at all: keep the initial weights
                 log.stopped_by = "no training rows"
                 break
-            started = time.perf_counter()
-            aucs = checks.aucs()
-            log.check_s += time.perf_counter() - started
+            with Stopwatch() as watch:
+                aucs = checks.aucs()
+            log.check_s += watch.wall_s
             finite = [v for v in aucs.values() if np.isfinite(v)]
             score = float(np.mean(finite)) if finite else -loss
             log.history.append({"check": check, "step": log.steps, "epoch": epoch,

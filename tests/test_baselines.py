@@ -17,7 +17,7 @@ from baselines.tree_features import (
     request_folds,
     task_rows_and_labels,
 )
-from bench.model import FitContext
+from bench.harness import fitted
 from bench.registry import get
 
 _FITTED = {}
@@ -27,9 +27,7 @@ def _fit(name, data, profile, seed=0, **params):
     """A fitted model, shared by the tests that only read it (fits are the slow part)."""
     key = (name, id(data), profile, seed, tuple(sorted(params.items())))
     if key not in _FITTED:
-        model = get(name).build(**params)
-        model.fit(dataclasses.replace(data, test=None),
-                  FitContext(seed=seed, threads=1, profile=profile, progress=False))
+        model = fitted(get(name), data, profile, seed, threads=1, model_settings=params)
         _FITTED[key] = (data, model)  # holding `data` keeps its id from being reused
     return _FITTED[key][1]
 
@@ -325,9 +323,8 @@ def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, 
     short = {"lightgbm": "lgbm", "xgboost": "xgb"}[library]
     whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
     monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
-    chunked = get(f"{short}_ctr_x_cvr").build()  # not _fit's cache: that is the whole fit
-    chunked.fit(dataclasses.replace(tiny_data, test=None),
-                FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    # not _fit's cache: that is the whole fit
+    chunked = fitted(get(f"{short}_ctr_x_cvr"), tiny_data, tiny_profile, 0, threads=1)
     assert whole.info["ctr_input"] == "ndarray" and chunked.info["ctr_input"] == "ChunkedFeatures"
     assert chunked.info["cvr_train_rows"] == whole.info["cvr_train_rows"]
     assert chunked.info["ctr_rounds"] == whole.info["ctr_rounds"]
@@ -500,11 +497,9 @@ def test_logreg_records_non_convergence_and_lets_other_warnings_through(converge
         return real_fit(self, X, y)
 
     monkeypatch.setattr(LogisticRegression, "fit", noisy_fit)
-    model = get("logreg").build()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(dataclasses.replace(tiny_data, test=None),
-                  FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+        model = fitted(get("logreg"), tiny_data, tiny_profile, 0, threads=1)
     categories = [w.category for w in caught]
     assert categories.count(UserWarning) == 3  # one per task, none swallowed
     assert ConvergenceWarning not in categories

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from bench.model import FitContext
+from bench.harness import fitted
 from bench.registry import get
 
 pytest.importorskip("lleaves")
@@ -15,10 +13,7 @@ TOLERANCE = 1e-6
 
 
 def _fit(name, data, profile, **params):
-    model = get(name).build(**params)
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=0, threads=1, profile=profile, progress=False))
-    return model
+    return fitted(get(name), data, profile, 0, threads=1, model_settings=params)
 
 
 def _assert_same(model, split):

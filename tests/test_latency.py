@@ -149,7 +149,7 @@ def test_latency_of_a_non_neural_model_never_imports_torch(model, sample_dir, tm
 def test_cli_passes_neural_settings_to_the_models_it_fits(sample_dir, sample_data,
                                                          tiny_profile, tmp_path):
     pytest.importorskip("torch")
-    from bench.latency import fit_model
+    from bench.harness import fitted
     from bench.registry import get
     out = tmp_path / "run"
     assert main(["latency", "--models", "neural/dnn_ctr", "--dataset", "aliccp-csv",
@@ -161,8 +161,8 @@ def test_cli_passes_neural_settings_to_the_models_it_fits(sample_dir, sample_dat
     records = [r for r in harness.read_records(out) if r.get("kind") == "latency"]
     assert records and all(r["error"] is None for r in records)
     settings = {"embedding_dim": "4", "mlp_dims": "8,4"}
-    small = fit_model(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1, extra=settings)
-    default = fit_model(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1)
+    small = fitted(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1, extra=settings)
+    default = fitted(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1)
     assert {r["n_params"] for r in records} == {small.n_params()} != {default.n_params()}
     assert json.loads((out / "meta.json").read_text())["latency_runs"][0][
         "neural_settings"] == {"embedding_dim": "4", "mlp_dims": "8,4"}

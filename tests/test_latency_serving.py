@@ -7,7 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from bench.latency import assemble, fit_model, max_abs_diff, plan_requests  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.latency import assemble, max_abs_diff, plan_requests  # noqa: E402
 from bench.registry import get  # noqa: E402
 
 TOLERANCE = 1e-5
@@ -22,8 +23,8 @@ def fitted(tiny_data, tiny_profile):
     def fit(key, extra):
         name = (key, tuple(sorted(extra.items())))
         if name not in cache:
-            cache[name] = fit_model(get(key), tiny_data, tiny_profile, seed=0, threads=1,
-                                    extra=extra)
+            cache[name] = harness.fitted(get(key), tiny_data, tiny_profile, seed=0, threads=1,
+                                         extra=extra)
         return cache[name]
 
     return fit

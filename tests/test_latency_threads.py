@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.latency import BLOCK, SETTLE_S, pinned_threads, plan_requests, time_requests
+from bench.latency import BLOCK, SETTLE_S, plan_requests, time_requests
+from bench.timing import pinned_threads
 
 torch = pytest.importorskip("torch")
 

@@ -5,14 +5,13 @@ A model added to a family's registry is tested here the day it is added.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from bench import harness
-from bench.model import FitContext, check_outputs
+from bench.model import check_outputs
 from bench.registry import all_specs
 
 SPECS = all_specs()
@@ -26,12 +25,7 @@ _TINY_FITS = {}
 
 
 def _fit_predict(spec, data, profile, seed=0):
-    from bench.model import seed_everything
-
-    seed_everything(seed)
-    model = spec.build()
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=1, profile=profile, progress=False))
+    model = harness.fitted(spec, data, profile, seed, threads=1)
     return model, check_outputs(model.predict(data.test), len(data.test))
 
 

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 from bench.data import schema  # noqa: E402
 from bench.data.dataset import Dataset, Ragged, Split  # noqa: E402
-from bench.model import FitContext, check_outputs, seed_everything  # noqa: E402
+from bench.harness import fitted  # noqa: E402
+from bench.model import check_outputs  # noqa: E402
 from neural.config import NeuralConfig  # noqa: E402
 from neural.inputs import Bags, FeatureEmbedding, FieldLayout, TensorSplit  # noqa: E402
 from neural.registry import SPECS  # noqa: E402
@@ -83,13 +84,8 @@ def batch_of(split, pooling="mean"):
 def fit(spec, data, seed=0, profile=None, **config):
     from bench.profiles import get_profile
 
-    seed_everything(seed)
-    model = spec.build()
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=1,
-                         profile=get_profile("tiny").with_overrides(profile or {}),
-                         progress=False, extra={**TINY, **config}))
-    return model
+    return fitted(spec, data, get_profile("tiny").with_overrides(profile or {}), seed,
+                  threads=1, extra={**TINY, **config})
 
 
 # ---- every registered network ----
@@ -452,10 +448,7 @@ def test_weighted_loss_outputs_match_the_train_rates(tiny_data, tiny_profile):
     """The one score's per-task constants make each output's train mean the task's rate
     (pCVR over clicked rows); the loss alone does not (it fits a weighted mean)."""
     spec = next(s for s in SPECS if s.name == "weighted_loss")
-    seed_everything(0)
-    model = spec.build()
-    model.fit(dataclasses.replace(tiny_data, test=None),
-              FitContext(seed=0, threads=1, profile=tiny_profile, progress=False, extra={}))
+    model = fitted(spec, tiny_data, tiny_profile, 0, threads=1)
     train = tiny_data.train
     predicted = model.predict(train)
     clicked = train.click == 1

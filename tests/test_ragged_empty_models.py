@@ -125,11 +125,11 @@ def test_tree_features_first_node_and_list_length(pattern):
 @pytest.fixture(scope="module")
 def fitted_mmoe(tiny_data, tiny_profile):
     pytest.importorskip("torch")
-    from bench.latency import fit_model
+    from bench.harness import fitted
     from bench.registry import get
 
-    return fit_model(get("neural/mmoe"), tiny_data, tiny_profile, seed=0, threads=1,
-                     extra={"embedding_dim": 8, "mlp_dims": (32, 16), "tower_dims": (8,)})
+    return fitted(get("neural/mmoe"), tiny_data, tiny_profile, seed=0, threads=1,
+                  extra={"embedding_dim": 8, "mlp_dims": (32, 16), "tower_dims": (8,)})
 
 
 def _without_lists(request: Split, user: bool, items: np.ndarray) -> Split:

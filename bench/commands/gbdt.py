@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -81,16 +80,21 @@ def encodings_to_measure(option: str | None) -> list[str]:
     return option.split(",") if option else list(ENCODINGS)
 
 
-def _fit(library, mode, encoding, data, profile, seed, threads, config="default"):
-    from baselines.trees import TreeModel
-    from bench.model import FitContext, seed_everything
+def _tree_spec(library, mode, encoding):
+    """A tree model the registry need not hold (any library, task and encoding), as a spec."""
+    from bench.registry import ModelSpec
 
-    seed_everything(seed)
-    model = TreeModel(library=library, mode=mode, config=config, encoding=encoding)
-    started = time.perf_counter()
-    model.fit(dataclasses.replace(data, test=None),
-              FitContext(seed=seed, threads=threads, profile=profile, progress=False))
-    return model, time.perf_counter() - started
+    return ModelSpec(f"{library}_{mode}_{encoding}", "baselines", "baselines.trees:TreeModel",
+                     "gbdt encodings", params={"library": library, "mode": mode,
+                                               "encoding": encoding})
+
+
+def _fit(spec, data, profile, seed, threads):
+    """harness.fit_model on train and validation: (model, fit seconds)."""
+    from bench.harness import fit_model
+
+    return fit_model(spec, dataclasses.replace(data, test=None), profile, seed, threads,
+                     progress=False)
 
 
 def fit_registered(name, data, profile, seed, threads):
@@ -98,9 +102,7 @@ def fit_registered(name, data, profile, seed, threads):
     encoding), and the seconds it took."""
     from bench.registry import get
 
-    params = get(name).params
-    return _fit(params["library"], params["mode"], params.get("encoding"), data, profile,
-                seed, threads, config=params.get("config", "default"))
+    return _fit(get(name), data, profile, seed, threads)
 
 
 def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads) -> dict:
@@ -110,7 +112,8 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
     for library in libraries:
         for encoding in encodings:
             for task in tasks:
-                model, fit_s = _fit(library, task, encoding, data, profile, seed, threads)
+                model, fit_s = _fit(_tree_spec(library, task, encoding), data, profile, seed,
+                                    threads)
                 row = {"library": library, "encoding": encoding, "task": task,
                        "fit_s": round(fit_s, 2), "rounds": model.info[f"{task}_rounds"]}
                 for split in (data.valid, data.test):
@@ -139,16 +142,12 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
 
 
 def _timings(call, X, repeats) -> tuple[float, float]:
-    import numpy as np
+    """p50 and p99 ms of `repeats` calls, each timed alone after max(10, repeats // 10)
+    untimed warm-up calls (caches, lazy initialisation)."""
+    from bench.timing import summary_ms, time_calls
 
-    for _ in range(max(10, repeats // 10)):  # warm-up: caches, lazy initialisation
-        call(X)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        started = time.perf_counter()
-        call(X)
-        times[i] = time.perf_counter() - started
-    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+    figures = summary_ms(time_calls(call, X, repeats, warmup=max(10, repeats // 10)))
+    return figures["p50_ms"], figures["p99_ms"]
 
 
 def measure_latency(data, profile, names, sizes, repeats, seed, threads) -> dict:

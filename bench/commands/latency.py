@@ -132,7 +132,7 @@ def measure(args, argv) -> int:
     from bench import harness, meta
     from bench.commands.options import data_options, parse_overrides, split_settings
     from bench.data.loader import load
-    from bench.latency import fit_model, measure_model, serving_paths
+    from bench.latency import measure_model, serving_paths
     from bench.profiles import get_profile
     from bench.registry import select
     from bench.run_folder import build_report, link_latest
@@ -170,8 +170,8 @@ def measure(args, argv) -> int:
                 "dataset": data.name, "fingerprint": data.fingerprint,
                 "profile": profile.name, "seed": args.seed}
         try:
-            model = fit_model(spec, data, profile, args.seed, profile.threads, progress=False,
-                              extra=neural_settings)
+            model = harness.fitted(spec, data, profile, args.seed, profile.threads,
+                                   extra=neural_settings)
             paths = serving_paths(model)
         except Exception as error:  # a model that cannot be fitted is a row, not a crash
             records = [{**base, "kind": "latency", "n_candidates": None, "threads": None,

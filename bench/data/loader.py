@@ -224,3 +224,14 @@ def _load(dataset, data_dir, synth_profile, seed, min_count, keep_purchase_witho
     if dataset == "aliccp-csv":
         return load_processed_csv(Path(data_dir) if data_dir else None, settings, lenient)
     raise ValueError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+def load_generated(synth_profile: str, seed: int) -> Dataset:
+    """A synthetic profile's data set generated into a temporary folder and loaded in memory:
+    the same rows every time, no file left behind (the CI gates; tiny takes seconds)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"ccpbench-{synth_profile}-") as folder:
+        raw = ensure_synthetic(synth_profile, seed, Path(folder) / "raw", progress=False)
+        return load("synthetic", raw, synth_profile=synth_profile, seed=seed, progress=False,
+                    out_of_core=False)

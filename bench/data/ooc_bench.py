@@ -14,7 +14,8 @@ Steps, each in its own spawned child (so its peak is its own), on one converted 
 
 Reported per step: wall seconds, peak RSS (VmHWM: every resident page, including pages of the
 memory-mapped cache, which the kernel can drop at any time) and peak anonymous memory
-(RssAnon sampled every 50 ms: the memory that cannot be dropped, i.e. what must fit in RAM).
+(RssAnon sampled every 50 ms: the memory that cannot be dropped, i.e. what must fit in RAM),
+both read by bench.memory. Models are fitted by the harness's fit (bench.harness.fit_model).
 
 Command line:
     python -m bench.data.ooc_bench --data-dir DIR [--steps ...] [--model mmoe:MMoE] [--out F]
@@ -29,7 +30,6 @@ import json
 import multiprocessing
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,45 +37,19 @@ STEPS = ("encode-memory", "encode-stream", "load-stream", "epoch-memory", "epoch
          "trees-memory", "trees-stream")
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-class _AnonPeak:
-    """Peak of RssAnon, sampled in a thread (the kernel keeps no high-water mark for it)."""
-
-    def __init__(self, every_s: float = 0.05):
-        self.peak, self.every_s = 0, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _status_kib("RssAnon"))
-            time.sleep(self.every_s)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return max(self.peak, _status_kib("RssAnon"))
-
-
 def _epoch(data, model: str, threads: int, batch_size: int, chunk_rows: int) -> dict:
-    import dataclasses
-
-    from bench.model import FitContext
+    """One epoch of the neural network `model` ("module:Class" of neural.models), fitted by
+    the harness's fit (bench.harness.fit_model)."""
+    from bench.harness import fitted
     from bench.profiles import get_profile
-    from neural.trainer import NeuralRanker
+    from bench.registry import ModelSpec
 
     profile = get_profile("small").with_overrides(
         {"neural_max_epochs": 1, "neural_batch_size": batch_size,
          "neural_chunk_rows": chunk_rows})
-    ranker = NeuralRanker(network=f"neural.models.{model}")
-    ranker.fit(dataclasses.replace(data, test=None), FitContext(0, threads, profile, False))
+    spec = ModelSpec(model, "neural", "neural.trainer:NeuralRanker", "out-of-core epoch",
+                     params={"network": f"neural.models.{model}"})
+    ranker = fitted(spec, data, profile, 0, threads)
     return {"train_rows": ranker.info["n_train_rows"], "chunks": ranker.info["train_chunks"],
             "history": ranker.info["history"]}
 
@@ -83,19 +57,16 @@ def _epoch(data, model: str, threads: int, batch_size: int, chunk_rows: int) -> 
 def _trees(data, model: str, threads: int, rounds: int) -> dict:
     """Fit a registered tree model with at most `rounds` rounds: the data path's memory, not
     the forest's accuracy, is measured (a forest of 63-leaf trees is a few MB)."""
-    import dataclasses
-
     import bench.data.chunks
     from bench.data.npy_cache import is_memory_mapped
-    from bench.model import FitContext
+    from bench.harness import fitted
     from bench.profiles import get_profile
     from bench.registry import get
 
     profile = get_profile("full").with_overrides({"gbdt_max_rounds": rounds})
-    tree = get(model).build()
     if not is_memory_mapped(data.train.click):
         bench.data.chunks.AUTO_CHUNK_ROWS = 1 << 62  # the whole-matrix path, as before
-    tree.fit(dataclasses.replace(data, test=None), FitContext(0, threads, profile, False))
+    tree = fitted(get(model), data, profile, 0, threads)
     return {key: value for key, value in tree.info.items()
             if key.endswith(("_train_rows", "_valid_rows", "_input", "_rounds", "_n_features"))}
 
@@ -104,8 +75,9 @@ def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, 
            tree_model: str = "lgbm_ctr_x_cvr", tree_rounds: int = 20):
     try:
         from bench.data.loader import load
+        from bench.memory import Sampler, peak_rss_bytes
 
-        peak = _AnonPeak()
+        anonymous = Sampler("RssAnon", every_s=0.05)
         started = time.perf_counter()
         out_of_core = step.endswith("stream")
         data = load("aliccp", data_dir, progress=False, out_of_core=out_of_core)
@@ -118,8 +90,8 @@ def _child(step: str, data_dir: str, model: str, threads: int, batch_size: int, 
         if step.startswith("trees"):
             result["trees"] = _trees(data, tree_model, threads, tree_rounds)
         result["seconds"] = round(time.perf_counter() - started, 2)
-        result["peak_anon_mib"] = round(peak.stop() / 1024, 1)
-        result["peak_rss_mib"] = round(_status_kib("VmHWM") / 1024, 1)
+        result["peak_anon_mib"] = round(anonymous.stop() / 1024, 1)
+        result["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
         queue.put(result)
     except BaseException as error:  # reported to the parent
         queue.put({"error": f"{type(error).__name__}: {error}"})

@@ -5,8 +5,8 @@ shape: ~14 triples per impression line, ~500 per request line, ~58 impressions p
 at two or more scales, converts each with `convert_raw` in a fresh child process, and reports
 wall seconds, MB/s, CPU seconds and the child's peak RSS (VmHWM, the whole process: Python,
 pyarrow and the conversion) per size, with the RSS sampled over the run (highest per quarter of
-the wall time) to show whether memory grows as more lines are converted. Scale 1.0 is the full
-real size (38 GB of text).
+the wall time) to show whether memory grows as more lines are converted; both are read by
+bench.memory. Scale 1.0 is the full real size (38 GB of text).
 
 MB are 10^6 bytes of raw text. On a shared machine wall time depends on what else runs:
 `load_average` is recorded before and after, and `mb_per_cpu_s` (raw MB per CPU second of the
@@ -21,10 +21,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,61 +33,33 @@ FLAT_TOLERANCE = 0.15  # RSS in the second half of a run may exceed the first ha
 RSS_SAMPLE_S = 0.25
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak resident set size (VmHWM), in bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def _rss_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _rss_by_quarter(samples: list[tuple[float, int]]) -> list[float]:
-    """Highest RSS (MiB) in each quarter of the run's wall time."""
+    """Highest RSS (MiB) in each quarter of the run's wall time, from (seconds, KiB) samples."""
     if not samples:
         return []
     end = samples[-1][0] or 1.0
     quarters = [0.0] * 4
-    for at, rss in samples:
+    for at, rss_kib in samples:
         index = min(int(4 * at / end), 3)
-        quarters[index] = max(quarters[index], rss / 2**20)
+        quarters[index] = max(quarters[index], rss_kib / 2**10)
     return [round(q, 1) for q in quarters]
 
 
 def _convert_in_child(raw_dir: str, cache_dir: str, workers: int | None, queue) -> None:
     from bench.data import raw
+    from bench.memory import Sampler, peak_rss_bytes
 
-    samples, done = [], threading.Event()
-
-    def sample_rss():  # RSS over time: does memory grow as more lines are converted?
-        started = time.perf_counter()
-        while not done.wait(RSS_SAMPLE_S):
-            samples.append((time.perf_counter() - started, _rss_bytes()))
-
-    sampler = threading.Thread(target=sample_rss, daemon=True)
     try:
         kwargs = {} if workers is None else {"workers": workers}
         before = os.times()
-        sampler.start()
+        # RSS over time: does memory grow as more lines are converted?
+        rss = Sampler("VmRSS", every_s=RSS_SAMPLE_S)
         report = raw.convert_raw(raw_dir, cache_dir, progress=False, **kwargs)
-        done.set()
-        sampler.join()
+        rss.stop()
         after = os.times()
         cpu = (after.user - before.user) + (after.system - before.system)
-        queue.put({"report": report, "cpu_seconds": cpu, "peak_rss": _peak_rss_bytes(),
-                   "rss_by_quarter": _rss_by_quarter(samples)})
+        queue.put({"report": report, "cpu_seconds": cpu, "peak_rss": peak_rss_bytes(),
+                   "rss_by_quarter": _rss_by_quarter(rss.samples)})
     except BaseException as error:  # reported to the parent, which raises it
         queue.put({"error": f"{type(error).__name__}: {error}"})
 

@@ -39,11 +39,11 @@ def entries(built):
 
 @pytest.fixture(scope="module")
 def reference_s():
-    from bench.latency import pinned_threads
+    from bench.timing import calls_per_sample, pinned_threads, robust_s, sample_s
 
     with pinned_threads(gate.THREADS):
-        calls = gate.calls_per_sample(gate.reference_kernel)
-        return gate.robust_s([gate.sample_s(gate.reference_kernel, calls) for _ in range(50)])
+        calls = calls_per_sample(gate.reference_kernel)
+        return robust_s([sample_s(gate.reference_kernel, calls) for _ in range(50)])
 
 
 def _keys():
@@ -55,7 +55,7 @@ def _keys():
 
 
 def test_reference_kernel(benchmark):
-    from bench.latency import pinned_threads
+    from bench.timing import pinned_threads
 
     with pinned_threads(gate.THREADS):
         benchmark(gate.reference_kernel)
@@ -81,7 +81,8 @@ def test_every_gated_path_scores_like_the_library(key, entries):
     if key not in entries:
         pytest.skip(f"{key}: model or path not available here")
     model, _, n = key.split("|")
-    from bench.latency import max_abs_diff, pinned_threads
+    from bench.latency import max_abs_diff
+    from bench.timing import pinned_threads
 
     with pinned_threads(gate.THREADS):
         path, library = entries[key].call(), entries[f"{model}|library|{n}"].call()
@@ -94,7 +95,7 @@ def test_every_gated_path_scores_like_the_library(key, entries):
 def test_serving_path(key, entries, reference_s, benchmark):
     if key not in entries:
         pytest.skip(f"{key}: model or path not available here")
-    from bench.latency import pinned_threads
+    from bench.timing import pinned_threads
 
     benchmark.group = f"N={key.rsplit('|', 1)[1]}"
     with pinned_threads(gate.THREADS):
