@@ -24,6 +24,10 @@ class NeuralConfig:
     # weighted embeddings, "mean" divides that sum by the list length. Chosen by measurement
     # (see neural/README.md): mean keeps hundred-id behaviour lists at the scale of one id.
     pooling: str = setting("mean", choices=("sum", "mean"))
+    # User x category / shop / brand cross ids (neural/crosses.py), three more embedded item
+    # fields: the match signals the trees get as target-encoded crosses. Default chosen by
+    # measurement on validation (neural/README.md, "Cross ids").
+    cross_ids: bool = setting(False, choices=(True, False))
     # Network sizes.
     # A bottom, an expert, or a single-task trunk (dims[-1] feeds the towers); each task's
     # head on the shared part (empty: one linear layer).

@@ -1,9 +1,10 @@
 """The input side every neural model shares: column tensors, batches, and the embedding layer.
 
-All 23 fields are embedded from ONE table; each field owns a block of rows (its offset), so a
-batch needs one gather for the single-valued fields and one `embedding_bag` for the lists, not a
-Python loop over fields. Multi-valued fields are pooled with their weights (see
-NeuralConfig.pooling). Dense features are appended as they are (scaled to [0, 1] on train).
+All 23 fields (and, with `cross_ids`, the three user x item cross ids of neural/crosses.py,
+item-side single fields) are embedded from ONE table; each field owns a block of rows (its
+offset), so a batch needs one gather for the single-valued fields and one `embedding_bag` for
+the lists, not a Python loop over fields. Multi-valued fields are pooled with their weights
+(see NeuralConfig.pooling). Dense features are appended as they are (scaled to [0, 1] on train).
 
 User-side features are stored once per request and embedded once per distinct request in a
 batch, then indexed back to impressions: the ~500 behaviour ids of a request are pooled once,
@@ -11,7 +12,7 @@ not once per impression. The embedding layer returns the user block and the item
 separately so a server can compute the user block once per request.
 
 Input layout of a model's first layer, per impression (all blocks flattened):
-    [13 user fields x d | 10 impression fields x d | 12 dense]
+    [13 user fields x d | 9 impression single fields (+ 3 cross ids) x d | 1 list x d | 12 dense]
 """
 
 from __future__ import annotations
@@ -25,30 +26,52 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import schema
+from neural.crosses import CROSS_FIELDS, CrossIds
 
-# Field order inside the user and the impression blocks.
+# Field order inside the user block; the impression block's is FieldLayout.item_fields.
 USER_FIELDS = schema.USER_SINGLE + schema.USER_MULTI
-ITEM_FIELDS = schema.IMPRESSION_SINGLE + schema.ITEM_MULTI
 N_DENSE = len(schema.DENSE_FEATURES)
 
 
 @dataclass(frozen=True)
 class FieldLayout:
-    """Where each field's rows start in the one embedding table."""
+    """Where each field's rows start in the one embedding table, and the cross ids (if any)
+    that extend the impression fields."""
 
     offsets: dict[str, int]
     n_rows: int
+    crosses: CrossIds | None = None
 
     @classmethod
-    def from_vocab_sizes(cls, vocab_sizes: dict[str, int]) -> FieldLayout:
+    def from_vocab_sizes(cls, vocab_sizes: dict[str, int],
+                         crosses: CrossIds | None = None) -> FieldLayout:
         missing = [f for f in schema.ALL_FIELDS if f not in vocab_sizes]
         if missing:
             raise ValueError(f"vocab_sizes lacks field(s) {missing}")
+        sizes = {**vocab_sizes, **(crosses.vocab_sizes() if crosses is not None else {})}
         offsets, start = {}, 0
-        for name in USER_FIELDS + ITEM_FIELDS:
+        for name in USER_FIELDS + item_single_fields(crosses) + schema.ITEM_MULTI:
             offsets[name] = start
-            start += int(vocab_sizes[name])
-        return cls(offsets, start)
+            start += int(sizes[name])
+        return cls(offsets, start, crosses)
+
+    @property
+    def item_single(self) -> tuple[str, ...]:
+        """The impression block's single-valued fields, in the columns of `item_codes`."""
+        return item_single_fields(self.crosses)
+
+    @property
+    def item_fields(self) -> tuple[str, ...]:
+        return self.item_single + schema.ITEM_MULTI
+
+    def input_dim(self, embedding_dim: int) -> int:
+        return (len(USER_FIELDS) + len(self.item_fields)) * embedding_dim + N_DENSE
+
+    def item_codes(self, split) -> np.ndarray:
+        """(n, len(item_single)): the split's impression codes, then its cross ids."""
+        if self.crosses is None:
+            return split.item_codes
+        return np.concatenate([split.item_codes, self.crosses.codes(split)], axis=1)
 
     def sizes(self) -> dict[str, int]:
         names = list(self.offsets)
@@ -56,8 +79,8 @@ class FieldLayout:
         return {n: end - self.offsets[n] for n, end in zip(names, ends)}
 
 
-def input_dim(embedding_dim: int) -> int:
-    return (len(USER_FIELDS) + len(ITEM_FIELDS)) * embedding_dim + N_DENSE
+def item_single_fields(crosses: CrossIds | None) -> tuple[str, ...]:
+    return schema.IMPRESSION_SINGLE + (CROSS_FIELDS if crosses is not None else ())
 
 
 @dataclass
@@ -134,7 +157,7 @@ class Batch:
     user_single: torch.Tensor  # (U, 9), U = distinct requests of the batch
     user_bags: Bags  # U * 4 bags
     user_of_row: torch.Tensor  # (B,) which of the U requests each impression belongs to
-    item_single: torch.Tensor  # (B, 9)
+    item_single: torch.Tensor  # (B, 9), or (B, 12) with the cross ids
     item_bags: Bags  # B * 1 bags
     dense: torch.Tensor  # (B, 12)
     click: torch.Tensor  # (B,) float32
@@ -176,7 +199,7 @@ class TensorSplit:
         # whole request table; converting all of it would cost more than scoring).
         used, request = np.unique(split.request, return_inverse=True)
         self.request = torch.from_numpy(request.astype(np.int64).reshape(-1))
-        self.item_single = _singles(split.item_codes, schema.IMPRESSION_SINGLE, layout, where)
+        self.item_single = _singles(layout.item_codes(split), layout.item_single, layout, where)
         self.item_bags = _bags(schema.ITEM_MULTI, split.item_multi, layout, pooling, where)
         self.dense = torch.from_numpy(np.ascontiguousarray(split.dense, dtype=np.float32))
         if self.dense.shape[1:] != (N_DENSE,):
@@ -229,7 +252,7 @@ class FeatureEmbedding(nn.Module):
         self.table = nn.Parameter(torch.empty(layout.n_rows, embedding_dim))
         # Small init keeps the hundred-id pooled lists and single ids on a similar scale.
         nn.init.normal_(self.table, std=0.01)
-        self.out_dim = input_dim(embedding_dim)
+        self.out_dim = layout.input_dim(embedding_dim)
         # (table rows, leaf tensor of their embeddings) of the last compacted training batch.
         self.touched: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -275,9 +298,9 @@ class FeatureEmbedding(nn.Module):
 
     def item_block(self, item_single: torch.Tensor, item_bags: Bags,
                    weight: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 10 * d): the impression side."""
+        """(B, 10 * d), or (B, 13 * d) with the cross ids: the impression side."""
         weight = self.table if weight is None else weight
-        single = self._lookup(item_single, weight)  # (B, 9, d)
+        single = self._lookup(item_single, weight)  # (B, 9 or 12, d)
         pooled = self._pool(item_bags, weight, len(schema.ITEM_MULTI))  # (B, 1, d)
         return torch.cat([single, pooled], dim=1).flatten(1)
 

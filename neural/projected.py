@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import schema
-from neural.inputs import ITEM_FIELDS, USER_FIELDS
+from neural.inputs import USER_FIELDS
 from neural.serving import RequestInput, RequestScorer, SplitWeights, _numpy
 
 # Tables of all projected fields of one model together, at most (see the module doc).
@@ -127,8 +127,9 @@ class ProjectedScorer:
         self.w_user = weight[scorer.weights.user_cols].contiguous()
         sizes = self.layout.sizes()
         n_user = len(USER_FIELDS) * d
+        item_fields = self.layout.item_fields  # the cross ids are item fields too
         field_cols = {f: torch.arange(n_user + k * d, n_user + (k + 1) * d)
-                      for k, f in enumerate(ITEM_FIELDS)}
+                      for k, f in enumerate(item_fields)}
         self._choose_fields(sizes)
         # One table: the projected fields' rows, the item dense columns' rows of W, and a row
         # for the request's user term (module doc); `row_of` maps the shared table's rows.
@@ -141,13 +142,13 @@ class ProjectedScorer:
                 parts.append(table[first:first + size] @ weight[field_cols[f]])
                 self.row_of[first:first + size] = torch.arange(row, row + size)
                 row += size
-            dense0 = n_user + len(ITEM_FIELDS) * d
+            dense0 = n_user + len(item_fields) * d
             parts.append(weight[dense0 + scorer._dense_item])
             parts.append(torch.zeros(1, self.width))
             self.table = torch.cat(parts)
         self.dense_row = torch.arange(row, row + len(scorer._dense_item))
         self.user_row = len(self.table) - 1
-        single = list(schema.IMPRESSION_SINGLE)
+        single = list(self.layout.item_single)
         self.single_projected = torch.tensor([single.index(f) for f in self.projected_fields
                                               if f in single], dtype=torch.int64)
         self.single_fallback = torch.tensor([single.index(f) for f in self.fallback_fields
@@ -176,13 +177,14 @@ class ProjectedScorer:
         """Smallest vocabulary first (each field saves d x width multiply-adds per candidate)
         while the tables fit the budget; the others fall back to a product."""
         projected, used = set(), 0
-        for f in sorted(ITEM_FIELDS, key=lambda f: sizes[f]):
+        item_fields = self.layout.item_fields
+        for f in sorted(item_fields, key=lambda f: sizes[f]):
             cost = sizes[f] * self.width * 4
             if used + cost <= self.budget_bytes:
                 projected.add(f)
                 used += cost
-        self.projected_fields = [f for f in ITEM_FIELDS if f in projected]
-        self.fallback_fields = [f for f in ITEM_FIELDS if f not in projected]
+        self.projected_fields = [f for f in item_fields if f in projected]
+        self.fallback_fields = [f for f in item_fields if f not in projected]
         self.table_bytes = used
 
     def request_input(self, split) -> ProjectedInput:

@@ -1,10 +1,11 @@
 """The declared search space every neural model shares (`python -m bench tune`).
 
 Learning rates of the dense weights and of the embedding table, embedding size, L2 on the
-dense weights, dropout, MLP width (the bottom, each expert, or the single-task trunk) and
-batch size; a loss-balanced model's balancer knob (fixed weights, GradNorm's alpha). A model's
-own knobs (weighted loss's purchase weight, AITM's calibrator weight, ESCM²'s regulariser
-weight, ...) are declared on its spec in neural/registry.py. Epochs and
+dense weights, dropout, MLP width (the bottom, each expert, or the single-task trunk), batch
+size, whether the user x item cross ids are inputs (neural/crosses.py), and a loss-balanced
+model's balancer knob (fixed weights, GradNorm's alpha). A model's own knobs (weighted loss's
+purchase weight, AITM's calibrator weight, ESCM²'s regulariser weight, ...) are declared on its
+spec in neural/registry.py. Epochs and
 patience stay the profile's. The ranges hold each default (neural/config.py,
 bench/profiles.py), which is always the study's first trial.
 
@@ -23,6 +24,7 @@ SHARED = (
     Param("dropout", "neural", 0.0, 0.5),
     Param("mlp_dims", "neural", choices=("128,64", "256,128", "512,256")),
     Param("neural_batch_size", "profile", choices=(512, 1024, 2048, 4096)),
+    Param("cross_ids", "neural", choices=(True, False)),
 )
 
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import schema
-from neural.inputs import USER_FIELDS, Batch, TensorSplit
+from neural.inputs import USER_FIELDS, Batch, FieldLayout, TensorSplit
 
 OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
 _USER_DENSE = [i for i, name in enumerate(schema.DENSE_FEATURES)
@@ -51,10 +51,11 @@ _USER_DENSE = [i for i, name in enumerate(schema.DENSE_FEATURES)
 _ITEM_DENSE = [i for i in range(len(schema.DENSE_FEATURES)) if i not in _USER_DENSE]
 
 
-def column_split(embedding_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns of x that depend on the user only, and those that depend on the candidate."""
+def column_split(layout: FieldLayout, embedding_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns of x that depend on the user only, and those that depend on the candidate (the
+    cross ids, user x item, are the candidate's)."""
     n_user = len(USER_FIELDS) * embedding_dim
-    dense0 = n_user + (len(schema.IMPRESSION_SINGLE) + len(schema.ITEM_MULTI)) * embedding_dim
+    dense0 = n_user + len(layout.item_fields) * embedding_dim
     user = list(range(n_user)) + [dense0 + i for i in _USER_DENSE]
     item = list(range(n_user, dense0)) + [dense0 + i for i in _ITEM_DENSE]
     return torch.tensor(user), torch.tensor(item)
@@ -177,7 +178,7 @@ class RequestScorer:
         self.network = _network(model)
         self.bf16 = bf16
         self.layout, self.pooling = model.layout, model.config.pooling
-        user_cols, item_cols = column_split(model.config.embedding_dim)
+        user_cols, item_cols = column_split(model.layout, model.config.embedding_dim)
         self.weights = SplitWeights(user_cols, item_cols, int8=int8)
         self._dense_user = torch.tensor(_USER_DENSE)
         self._dense_item = torch.tensor(_ITEM_DENSE)

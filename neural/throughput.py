@@ -17,8 +17,8 @@ import torch
 
 from bench.timing import Stopwatch
 from neural.config import NeuralConfig
-from neural.inputs import FieldLayout, TensorSplit
-from neural.trainer import NeuralRanker, Trainer, priors_of, setup_torch
+from neural.inputs import TensorSplit
+from neural.trainer import NeuralRanker, Trainer, layout_for, priors_of, setup_torch
 
 
 def measure(spec, data, threads: int, batch_size: int = 2048, steps: int = 60,
@@ -32,7 +32,7 @@ def measure(spec, data, threads: int, batch_size: int = 2048, steps: int = 60,
     config = NeuralConfig.with_overrides(overrides)
     setup_torch(threads, seed)
     ranker: NeuralRanker = spec.build()
-    layout = FieldLayout.from_vocab_sizes(data.vocab_sizes)
+    layout = layout_for(data, config)
     if table_rows and table_rows > layout.n_rows:
         layout = dataclasses.replace(layout, n_rows=int(table_rows))
     network = ranker.network_cls(layout, config, priors_of(data.train), **ranker.params)

@@ -19,6 +19,7 @@ import torch
 from bench.timing import Stopwatch
 from neural import balancing
 from neural.config import NeuralConfig
+from neural.crosses import CrossIds
 from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
 from neural.optim import RowAdam
@@ -36,6 +37,18 @@ def priors_of(train) -> dict[str, float]:
     clicks = float(train.click.sum())
     conversions = float((train.click & train.purchase).sum())
     return {"ctr": clicks / n, "cvr": conversions / max(clicks, 1.0), "ctcvr": conversions / n}
+
+
+def layout_for(data, config: NeuralConfig) -> FieldLayout:
+    """The embedding table's layout: the data's fields, and the cross ids when configured
+    (pairs rare in train go to the rare code under the data's own min_count)."""
+    crosses = None
+    if config.cross_ids:
+        from bench.data.encode import PrepSettings
+
+        settings = data.info.get("settings") or {}
+        crosses = CrossIds.fit(data.train, settings.get("min_count", PrepSettings.min_count))
+    return FieldLayout.from_vocab_sizes(data.vocab_sizes, crosses)
 
 
 def epoch_order(request: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
@@ -161,19 +174,25 @@ def setup_torch(threads: int, seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+# The inputs table's "match" column, with and without the cross ids (NeuralConfig.cross_ids).
+MATCH = {True: "combination ids 508/509/702/853 embedded, and their weights; user x "
+               "category/shop/brand cross ids, hashed and embedded (pairs seen < min_count "
+               "times in train share the rare code)",
+         False: "combination ids 508/509/702/853 embedded, and their weights; no explicit "
+                "user x category/shop/brand cross ids (the MLP combines the user's and the "
+                "item's embeddings)"}
+
+
 class NeuralRanker:
     """A network of the zoo behind the bench model protocol (fit / predict / n_params)."""
 
     # What every network sees (neural/inputs.py), in the columns of the report's inputs table.
     INPUTS = {
         "ids": "all 18 single-valued fields (user 101, profile 121-129, item 205, "
-                             "category 206, shop 207, brand 216, combinations, position 301), "
-                             "each embedded",
+               "category 206, shop 207, brand 216, combinations, position 301), each embedded",
         "lists": "every id of the four user lists and the item's intention nodes, "
-                           "embedded and pooled with their weights (lists kept whole)",
-        "match": "combination ids 508/509/702/853 embedded, and their weights; "
-                                  "no explicit user x category/shop/brand cross ids (the MLP "
-                                  "combines the user's and the item's embeddings)",
+                 "embedded and pooled with their weights (lists kept whole)",
+        "match": MATCH[NeuralConfig.cross_ids],
         "dense": "the 12 dense columns (combination weights, list mean weights and lengths)",
     }
 
@@ -195,8 +214,10 @@ class NeuralRanker:
         return sum(p.numel() for p in self.network.parameters())
 
     def build(self, data, config: NeuralConfig) -> RankingNet:
-        self.layout = FieldLayout.from_vocab_sizes(data.vocab_sizes)
+        self.layout = layout_for(data, config)
         self.config = config
+        # What this fit's records say it saw (INPUTS above: with the default cross_ids).
+        self.INPUTS = {**type(self).INPUTS, "match": MATCH[config.cross_ids]}
         self.network = self.network_cls(self.layout, config, priors_of(data.train),
                                         **self.params)
         return self.network
@@ -319,6 +340,9 @@ class NeuralRanker:
             "loadavg_end": os.getloadavg()[0],
             "embedding_dim": config.embedding_dim, "mlp_dims": str(config.mlp_dims),
             "tower_dims": str(config.tower_dims), "pooling": config.pooling,
+            "cross_ids": config.cross_ids, "cross_buckets": ",".join(
+                str(b) for b in (self.layout.crosses.buckets.values()
+                                 if self.layout.crosses else ())),
             "embedding_gradients": network.inputs.gradients, "batch_size": trainer.batch_size,
             "shuffle_window": config.shuffle_window, "threads": ctx.threads,
         }

@@ -28,5 +28,9 @@ def test_report_lists_what_each_family_sees(tiny_raw_dir, tmp_path, monkeypatch)
     trees = next(r for r in rows if "`lgbm_ctr`" in r)
     assert "`xgb_cvr`" in trees and "no list ids" in trees and "target encod" in trees
     neural = next(r for r in rows if "`dnn_ctr`" in r)
-    assert "pooled with their weights" in neural and "no explicit user x" in neural
+    assert "pooled with their weights" in neural
+    from neural.config import NeuralConfig
+    from neural.trainer import MATCH
+
+    assert MATCH[NeuralConfig().cross_ids] in neural  # the default fit's own inputs
     assert re.search(r"\| `constant` \| none", md)

@@ -177,6 +177,23 @@ def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_
             assert diff <= TOLERANCE, f"{key} projected N={n}: max abs diff {diff:.2e}"
 
 
+@pytest.mark.parametrize("cross_ids", [True, False])
+def test_cross_ids_are_scored_on_the_candidate_side_of_every_path(cross_ids, fitted, tiny_data):
+    """With and without the user x item cross ids (item-side fields), every exact path gives
+    the library's scores."""
+    from neural.serving import serving_paths
+
+    model = fitted("neural/mmoe", {**SMALL, "cross_ids": cross_ids})
+    assert (model.layout.crosses is not None) == cross_ids
+    paths = serving_paths(model)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
+    library = model.predict(request)
+    for name in ("eager_per_candidate", "eager", "request_shared", "projected", "compiled"):
+        if name in paths:
+            diff = max_abs_diff(paths[name](request), library)
+            assert diff <= TOLERANCE, f"cross_ids={cross_ids} {name}: max abs diff {diff:.2e}"
+
+
 def test_projected_path_falls_back_per_field_over_its_memory_budget(fitted, tiny_data):
     """Fields whose tables do not fit keep their embeddings and are multiplied: same scores."""
     from neural.projected import ProjectedScorer
@@ -188,7 +205,8 @@ def test_projected_path_falls_back_per_field_over_its_memory_budget(fitted, tiny
     budget = sum(sizes[f] for f in smallest[:4]) * full.width * 4
     partial = ProjectedScorer(model, budget_bytes=budget)
     assert sorted(partial.projected_fields) == sorted(smallest[:4])
-    assert partial.table_bytes <= budget and len(partial.fallback_fields) == 6
+    assert partial.table_bytes <= budget
+    assert len(partial.fallback_fields) == len(model.layout.item_fields) - 4
     assert full.table_bytes == sum(sizes[f] for f in full.projected_fields) * full.width * 4
     none = ProjectedScorer(model, budget_bytes=0)
     assert none.projected_fields == []
@@ -230,18 +248,19 @@ def test_mac_count_of_mmoe_matches_an_independent_count(fitted, tiny_data):
     request = assemble(tiny_data.test, plan_requests(tiny_data.test, n, n_requests=1)[0])
     user_ids = sum(len(r.codes) for r in request.user_multi.values())
     list_ids = sum(len(r.codes) for r in request.item_multi.values())
-    in_dim = 23 * d + 12
+    n_single = len(model.layout.item_single)  # 9 impression fields, 12 with the cross ids
+    in_dim = (13 + n_single + 1) * d + 12
     rest = (experts * h1 * h2  # second expert layer
             + 2 * experts * h2  # two gated mixes of the experts
             + 2 * (h2 * t + t))  # two towers
     # Eager: the whole first layer (experts and gates) per candidate, lists pooled once.
     eager = n * (in_dim * (experts * h1 + 2 * experts) + rest) + d * (user_ids + list_ids)
     assert request_macs(RequestScorer(model).eager, request) == eager
-    # Projected: per candidate, 9 single ids + its list ids + 4 dense rows + the user row
+    # Projected: per candidate, its single ids + its list ids + 4 dense rows + the user row
     # summed at the full first-layer width; the user term once; user lists pooled once.
     width = experts * h1 + 2 * experts
     user_dim = 13 * d + 8
-    projected = (n * rest + width * (n * (9 + 4 + 1) + list_ids) + user_dim * width
+    projected = (n * rest + width * (n * (n_single + 4 + 1) + list_ids) + user_dim * width
                  + d * user_ids)
     assert request_macs(ProjectedScorer(model), request) == projected
 
