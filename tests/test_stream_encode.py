@@ -10,8 +10,9 @@ import pytest
 from bench.data import stream_encode
 from bench.data.chunks import chunk_bounds, chunk_rows_for
 from bench.data.dataset import Ragged
-from bench.data.encode import PrepSettings, Vocabulary
+from bench.data.encode import Encoder, PrepSettings
 from bench.data.npy_cache import NpyAppender, is_memory_mapped
+from bench.data.vocabulary import IdCounts, Vocabulary
 
 # Small batches so that every pass crosses many batch boundaries and the id counts merge.
 BATCHES = {"skeleton_batch_rows": 997, "common_batch_rows": 53}
@@ -91,7 +92,7 @@ def test_interrupted_encoding_leaves_no_cache_that_looks_complete(raw_copy, monk
         raise KeyboardInterrupt
 
     _load(raw_copy, False)  # the Parquet cache exists; only the encoding is interrupted
-    monkeypatch.setattr(stream_encode.StreamEncoder, "write_impressions", fail)
+    monkeypatch.setattr(Encoder, "write_impressions", fail)
     with pytest.raises(KeyboardInterrupt):
         _load(raw_copy, True)
     cache = raw_copy / "cache"
@@ -115,7 +116,7 @@ def test_counts_merged_over_batches_equal_one_count():
     rng = np.random.default_rng(0)
     ids = rng.zipf(1.5, 50_000).astype(np.int64) - 2  # -1 = absent
     weights = rng.integers(0, 5, len(ids))
-    counts = stream_encode._Counts()
+    counts = IdCounts()
     for part in np.array_split(np.arange(len(ids)), 37):
         counts.add(ids[part], weights[part])
     expected = Vocabulary.fit(ids, weights, min_count=7)
