@@ -1,4 +1,5 @@
-"""The out-of-core encoder: same data set as the in-memory one, memory-mapped, never half-built."""
+"""The out-of-core encoding: the in-memory one's encoder over Parquet batches, giving the same
+data set, memory-mapped, never half-built."""
 
 import json
 import shutil
@@ -11,6 +12,7 @@ from bench.data import stream_encode
 from bench.data.chunks import chunk_bounds, chunk_rows_for
 from bench.data.dataset import Ragged
 from bench.data.encode import Encoder, PrepSettings
+from bench.data.id_tables import ParquetSource
 from bench.data.npy_cache import NpyAppender, is_memory_mapped
 from bench.data.vocabulary import IdCounts, Vocabulary
 
@@ -54,8 +56,19 @@ def _load(raw_dir, out_of_core, **settings):
 def test_streamed_cache_equals_in_memory_encoding(raw_copy, monkeypatch, settings):
     monkeypatch.setattr(stream_encode, "SKELETON_BATCH_ROWS", BATCHES["skeleton_batch_rows"])
     monkeypatch.setattr(stream_encode, "COMMON_BATCH_ROWS", BATCHES["common_batch_rows"])
+    batch_rows = []
+    read_batches = ParquetSource.batches
+
+    def counted(source, columns=None):
+        for table in read_batches(source, columns):
+            batch_rows.append(table.num_rows)
+            yield table
+
+    monkeypatch.setattr(ParquetSource, "batches", counted)
     in_memory = _load(raw_copy, False, **settings)
     streamed = _load(raw_copy, True, **settings)
+    # The streamed encoding really crossed batch edges (the in-memory one reads no Parquet).
+    assert len(batch_rows) > 100 and max(batch_rows) <= BATCHES["skeleton_batch_rows"]
     for name in ("train", "valid", "test"):
         assert_same(in_memory.splits[name], streamed.splits[name], name)
     assert streamed.vocab_sizes == in_memory.vocab_sizes
