@@ -34,7 +34,15 @@ import pyarrow.compute as pc
 from bench.data import schema
 from bench.data.array_store import MemoryStore
 from bench.data.dataset import Dataset, Ragged
-from bench.data.id_tables import KeyIndex, TableSource, TruthReader, ids, ragged_raw, values
+from bench.data.id_tables import (
+    KeyIndex,
+    ParquetSource,
+    TableSource,
+    TruthReader,
+    ids,
+    ragged_raw,
+    values,
+)
 from bench.data.npy_cache import (
     IMPRESSION_ARRAYS,
     REQUEST_KEY,
@@ -45,6 +53,7 @@ from bench.data.npy_cache import (
 from bench.data.split import in_test_half
 from bench.data.vocabulary import IdCounts
 
+Source = ParquetSource | TableSource
 N_USER_DENSE = 2 * len(schema.USER_MULTI)  # mean weight and log length per behaviour list
 
 
@@ -86,9 +95,9 @@ class TablePair:
     split, or into two (validation, test) halved by request key."""
 
     name: str  # names its request table: requests-{name}
-    skeleton: object  # an id_tables source
-    common: object
-    truth: object | None
+    skeleton: Source
+    common: Source
+    truth: Source | None
     source: str  # the skeleton file's name, for messages
     splits: tuple[str, ...]
 
