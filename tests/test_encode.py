@@ -2,7 +2,7 @@ import numpy as np
 
 from bench.data import schema
 from bench.data.dataset import Ragged
-from bench.data.encode import Vocabulary
+from bench.data.vocabulary import Vocabulary
 
 
 def test_vocabulary_keeps_ids_seen_min_count_times_and_reserves_codes():

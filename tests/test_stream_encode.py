@@ -1,4 +1,5 @@
-"""The out-of-core encoder: same data set as the in-memory one, memory-mapped, never half-built."""
+"""The out-of-core encoding: the in-memory one's encoder over Parquet batches, giving the same
+data set, memory-mapped, never half-built."""
 
 import json
 import shutil
@@ -10,8 +11,10 @@ import pytest
 from bench.data import stream_encode
 from bench.data.chunks import chunk_bounds, chunk_rows_for
 from bench.data.dataset import Ragged
-from bench.data.encode import PrepSettings, Vocabulary
+from bench.data.encode import Encoder, PrepSettings
+from bench.data.id_tables import ParquetSource
 from bench.data.npy_cache import NpyAppender, is_memory_mapped
+from bench.data.vocabulary import IdCounts, Vocabulary
 
 # Small batches so that every pass crosses many batch boundaries and the id counts merge.
 BATCHES = {"skeleton_batch_rows": 997, "common_batch_rows": 53}
@@ -53,8 +56,19 @@ def _load(raw_dir, out_of_core, **settings):
 def test_streamed_cache_equals_in_memory_encoding(raw_copy, monkeypatch, settings):
     monkeypatch.setattr(stream_encode, "SKELETON_BATCH_ROWS", BATCHES["skeleton_batch_rows"])
     monkeypatch.setattr(stream_encode, "COMMON_BATCH_ROWS", BATCHES["common_batch_rows"])
+    batch_rows = []
+    read_batches = ParquetSource.batches
+
+    def counted(source, columns=None):
+        for table in read_batches(source, columns):
+            batch_rows.append(table.num_rows)
+            yield table
+
+    monkeypatch.setattr(ParquetSource, "batches", counted)
     in_memory = _load(raw_copy, False, **settings)
     streamed = _load(raw_copy, True, **settings)
+    # The streamed encoding really crossed batch edges (the in-memory one reads no Parquet).
+    assert len(batch_rows) > 100 and max(batch_rows) <= BATCHES["skeleton_batch_rows"]
     for name in ("train", "valid", "test"):
         assert_same(in_memory.splits[name], streamed.splits[name], name)
     assert streamed.vocab_sizes == in_memory.vocab_sizes
@@ -91,7 +105,7 @@ def test_interrupted_encoding_leaves_no_cache_that_looks_complete(raw_copy, monk
         raise KeyboardInterrupt
 
     _load(raw_copy, False)  # the Parquet cache exists; only the encoding is interrupted
-    monkeypatch.setattr(stream_encode.StreamEncoder, "write_impressions", fail)
+    monkeypatch.setattr(Encoder, "write_impressions", fail)
     with pytest.raises(KeyboardInterrupt):
         _load(raw_copy, True)
     cache = raw_copy / "cache"
@@ -115,7 +129,7 @@ def test_counts_merged_over_batches_equal_one_count():
     rng = np.random.default_rng(0)
     ids = rng.zipf(1.5, 50_000).astype(np.int64) - 2  # -1 = absent
     weights = rng.integers(0, 5, len(ids))
-    counts = stream_encode._Counts()
+    counts = IdCounts()
     for part in np.array_split(np.arange(len(ids)), 37):
         counts.add(ids[part], weights[part])
     expected = Vocabulary.fit(ids, weights, min_count=7)

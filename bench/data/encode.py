@@ -1,21 +1,60 @@
-"""Stage 2 of data preparation: raw-id tables -> model-ready `Dataset`.
+"""Stage 2 of data preparation: raw-id tables -> model-ready arrays, batch by batch.
+
+One encoder serves both forms of the result: in memory (`encode_dataset`: every table read as
+one batch, arrays kept in memory) and out of core (bench.data.stream_encode: Parquet record
+batches, arrays appended to .npy files), so the two are equal by construction.
 
 Everything fitted here (vocabularies, dense scaling) is fitted on the train split only, so
 nothing from validation or test leaks into features. Rare ids (< min_count train occurrences)
 and ids unseen in train share one reserved code; an absent field has its own reserved code.
+
+Passes, each one read of one table:
+  1. train skeleton: label filter and request join; impression id counts; kept impressions per
+     request; range of the combination values.
+  2. train common: user id counts (a user id counts once per kept impression of its request);
+     per-request behaviour-list statistics (dense features) and their range.
+     -> vocabularies and the dense min-max scaling.
+  3. each common table: the request table (user codes and lists), written once.
+  4. each skeleton table: impression arrays; the official test file is halved into validation
+     and test by the request-key rule of bench.data.split.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bench.data import schema
-from bench.data.dataset import Dataset, Ragged, Split
+from bench.data.array_store import MemoryStore
+from bench.data.dataset import Dataset, Ragged
+from bench.data.id_tables import (
+    KeyIndex,
+    ParquetSource,
+    TableSource,
+    TruthReader,
+    ids,
+    ragged_raw,
+    values,
+)
+from bench.data.npy_cache import (
+    IMPRESSION_ARRAYS,
+    REQUEST_KEY,
+    TRUTH_ARRAYS,
+    USER_CODES,
+    assemble_splits,
+)
+from bench.data.split import in_test_half
+from bench.data.vocabulary import IdCounts
+
+Source = ParquetSource | TableSource
+N_USER_DENSE = 2 * len(schema.USER_MULTI)  # mean weight and log length per behaviour list
 
 
 @dataclass(frozen=True)
@@ -29,215 +68,288 @@ class PrepSettings:
         return {"min_count": self.min_count,
                 "keep_purchase_without_click": self.keep_purchase_without_click}
 
+    def digest(self) -> str:
+        """8 hex digits naming these settings (in fingerprints and encoded-cache folders)."""
+        text = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
 
 @dataclass
 class RawPart:
-    """One split's raw-id tables (schema.py's cache layout) before encoding."""
+    """One skeleton table and its common table (schema.py's cache layout), in memory."""
 
     skeleton: pa.Table
     common: pa.Table
     source: str  # file name(s), for messages
-    truth: pd.DataFrame | None = None  # sample_id, p_click, p_conversion (synthetic only)
+    truth: pa.Table | None = None  # sample_id, p_click, p_conversion (synthetic only)
 
+    def pair(self, name: str, splits: tuple[str, ...]) -> TablePair:
+        truth = TableSource(self.truth) if self.truth is not None else None
+        return TablePair(name, TableSource(self.skeleton), TableSource(self.common), truth,
+                         self.source, splits)
 
-class Vocabulary:
-    """Kept raw ids of one field, sorted; code = FIRST_CODE + position."""
-
-    def __init__(self, kept_ids: np.ndarray):
-        self.kept_ids = np.sort(np.asarray(kept_ids, dtype=np.int64))
-
-    @property
-    def size(self) -> int:
-        return schema.FIRST_CODE + len(self.kept_ids)
-
-    @classmethod
-    def fit(cls, ids: np.ndarray, counts_weight: np.ndarray | None, min_count: int):
-        ids = np.asarray(ids, dtype=np.int64)
-        present = ids >= 0
-        ids = ids[present]
-        if counts_weight is None:
-            uniq, counts = np.unique(ids, return_counts=True)
-        else:
-            weight = np.asarray(counts_weight, dtype=np.int64)[present]
-            uniq, inverse = np.unique(ids, return_inverse=True)
-            counts = np.bincount(inverse, weights=weight, minlength=len(uniq))
-        return cls(uniq[counts >= min_count])
-
-    def encode(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        if len(self.kept_ids) == 0:
-            return np.where(ids < 0, schema.CODE_MISSING, schema.CODE_RARE).astype(np.int64)
-        pos = np.searchsorted(self.kept_ids, ids)
-        pos_clipped = np.minimum(pos, len(self.kept_ids) - 1)
-        known = self.kept_ids[pos_clipped] == ids
-        codes = np.where(known, pos_clipped + schema.FIRST_CODE, schema.CODE_RARE)
-        return np.where(ids < 0, schema.CODE_MISSING, codes).astype(np.int64)
-
-
-# ---- reading columns out of Arrow tables ----
-
-def _ids(table: pa.Table, name: str) -> np.ndarray:
-    """A single-valued id column with absent values as -1."""
-    return pc.fill_null(table.column(name), -1).to_numpy().astype(np.int64)
-
-
-def _values(table: pa.Table, name: str) -> np.ndarray:
-    return pc.fill_null(table.column(name), 0.0).to_numpy().astype(np.float32)
-
-
-def _ragged_raw(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets, raw ids, weights) of a list column pair F / F_value."""
-    ids = table.column(name).combine_chunks()
-    weights = table.column(f"{name}_value").combine_chunks()
-    if isinstance(ids, pa.ChunkedArray):  # an empty table combines to an empty chunked array
-        ids = pa.array([], type=pa.list_(pa.int64()))
-        weights = pa.array([], type=pa.list_(pa.float32()))
-    ids = pc.fill_null(ids, pa.scalar([], type=ids.type))
-    weights = pc.fill_null(weights, pa.scalar([], type=weights.type))
-    offsets = ids.offsets.to_numpy().astype(np.int64)
-    offsets = offsets - offsets[0]
-    flat_ids = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    flat_w = weights.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    if len(flat_w) != len(flat_ids):
-        raise ValueError(f"column {name}: ids and weights have different lengths")
-    return offsets, flat_ids, flat_w
-
-
-# ---- the encoder ----
 
 @dataclass
-class _Prepared:
-    """A part after label filtering and the request join, still in raw ids."""
+class TablePair:
+    """A skeleton source with its common source (and true probabilities), encoded into one
+    split, or into two (validation, test) halved by request key."""
 
-    part: RawPart
-    keep: np.ndarray  # bool over skeleton rows
-    request: np.ndarray  # int64 row of the common table per kept impression
+    name: str  # names its request table: requests-{name}
+    skeleton: Source
+    common: Source
+    truth: Source | None
+    source: str  # the skeleton file's name, for messages
+    splits: tuple[str, ...]
 
 
-def _prepare(part: RawPart, settings: PrepSettings, info: dict, label: str) -> _Prepared:
-    click = part.skeleton.column("click").to_numpy()
-    purchase = part.skeleton.column("purchase").to_numpy()
+def layout(pairs: list[TablePair]) -> dict:
+    """Split -> its folder and its request table's folder."""
+    return {label: {"folder": label, "requests": f"requests-{pair.name}"}
+            for pair in pairs for label in pair.splits}
+
+
+class _Range:
+    """Column-wise min and max over batches (float32)."""
+
+    def __init__(self, width: int):
+        self.low = np.full(width, np.inf, dtype=np.float32)
+        self.high = np.full(width, -np.inf, dtype=np.float32)
+        self.rows = 0
+
+    def add(self, batch: np.ndarray) -> None:
+        if len(batch):
+            self.low = np.minimum(self.low, batch.min(axis=0))
+            self.high = np.maximum(self.high, batch.max(axis=0))
+            self.rows += len(batch)
+
+
+def _label_filter(table: pa.Table, settings: PrepSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(keep mask, purchase-without-click mask) of a skeleton batch."""
+    click = table.column("click").to_numpy()
+    purchase = table.column("purchase").to_numpy()
     pwc = (purchase == 1) & (click == 0)
-    info.setdefault("purchase_without_click", {})[label] = int(pwc.sum())
     keep = np.ones(len(click), dtype=bool) if settings.keep_purchase_without_click else ~pwc
-    keys = part.skeleton.column("request_key").to_numpy(zero_copy_only=False)
-    common_keys = part.common.column("request_key").to_numpy(zero_copy_only=False)
-    index = pd.Index(common_keys)
-    if not index.is_unique:
-        dup = index[index.duplicated()][0]
-        raise ValueError(f"{part.source}: request key {dup!r} has more than one "
-                         "common-features line")
-    request = index.get_indexer(keys)
-    if (request < 0).any():
-        bad = int(np.flatnonzero(request < 0)[0])
-        line = int(part.skeleton.column("line")[bad].as_py())
-        raise ValueError(f"{part.source} line {line}, field common_feature_index: request key "
-                         f"{keys[bad]!r} has no common-features line")
-    return _Prepared(part, keep, request[keep].astype(np.int64))
+    return keep, pwc
 
 
-def _request_impressions(prep: _Prepared) -> np.ndarray:
-    """How many kept impressions each request of the common table has."""
-    return np.bincount(prep.request, minlength=prep.part.common.num_rows)
+def _user_dense(common: pa.Table) -> tuple[np.ndarray, dict[str, tuple]]:
+    """Per-request dense statistics (n, 8) and the raw behaviour lists of a common batch."""
+    lists = {f: ragged_raw(common, f) for f in schema.USER_MULTI}
+    raggeds = {f: Ragged(*lists[f]) for f in schema.USER_MULTI}
+    cols = [raggeds[f].row_mean_weight() for f in schema.USER_MULTI]
+    cols += [np.log1p(raggeds[f].lengths()).astype(np.float32) for f in schema.USER_MULTI]
+    dense = (np.stack(cols, axis=1).astype(np.float32) if common.num_rows
+             else np.zeros((0, N_USER_DENSE), dtype=np.float32))
+    return dense, lists
 
 
-def fit_vocabularies(train: _Prepared, min_count: int) -> dict[str, Vocabulary]:
-    """Count ids over train impressions: a user id counts once per impression of its request."""
-    vocabs = {}
-    skel, common = train.part.skeleton, train.part.common
-    per_request = _request_impressions(train)
-    for f in schema.USER_SINGLE:
-        vocabs[f] = Vocabulary.fit(_ids(common, f), per_request, min_count)
-    for f in schema.IMPRESSION_SINGLE:
-        vocabs[f] = Vocabulary.fit(_ids(skel, f)[train.keep], None, min_count)
-    for f in schema.USER_MULTI:
-        offsets, ids, _ = _ragged_raw(common, f)
-        vocabs[f] = Vocabulary.fit(ids, np.repeat(per_request, np.diff(offsets)), min_count)
-    for f in schema.ITEM_MULTI:
-        offsets, ids, _ = _ragged_raw(skel, f)
-        row_kept = np.repeat(train.keep, np.diff(offsets))
-        vocabs[f] = Vocabulary.fit(ids[row_kept], None, min_count)
-    return vocabs
+class _Progress:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def say(self, what: str, rows: int, seconds: float) -> None:
+        if self.enabled:
+            total = time.perf_counter() - self.started
+            print(f"encode: {what}: {rows:,} rows in {seconds:.1f} s "
+                  f"({rows / max(seconds, 1e-9):,.0f} rows/s; {total:.0f} s so far)",
+                  file=sys.stderr, flush=True)
 
 
-def _dense_raw(prep: _Prepared, user_multi: dict[str, Ragged]) -> np.ndarray:
-    skel = prep.part.skeleton
-    cols = [_values(skel, f"{f}_value")[prep.keep] for f in schema.COMBINATION]
-    cols += [user_multi[f].row_mean_weight()[prep.request] for f in schema.USER_MULTI]
-    cols += [np.log1p(user_multi[f].lengths()).astype(np.float32)[prep.request]
-             for f in schema.USER_MULTI]
-    return np.stack(cols, axis=1).astype(np.float32)
+class Encoder:
+    def __init__(self, settings: PrepSettings, progress: bool = False):
+        self.settings = settings
+        self.progress = _Progress(progress)
+
+    # -- fitting on train
+
+    def fit(self, train: TablePair, keys: KeyIndex) -> None:
+        started = time.perf_counter()
+        counts = {f: IdCounts() for f in schema.ALL_FIELDS}
+        per_request = np.zeros(len(keys), dtype=np.int64)
+        combination = _Range(len(schema.COMBINATION))
+        rows = 0
+        columns = list(schema.SKELETON_BASE_COLUMNS) + list(schema.IMPRESSION_SINGLE) + [
+            f"{f}_value" for f in schema.COMBINATION] + list(schema.ITEM_MULTI)
+        for table in train.skeleton.batches(columns):
+            keep, _ = _label_filter(table, self.settings)
+            rows += table.num_rows
+            per_request += np.bincount(keys.rows(table)[keep], minlength=len(keys))
+            for f in schema.IMPRESSION_SINGLE:
+                counts[f].add(ids(table, f)[keep])
+            for f in schema.ITEM_MULTI:
+                list_ids = table.column(f).combine_chunks()
+                list_ids = pc.fill_null(list_ids, pa.scalar([], type=list_ids.type))
+                lengths = pc.list_value_length(list_ids).to_numpy(zero_copy_only=False)
+                flat = list_ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+                counts[f].add(flat[np.repeat(keep, lengths)])
+            combination.add(np.stack([values(table, f"{f}_value")[keep]
+                                      for f in schema.COMBINATION], axis=1))
+        self.progress.say(f"counted {train.source}", rows, time.perf_counter() - started)
+
+        started = time.perf_counter()
+        user_range = _Range(N_USER_DENSE)
+        start = 0
+        columns = list(schema.USER_SINGLE) + [c for f in schema.USER_MULTI
+                                              for c in (f, f"{f}_value")]
+        for table in train.common.batches(columns):
+            weight = per_request[start:start + table.num_rows]
+            start += table.num_rows
+            for f in schema.USER_SINGLE:
+                counts[f].add(ids(table, f), weight)
+            dense, lists = _user_dense(table)
+            for f in schema.USER_MULTI:
+                offsets, list_ids, _ = lists[f]
+                counts[f].add(list_ids, np.repeat(weight, np.diff(offsets)))
+            user_range.add(dense[weight > 0])  # the range is over kept impressions' requests
+        self.progress.say(f"counted the common table of {train.source}", start,
+                          time.perf_counter() - started)
+
+        self.vocabs = {f: counts[f].vocabulary(self.settings.min_count)
+                       for f in schema.ALL_FIELDS}
+        if combination.rows:
+            low = np.concatenate([combination.low, user_range.low])
+            high = np.concatenate([combination.high, user_range.high])
+            span = high - low
+            self.low, self.span = low, np.where(span > 0, span, 1.0)
+        else:  # no train rows: no scaling
+            self.low, self.span = 0.0, 1.0
+
+    # -- writing
+
+    def write_requests(self, pair: TablePair, keys: KeyIndex, store) -> np.ndarray:
+        """Encode one common table into the store; return its per-request dense statistics."""
+        started = time.perf_counter()
+        folder = f"requests-{pair.name}"
+        codes = store.array(folder, *USER_CODES)
+        multi = {f: store.ragged(folder, "user", f) for f in schema.USER_MULTI}
+        dense_parts = [np.zeros((0, N_USER_DENSE), dtype=np.float32)]
+        try:
+            for table in pair.common.batches():
+                codes.append(np.stack([self.vocabs[f].encode(ids(table, f))
+                                       for f in schema.USER_SINGLE], axis=1).reshape(
+                                           table.num_rows, len(schema.USER_SINGLE)))
+                dense, lists = _user_dense(table)
+                dense_parts.append(dense)
+                for f in schema.USER_MULTI:
+                    offsets, list_ids, weights = lists[f]
+                    multi[f].append(Ragged(offsets, self.vocabs[f].encode(list_ids), weights))
+        finally:
+            codes.close()
+            for appender in multi.values():
+                appender.close()
+        store.save(folder, REQUEST_KEY, keys.keys.astype(str))
+        self.progress.say(f"encoded the common table of {pair.source}", codes.rows,
+                          time.perf_counter() - started)
+        return np.concatenate(dense_parts)
+
+    def write_impressions(self, pair: TablePair, keys: KeyIndex, user_dense: np.ndarray,
+                          store, half: np.ndarray | None) -> dict:
+        """Encode one skeleton table into one split, or two (valid/test by `half`)."""
+        started = time.perf_counter()
+        truth = TruthReader(pair.truth, pair.source)
+        arrays = dict(IMPRESSION_ARRAYS, **(TRUTH_ARRAYS if pair.truth is not None else {}))
+        writers = {}
+        for label in pair.splits:
+            writers[label] = {stem: store.array(label, stem, dtype, shape)
+                              for stem, (dtype, shape) in arrays.items()}
+            writers[label].update({f"item_{f}": store.ragged(label, "item", f)
+                                   for f in schema.ITEM_MULTI})
+        stats = {label: {"rows": 0, "pwc": 0, "clicks": 0, "purchases": 0, "conversions": 0,
+                         "requests": np.zeros(len(keys), dtype=bool)} for label in pair.splits}
+        rows = 0
+        try:
+            for table in pair.skeleton.batches():
+                rows += table.num_rows
+                keep, pwc = _label_filter(table, self.settings)
+                request = keys.rows(table)
+                side = (np.zeros(table.num_rows, dtype=np.int64) if half is None
+                        else half[request].astype(np.int64))
+                batch = self._encode_batch(table, request, user_dense, truth)
+                for i, label in enumerate(pair.splits):  # valid: half False, test: True
+                    mine = side == i
+                    stats[label]["pwc"] += int((pwc & mine).sum())
+                    rows_out = np.flatnonzero(keep & mine)
+                    self._append(writers[label], batch, rows_out, stats[label])
+        finally:
+            for group in writers.values():
+                for writer in group.values():
+                    writer.close()
+        self.progress.say(f"encoded {pair.source}", rows, time.perf_counter() - started)
+        return stats
+
+    def _encode_batch(self, table: pa.Table, request: np.ndarray, user_dense: np.ndarray,
+                      truth: TruthReader) -> dict:
+        """Every impression array of a batch, before the label filter and the halving."""
+        raw_dense = np.concatenate(
+            [np.stack([values(table, f"{f}_value") for f in schema.COMBINATION], axis=1),
+             user_dense[request]], axis=1).astype(np.float32)
+        sample_id = table.column("sample_id").to_numpy().astype(np.int64)
+        batch = {
+            "click": table.column("click").to_numpy().astype(np.int8),
+            "purchase": table.column("purchase").to_numpy().astype(np.int8),
+            "sample_id": sample_id,
+            "request": request,
+            "item_codes": np.stack([self.vocabs[f].encode(ids(table, f))
+                                    for f in schema.IMPRESSION_SINGLE], axis=1),
+            "dense": np.clip((raw_dense - self.low) / self.span, 0.0, 1.0).astype(np.float32),
+        }
+        for f in schema.ITEM_MULTI:
+            offsets, list_ids, weights = ragged_raw(table, f)
+            batch[f"item_{f}"] = Ragged(offsets, self.vocabs[f].encode(list_ids), weights)
+        probabilities = truth.take(sample_id)
+        if probabilities is not None:
+            batch["p_click"], batch["p_conversion"] = probabilities
+        return batch
+
+    @staticmethod
+    def _append(writers: dict, batch: dict, rows: np.ndarray, stats: dict) -> None:
+        for stem, writer in writers.items():
+            value = batch[stem]
+            writer.append(value.take(rows) if isinstance(value, Ragged) else value[rows])
+        click, purchase = batch["click"][rows], batch["purchase"][rows]
+        stats["rows"] += len(rows)
+        stats["clicks"] += int(click.sum())
+        stats["purchases"] += int(purchase.sum())
+        stats["conversions"] += int((click & purchase).sum())
+        stats["requests"][batch["request"][rows]] = True
+
+    # -- everything
+
+    def encode(self, pairs: list[TablePair], store) -> dict:
+        """Fit on the first pair (its split must be train), write every pair into `store`;
+        return the data set's info (counts, vocabulary sizes, scaling)."""
+        if pairs[0].splits != ("train",):
+            raise ValueError(f"the encoder fits on train first, not on {pairs[0].splits}")
+        stats = {}
+        for pair in pairs:
+            keys = KeyIndex(pair.common, pair.source)
+            if pair is pairs[0]:
+                self.fit(pair, keys)
+            user_dense = self.write_requests(pair, keys, store)
+            half = in_test_half(keys.keys) if len(pair.splits) == 2 else None
+            stats.update(self.write_impressions(pair, keys, user_dense, store, half))
+            del keys, user_dense
+        info = {"purchase_without_click": {s: stats[s]["pwc"] for s in stats}}
+        info["settings"] = self.settings.as_dict()
+        info["rows"] = {s: stats[s]["rows"] for s in stats}
+        info["requests"] = {s: int(stats[s]["requests"].sum()) for s in stats}
+        for key in ("clicks", "purchases", "conversions"):
+            info[key] = {s: stats[s][key] for s in stats}
+        info["vocab_sizes"] = {f: v.size for f, v in self.vocabs.items()}
+        info["dense_scaling"] = {"fitted_on": "train", "min": np.atleast_1d(self.low).tolist(),
+                                 "span": np.atleast_1d(self.span).tolist()}
+        return info
 
 
-def _encode_split(name: str, prep: _Prepared, vocabs: dict[str, Vocabulary]) -> tuple:
-    skel, common = prep.part.skeleton, prep.part.common
-    keep = prep.keep
-    item_codes = np.stack([vocabs[f].encode(_ids(skel, f)[keep])
-                           for f in schema.IMPRESSION_SINGLE], axis=1)
-    user_codes = np.stack([vocabs[f].encode(_ids(common, f)) for f in schema.USER_SINGLE],
-                          axis=1)
-    user_multi = {}
-    for f in schema.USER_MULTI:
-        offsets, ids, weights = _ragged_raw(common, f)
-        user_multi[f] = Ragged(offsets, vocabs[f].encode(ids), weights)
-    item_multi = {}
-    for f in schema.ITEM_MULTI:
-        offsets, ids, weights = _ragged_raw(skel, f)
-        item_multi[f] = Ragged(offsets, vocabs[f].encode(ids), weights).take(np.flatnonzero(keep))
-    keys = common.column("request_key").to_numpy(zero_copy_only=False).astype(str)
-    sample_id = skel.column("sample_id").to_numpy().astype(np.int64)[keep]
-    p_click = p_conversion = None
-    truth = prep.part.truth
-    if truth is not None:
-        rows = pd.Index(truth["sample_id"].to_numpy()).get_indexer(sample_id)
-        if (rows < 0).any():
-            raise ValueError(f"{prep.part.source}: true probabilities missing for "
-                             f"sample_id {sample_id[rows < 0][0]}")
-        p_click = truth["p_click"].to_numpy(dtype=np.float64)[rows]
-        p_conversion = truth["p_conversion"].to_numpy(dtype=np.float64)[rows]
-    split = Split(
-        name=name,
-        click=skel.column("click").to_numpy().astype(np.int8)[keep],
-        purchase=skel.column("purchase").to_numpy().astype(np.int8)[keep],
-        sample_id=sample_id,
-        request=prep.request,
-        item_codes=item_codes,
-        item_multi=item_multi,
-        dense=np.empty((0, 0), dtype=np.float32),  # filled once scaling is fitted
-        request_key=keys,
-        user_codes=user_codes,
-        user_multi=user_multi,
-        p_click=p_click,
-        p_conversion=p_conversion,
-    )
-    return split, _dense_raw(prep, user_multi)
-
-
-def encode_dataset(name: str, fingerprint: str, train: RawPart, valid: RawPart, test: RawPart,
+def encode_dataset(name: str, fingerprint: str, pairs: list[TablePair],
                    settings: PrepSettings = PrepSettings(), info: dict | None = None) -> Dataset:
-    info = dict(info or {})
-    prepared = {label: _prepare(part, settings, info, label)
-                for label, part in (("train", train), ("valid", valid), ("test", test))}
-    vocabs = fit_vocabularies(prepared["train"], settings.min_count)
-    splits, dense = {}, {}
-    for label, prep in prepared.items():
-        splits[label], dense[label] = _encode_split(label, prep, vocabs)
-    # Min-max scaling fitted on train only; values outside the train range are clipped.
-    low = dense["train"].min(axis=0) if len(dense["train"]) else 0.0
-    span = (dense["train"].max(axis=0) - low) if len(dense["train"]) else 1.0
-    span = np.where(span > 0, span, 1.0)
-    for label, split in splits.items():
-        split.dense = np.clip((dense[label] - low) / span, 0.0, 1.0).astype(np.float32)
-    info["settings"] = settings.as_dict()
-    info["rows"] = {label: len(s) for label, s in splits.items()}
-    info["requests"] = {label: int(len(np.unique(s.request))) for label, s in splits.items()}
-    info["clicks"] = {label: int(s.click.sum()) for label, s in splits.items()}
-    info["purchases"] = {label: int(s.purchase.sum()) for label, s in splits.items()}
-    info["conversions"] = {label: int((s.click & s.purchase).sum())
-                           for label, s in splits.items()}
-    info["vocab_sizes"] = {f: v.size for f, v in vocabs.items()}
-    info["dense_scaling"] = {"fitted_on": "train", "min": np.atleast_1d(low).tolist(),
-                             "span": np.atleast_1d(span).tolist()}
+    """The data set encoded in memory (each source read as it comes: RawPart.pair reads a
+    whole table as one batch)."""
+    store = MemoryStore()
+    encoded = Encoder(settings).encode(pairs, store)
+    has_truth = {label: pair.truth is not None for pair in pairs for label in pair.splits}
+    splits = assemble_splits(layout(pairs), has_truth, store.reader)
     return Dataset(name=name, fingerprint=fingerprint, train=splits["train"],
                    valid=splits["valid"], test=splits["test"],
-                   vocab_sizes={f: v.size for f, v in vocabs.items()}, info=info)
+                   vocab_sizes=dict(encoded["vocab_sizes"]), info={**(info or {}), **encoded})

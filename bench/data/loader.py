@@ -13,8 +13,8 @@ request key (bench.data.split).
 
 Out of core: past OUT_OF_CORE_AUTO_BYTES of Parquet cache (or with out_of_core=True), the cache
 is encoded batch by batch into .npy files (bench.data.stream_encode) and loaded memory-mapped,
-so a data set larger than memory loads in seconds and is paged in only where it is used. The
-result equals the in-memory encoding array for array.
+so a data set larger than memory loads in seconds and is paged in only where it is used. Both
+forms come from one encoder (bench.data.encode), so they are equal array for array.
 """
 
 from __future__ import annotations
@@ -23,14 +23,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
 from bench.data import schema
 from bench.data.dataset import Dataset
 from bench.data.encode import PrepSettings, RawPart, encode_dataset
-from bench.data.split import in_test_half
 from bench.folder_lock import folder_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,21 +72,8 @@ def _read_cache(cache_dir: Path, split: str, data_dir: Path) -> RawPart:
     skeleton = pq.read_table(cache_dir / f"skeleton_{split}.parquet")
     common = pq.read_table(cache_dir / f"common_{split}.parquet")
     truth_path = data_dir / f"truth_{split}.parquet"
-    truth = pd.read_parquet(truth_path) if truth_path.exists() else None
+    truth = pq.read_table(truth_path) if truth_path.exists() else None
     return RawPart(skeleton, common, schema.skeleton_name(split), truth)
-
-
-def _halve_test(part: RawPart) -> tuple[RawPart, RawPart]:
-    """Validation and test halves of the official test file, by request key."""
-    common_keys = part.common.column("request_key").to_numpy(zero_copy_only=False)
-    test_half = in_test_half(common_keys)
-    keys = part.skeleton.column("request_key").to_numpy(zero_copy_only=False)
-    request = pd.Index(common_keys).get_indexer(keys)
-    # A key with no common line is reported by the encoder; put it in validation meanwhile.
-    mask = np.where(request >= 0, test_half[request], False)
-    valid = RawPart(part.skeleton.filter(~mask), part.common, part.source, part.truth)
-    test = RawPart(part.skeleton.filter(mask), part.common, part.source, part.truth)
-    return valid, test
 
 
 def use_out_of_core(out_of_core: bool | None, cache_dir: Path) -> bool:
@@ -115,15 +99,16 @@ def load_raw(data_dir: Path, cache_dir: Path | None = None, settings=PrepSetting
         info = {**(info or {}), "source": str(data_dir), "conversion": manifest,
                 "split_rule": "train = train file; validation/test = test file halved by a "
                               "hash of the request key"}
-        fingerprint = f"{manifest['fingerprint']}-{_settings_digest(settings)}"
+        fingerprint = f"{manifest['fingerprint']}-{settings.digest()}"
         if use_out_of_core(out_of_core, cache_dir):
             from bench.data.stream_encode import encoded_dataset
 
             return encoded_dataset(cache_dir, data_dir, settings, fingerprint,
                                    manifest["fingerprint"], name, info, progress)
-        train = _read_cache(cache_dir, "train", data_dir)
-        valid, test = _halve_test(_read_cache(cache_dir, "test", data_dir))
-    return encode_dataset(name, fingerprint, train, valid, test, settings, info)
+        # The test file is encoded whole and halved into validation and test by the encoder.
+        pairs = [_read_cache(cache_dir, "train", data_dir).pair("train", ("train",)),
+                 _read_cache(cache_dir, "test", data_dir).pair("test", ("valid", "test"))]
+    return encode_dataset(name, fingerprint, pairs, settings, info)
 
 
 def load_processed_csv(data_dir: Path | None, settings=PrepSettings(),
@@ -145,15 +130,8 @@ def load_processed_csv(data_dir: Path | None, settings=PrepSettings(),
     fingerprint = fingerprint_files(list(paths.values()), {**settings.as_dict(), **extra})
     info = {"source": str(data_dir), "conversion": conversion,
             "split_rule": "the train/val/test files as given (processed CSV form)"}
-    return encode_dataset("aliccp-csv", fingerprint, parts["train"], parts["valid"],
-                          parts["test"], settings, info)
-
-
-def _settings_digest(settings: PrepSettings) -> str:
-    import hashlib
-
-    text = json.dumps(settings.as_dict(), sort_keys=True)
-    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+    pairs = [parts[label].pair(label, (label,)) for label in ("train", "valid", "test")]
+    return encode_dataset("aliccp-csv", fingerprint, pairs, settings, info)
 
 
 class EmptySplitError(ValueError):

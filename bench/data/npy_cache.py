@@ -2,12 +2,12 @@
 
 A `Split` is written as a folder of .npy files (impression arrays) plus a folder for its request
 table, which the validation and test halves share, as they do in memory. Arrays are appended
-batch by batch: the .npy header is written first with 0 rows and rewritten with the final row
-count on close (NumPy pads headers so the row count can grow in place), so no array is ever
-whole in memory. `load_split` memory-maps every file: nothing is read until used, and the
-operating system pages it in and out as memory allows. The maps are copy-on-write
-(mmap_mode="c"): code that writes into an array (torch.from_numpy wants writable arrays)
-changes its own pages, never the cache.
+batch by batch (bench.data.array_store): the .npy header is written first with 0 rows and
+rewritten with the final row count on close (NumPy pads headers so the row count can grow in
+place), so no array is ever whole in memory. `assemble_splits` with `npy_reader` memory-maps
+every file: nothing is read until used, and the operating system pages it in and out as memory
+allows. The maps are copy-on-write (mmap_mode="c"): code that writes into an array
+(torch.from_numpy wants writable arrays) changes its own pages, never the cache.
 """
 
 from __future__ import annotations
@@ -82,13 +82,14 @@ class NpyAppender:
 
 
 class RaggedAppender:
-    """Appends CSR lists (local offsets from 0) as three growing .npy files."""
+    """Appends CSR lists (local offsets from 0) as three growing arrays.
 
-    def __init__(self, folder: Path, prefix: str, field: str):
+    open_array(stem, dtype) makes each of them: an NpyAppender, or an array_store.ArrayList."""
+
+    def __init__(self, open_array, prefix: str, field: str):
         names = ragged_names(prefix, field)
-        self.offsets = NpyAppender(folder / f"{names['offsets'][0]}.npy", np.int64)
-        self.codes = NpyAppender(folder / f"{names['codes'][0]}.npy", np.int64)
-        self.weights = NpyAppender(folder / f"{names['weights'][0]}.npy", np.float32)
+        self.offsets, self.codes, self.weights = (open_array(*names[part])
+                                                  for part in ("offsets", "codes", "weights"))
         self.offsets.append(np.zeros(1, dtype=np.int64))
         self.total = 0
 
@@ -108,25 +109,42 @@ def _open(folder: Path, stem: str) -> np.ndarray:
     return np.asarray(np.load(folder / f"{stem}.npy", mmap_mode="c"))
 
 
-def _load_ragged(folder: Path, prefix: str, field: str) -> Ragged:
+def npy_reader(root: Path):
+    """folder -> (stem -> that folder's .npy array, memory-mapped): assemble_splits' reader."""
+    return lambda folder: (lambda stem: _open(Path(root) / folder, stem))
+
+
+def _ragged(array_of, prefix: str, field: str) -> Ragged:
     names = ragged_names(prefix, field)
-    return Ragged(*(_open(folder, names[part][0]) for part in ("offsets", "codes", "weights")))
+    return Ragged(*(array_of(names[part][0]) for part in ("offsets", "codes", "weights")))
 
 
-def load_requests(folder: Path) -> dict:
-    """The request table of a folder: request_key, user_codes, user_multi (memory-mapped)."""
-    return {"request_key": _open(folder, REQUEST_KEY),
-            "user_codes": _open(folder, USER_CODES[0]),
-            "user_multi": {f: _load_ragged(folder, "user", f) for f in schema.USER_MULTI}}
+def _requests(array_of) -> dict:
+    """The request table of a folder: request_key, user_codes, user_multi."""
+    return {"request_key": array_of(REQUEST_KEY),
+            "user_codes": array_of(USER_CODES[0]),
+            "user_multi": {f: _ragged(array_of, "user", f) for f in schema.USER_MULTI}}
 
 
-def load_split(name: str, folder: Path, requests: dict, has_truth: bool) -> Split:
-    """A Split whose every array is a read-only memory map of its .npy file."""
-    arrays = {stem: _open(folder, stem) for stem in IMPRESSION_ARRAYS}
-    truth = {stem: _open(folder, stem) if has_truth else None for stem in TRUTH_ARRAYS}
+def _split(name: str, array_of, requests: dict, has_truth: bool) -> Split:
+    arrays = {stem: array_of(stem) for stem in IMPRESSION_ARRAYS}
+    truth = {stem: array_of(stem) if has_truth else None for stem in TRUTH_ARRAYS}
     return Split(name=name, **arrays,
-                 item_multi={f: _load_ragged(folder, "item", f) for f in schema.ITEM_MULTI},
+                 item_multi={f: _ragged(array_of, "item", f) for f in schema.ITEM_MULTI},
                  **requests, **truth)
+
+
+def assemble_splits(layout: dict, has_truth: dict, reader) -> dict[str, Split]:
+    """The Splits of an encoding: layout maps a split to its folder and its request table's
+    folder ({"folder": ..., "requests": ...}); reader(folder) gives that folder's arrays by
+    stem. Splits that name one request folder share one request table."""
+    requests, splits = {}, {}
+    for label, where in layout.items():
+        if where["requests"] not in requests:
+            requests[where["requests"]] = _requests(reader(where["requests"]))
+        splits[label] = _split(label, reader(where["folder"]), requests[where["requests"]],
+                               has_truth[label])
+    return splits
 
 
 def is_memory_mapped(array) -> bool:
