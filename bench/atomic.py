@@ -62,3 +62,11 @@ def read_json(path: Path, missing: str = ""):
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
+
+
+def print_and_save(result: dict, out: str | None) -> None:
+    """A measuring tool's result as indented JSON on stdout, and in `out` when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")

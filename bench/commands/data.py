@@ -29,12 +29,9 @@ def add_parser(sub) -> None:
 
     bench_prepare = actions.add_parser(
         "bench-prepare", help="measure conversion speed and peak memory at two or more sizes")
-    bench_prepare.add_argument("--sizes", type=float, nargs="+", default=[0.01, 0.02],
-                               help="scales of the aliccp profile (1.0 = the real 38 GB)")
-    bench_prepare.add_argument("--work-dir", default="data/prepare-bench")
-    bench_prepare.add_argument("--profile", default="aliccp")
-    bench_prepare.add_argument("--workers", type=int, default=None)
-    bench_prepare.add_argument("--out", help="also write the result here (JSON)")
+    from bench.data import prepare_bench
+
+    prepare_bench.add_arguments(bench_prepare)
     bench_prepare.set_defaults(handler=handle_bench_prepare)
 
     info = actions.add_parser("info", help="load a data set and print its counts and rates")
@@ -79,13 +76,7 @@ def handle_prepare(args, argv) -> int:
 def handle_bench_prepare(args, argv) -> int:
     from bench.data import prepare_bench
 
-    forwarded = ["--sizes", *map(str, args.sizes), "--work-dir", args.work_dir,
-                 "--profile", args.profile]
-    if args.workers:
-        forwarded += ["--workers", str(args.workers)]
-    if args.out:
-        forwarded += ["--out", args.out]
-    return prepare_bench.main(forwarded)
+    return prepare_bench.run(args)
 
 
 def handle_info(args, argv) -> int:

@@ -131,6 +131,7 @@ def main(argv=None) -> int:
                         help="boosting rounds of the trees-* steps (memory, not accuracy)")
     parser.add_argument("--out", help="also write the results here (JSON)")
     args = parser.parse_args(argv)
+    from bench.atomic import print_and_save
     from bench.data import raw
 
     data_dir = Path(args.data_dir)
@@ -141,10 +142,7 @@ def main(argv=None) -> int:
         results.append(measure(step, data_dir, args.model, args.threads, args.batch_size,
                                args.tree_model, args.tree_rounds))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    text = json.dumps({"data_dir": args.data_dir, "results": results}, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print_and_save({"data_dir": args.data_dir, "results": results}, args.out)
     return 0
 
 

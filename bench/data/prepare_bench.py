@@ -18,13 +18,14 @@ Command line: python -m bench.data.prepare_bench --sizes 0.01 0.02 --work-dir DI
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from bench.atomic import print_and_save
 
 TARGET_MB_PER_S = 40.0
 TARGET_PEAK_RSS_GIB = 6.0
@@ -169,21 +170,26 @@ def summarise(runs: list[dict], profile: str) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
+    """The options of `python -m bench data bench-prepare` (and of this module's main)."""
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.01, 0.02],
                         help="scales of the profile (1.0 = the real 38 GB)")
     parser.add_argument("--work-dir", default="data/prepare-bench")
     parser.add_argument("--profile", default="aliccp")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", help="also write the result here (JSON)")
-    args = parser.parse_args(argv)
+
+
+def run(args) -> int:
     result = run_prepare_bench(args.sizes, args.work_dir, args.profile, workers=args.workers)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print_and_save(result, args.out)
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

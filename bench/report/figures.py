@@ -209,10 +209,7 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.interval(result.ci_low, result.ci_high),
                          "yes" if key in front else ""])
         _log_scale(ax, "x")
-        ax.set_title(TASK_TITLES[task], fontsize=9)
-        ax.set_ylabel("AUC (95% CI)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style(ax, TASK_TITLES[task], None, "AUC (95% CI)")
     figure.supxlabel(label, fontsize=9)
     _suptitle(figure, run, "Accuracy against serving cost")
     path = _save(figure, run, "auc_vs_latency.png")
@@ -276,6 +273,16 @@ def best_per_group(order: list[ModelResult], task: str, include_floor: bool = Fa
     return list(best.values())
 
 
+def _style(ax, title: str, xlabel: str | None, ylabel: str) -> None:
+    """One panel's title, axis labels, ticks and grid, alike in every figure."""
+    ax.set_title(title, fontsize=9)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
 def _task_axes(figure):
     """(task, axes) of one panel per main task, left to right."""
     return [(task, figure.add_subplot(1, len(MAIN_TASKS), i + 1))
@@ -303,13 +310,9 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.auc(result.auc_per_seed[0]),
                          fmt.interval(low, high), str(len(fpr)),
                          " ".join(f"{f:.2f}:{t:.3f}" for f, t in list(zip(fpr, tpr))[::10])])
-        ax.set_title(TASK_TITLES[task], fontsize=9)
-        ax.set_xlabel("false positive rate", fontsize=8)
-        ax.set_ylabel("true positive rate", fontsize=8)
-        ax.tick_params(labelsize=7)
+        _style(ax, TASK_TITLES[task], "false positive rate", "true positive rate")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=6)
-        ax.grid(alpha=0.3)
     _suptitle(figure, run, f"ROC curves, best model of each group (seed {first_seed})")
     path = _save(figure, run, "roc.png")
     return Figure(path, "ROC curves of the best model of each group", [
@@ -348,11 +351,8 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
             _log_scale(ax, "x")
             _log_scale(ax, "y")
             ax.legend(loc="upper left", fontsize=6)
-        ax.set_title(TASK_TITLES[task].replace(" AUC", ""), fontsize=9)
-        ax.set_xlabel("mean predicted probability (log)", fontsize=8)
-        ax.set_ylabel("observed rate (log)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style(ax, TASK_TITLES[task].replace(" AUC", ""), "mean predicted probability (log)",
+               "observed rate (log)")
     _suptitle(figure, run, f"Reliability, best model of each group (seed {first_seed})")
     path = _save(figure, run, "reliability.png")
     return Figure(path, "Reliability: predicted against observed rate", [
