@@ -37,6 +37,7 @@ import numpy as np
 
 from bench.data import schema
 from bench.data.dataset import Split
+from bench.tasks import MAIN_TASKS
 
 # Dense columns that depend on the user only (behaviour-list weights and lengths).
 USER_DENSE_COLUMNS = np.array([i for i, name in enumerate(schema.DENSE_FEATURES)
@@ -221,7 +222,7 @@ def summary_ms(seconds: np.ndarray) -> dict[str, float]:
 def max_abs_diff(outputs: dict, reference: dict) -> float:
     return max(float(np.max(np.abs(np.asarray(outputs[k], dtype=np.float64)
                                    - np.asarray(reference[k], dtype=np.float64))))
-               for k in ("ctr", "cvr", "ctcvr"))
+               for k in MAIN_TASKS)
 
 
 def fit_model(spec, data, profile, seed: int, threads: int, progress: bool = False,

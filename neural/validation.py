@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from bench.metrics import auc
+from bench.tasks import MAIN_TASKS, TASKS
 from neural.inputs import Batch, TensorSplit
-
-OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
 
 
 def consecutive_batches(data: TensorSplit, batch_size: int):
@@ -26,10 +25,10 @@ def consecutive_batches(data: TensorSplit, batch_size: int):
 def predict_batches(network, batches) -> dict[str, np.ndarray]:
     """Outputs for the rows of `batches`, in order."""
     network.eval()
-    parts = {key: [] for key in OUTPUT_KEYS}
+    parts = {key: [] for key in MAIN_TASKS}
     for batch in batches:
         out = network(batch)
-        for key in OUTPUT_KEYS:
+        for key in MAIN_TASKS:
             parts[key].append(out[key].float())
     return {key: (torch.cat(v).numpy().astype(np.float64) if v else np.zeros(0))
             for key, v in parts.items()}
@@ -43,15 +42,8 @@ def predict_tensors(network, data: TensorSplit | list[Batch],
 
 
 def validation_aucs(outputs: dict[str, np.ndarray], split, tasks) -> dict[str, float]:
-    """AUC per task on the rows bench.metrics defines (CVR on clicked rows)."""
-    click = split.click.astype(bool)
-    labels = {"ctr": (split.click, slice(None)), "cvr": (split.purchase, click),
-              "ctcvr": (split.click & split.purchase, slice(None))}
-    result = {}
-    for task in tasks:
-        label, rows = labels[task]
-        result[task] = auc(label[rows], outputs[task][rows])
-    return result
+    """AUC per task on the rows bench.tasks defines (CVR on clicked rows)."""
+    return {task: auc(*TASKS[task].scored(split, outputs)) for task in tasks}
 
 
 class ValidationChecks:
@@ -65,7 +57,8 @@ class ValidationChecks:
 
     def __init__(self, ranker, split, tasks):
         self.ranker, self.tasks = ranker, tuple(tasks)
-        self.split = split.clicked() if set(self.tasks) == {"cvr"} else split
+        clicked_only = all(TASKS[task].clicked_only for task in self.tasks)
+        self.split = split.clicked() if clicked_only else split
         self.batches = None
         if ranker.chunks_of(self.split) is None:
             tensors = TensorSplit(self.split, ranker.layout, ranker.config.pooling)

@@ -15,10 +15,10 @@ from baselines.tree_features import (
     TreeFeatures,
     field_codes,
     request_folds,
-    task_rows_and_labels,
 )
 from bench.model import FitContext
 from bench.registry import get
+from bench.tasks import TASKS
 
 _FITTED = {}
 
@@ -56,7 +56,7 @@ def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
     from sklearn.preprocessing import TargetEncoder
 
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(train)
     features = TreeFeatures("target", seed=7)
     X_train = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
     matrix = np.column_stack([field_codes(train)[f] for f in HIGH_CARDINALITY])
@@ -87,7 +87,7 @@ def test_out_of_fold_encodings_never_hold_the_labels_of_their_own_request(tiny_d
     click = (rng.random(train.n_requests) < 0.3)[train.request].astype(np.int8)
     split = dataclasses.replace(train, user_codes=user_codes, click=click,
                                 purchase=np.zeros_like(click))
-    rows, labels = task_rows_and_labels(split, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(split)
     features = TreeFeatures("count+target+cross", seed=3)
     X = features.fit_transform(split, rows, labels, tiny_data.vocab_sizes)
     for name in ("101", "101x206", "101x207", "101x216"):
@@ -112,7 +112,7 @@ def test_processed_csv_form_folds_do_not_leak_request_mates_labels_either(tiny_d
         request_key=np.array([f"train:{i}" for i in range(len(train))]),
         user_codes=user_codes[train.request],
         user_multi={f: r.take(train.request) for f, r in train.user_multi.items()})
-    rows, labels = task_rows_and_labels(csv_form, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(csv_form)
     features = TreeFeatures("count+target+cross", seed=3)
     X = features.fit_transform(csv_form, rows, labels, tiny_data.vocab_sizes)
     for name in ("101", "101x206"):
@@ -128,7 +128,7 @@ def _auc(labels, scores):
 
 def test_request_folds_are_whole_requests_balanced_and_seeded(tiny_data):
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "cvr")
+    rows, labels = TASKS["cvr"].rows_and_labels(train)
     requests = train.request[rows]
     folds = request_folds(requests, labels, 5, 11)
     held_out = np.concatenate([test for _, test in folds])
@@ -161,7 +161,7 @@ def test_validation_labels_never_reach_the_features(tiny_data, tiny_profile):
 
 def test_count_encoding_counts_train_impressions(tiny_data):
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(train)
     features = TreeFeatures("count")
     X = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
     item = field_codes(train)["205"]

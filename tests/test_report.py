@@ -523,8 +523,8 @@ def test_report_command_rebuilds_and_reports_missing_folder(built, tmp_path, cap
 
 def test_crosswalk_entries_compute_what_they_claim():
     """Each entry's stated rows/label/score must be exactly what our column computes."""
-    from bench import metrics
     from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
+    from bench.tasks import TASKS
 
     rng = np.random.default_rng(0)
     click = (rng.random(400) < 0.3).astype(np.int8)
@@ -535,7 +535,7 @@ def test_crosswalk_entries_compute_what_they_claim():
     stated_labels = {"click": click, "purchase": purchase, "click_and_purchase": click & purchase}
     for entry in ENTRIES:
         assert entry.rows in ROWS and entry.label in LABELS and entry.score in SCORES
-        task = metrics.TASKS[entry.ours]
+        task = TASKS[entry.ours]
         assert task.prediction == entry.score, entry
         stated_rows = click == 1 if entry.rows == "clicked" else np.ones(len(click), bool)
         keep = dropped if entry.needs_pwc_dropped else np.ones(len(click), bool)

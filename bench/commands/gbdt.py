@@ -105,6 +105,7 @@ def fit_registered(name, data, profile, seed, threads):
 
 def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads) -> dict:
     from bench import metrics
+    from bench.tasks import TASKS
 
     rows = []
     for library in libraries:
@@ -114,10 +115,8 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
                 row = {"library": library, "encoding": encoding, "task": task,
                        "fit_s": round(fit_s, 2), "rounds": model.info[f"{task}_rounds"]}
                 for split in (data.valid, data.test):
-                    definition = metrics.TASKS[task]
-                    mask = definition.rows(split.click)
-                    labels = definition.labels(split.click, split.purchase)[mask]
-                    row[f"{split.name}_auc"] = metrics.auc(labels, model.predict(split)[task][mask])
+                    scored = TASKS[task].scored(split, model.predict(split))
+                    row[f"{split.name}_auc"] = metrics.auc(*scored)
                 rows.append(row)
                 _log(f"{library:9s} {encoding:18s} {task:6s} valid {row['valid_auc']:.4f} "
                      f"test {row['test_auc']:.4f} rounds {row['rounds']:4d} fit {fit_s:6.1f}s")

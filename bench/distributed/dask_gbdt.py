@@ -36,10 +36,10 @@ from baselines.tree_features import (
     Lookup,
     TreeFeatures,
     field_codes,
-    task_rows_and_labels,
 )
 from baselines.trees import TreeModel
 from bench.data import schema
+from bench.tasks import TASKS
 
 # Local-cluster workers inherit this: OpenMP threads that spin while they wait starve the
 # other worker's LightGBM socket exchange when workers share cores (measured: a 2-worker
@@ -104,7 +104,7 @@ def partition_features(folder: str, split_name: str, start: int, stop: int,
                        encoder: TreeFeatures, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of one task's rows among rows start:stop of a cached split."""
     split = _open_cache(folder).splits[split_name].slice_rows(start, stop, own_requests=False)
-    rows, labels = task_rows_and_labels(split, task)
+    rows, labels = TASKS[task].rows_and_labels(split)
     return encoder.transform(split.take(rows)), labels.astype(np.float64)
 
 
@@ -163,7 +163,7 @@ def dask_task_arrays(client, folder: str, split, split_name: str, encoder_future
     click = split.click
     blocks_x, blocks_y, futures = [], [], []
     for i, (start, stop) in enumerate(_bounds(len(split), len(workers), partition_rows)):
-        n = (stop - start) if task != "cvr" else int(np.count_nonzero(click[start:stop]))
+        n = int(np.count_nonzero(click[start:stop])) if TASKS[task].clicked_only else stop - start
         where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
         part = client.submit(partition_features, folder, split_name, start, stop,
                              encoder_future, task, **where)
@@ -239,7 +239,7 @@ class DaskTreeModel(TreeModel):
             self.encoders[task] = fit_count_encoder(train, data.vocab_sizes, self.encoding,
                                                     ctx.seed)
         encoder = self.encoders[task]
-        rows, labels = task_rows_and_labels(train, task)
+        rows, labels = TASKS[task].rows_and_labels(train)
         self.info[f"{task}_train_rows"] = int(len(rows))
         self.info[f"{task}_n_features"] = len(encoder.names)
         if len(rows) < 2 or labels.min() == labels.max():
@@ -273,7 +273,7 @@ class DaskTreeModel(TreeModel):
         model.fit(X, y, feature_name=encoder.names, categorical_feature=encoder.categorical)
         booster = model.to_local().booster_
         # On the client: every validation row of the task, as the local models.
-        valid_rows, valid_labels = task_rows_and_labels(valid, task)
+        valid_rows, valid_labels = TASKS[task].rows_and_labels(valid)
         self.info[f"{task}_valid_rows"] = int(len(valid_rows))
         if len(valid_rows) == 0:
             return booster

@@ -15,12 +15,10 @@ from bench.report import fmt
 from bench.report.render import Figure, Table
 from bench.report.results import (
     LATENCY_CANDIDATES,
-    MAIN_TASKS,
-    TASK_ORDER,
-    TASK_TITLES,
     ModelResult,
     Run,
 )
+from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS
 
 GROUP_COLORS = {"GBDT": "#1f77b4", "neural": "#d62728", "linear": "#2ca02c",
                 "floor": "#7f7f7f"}
@@ -133,7 +131,7 @@ def auc_per_model(run: Run, order: list[ModelResult]) -> Figure:
             ax.legend(loc="lower right", fontsize=7)
         ax.set_yticks(y)
         ax.set_yticklabels([m.model for m in order] if i % n_cols == 0 else [], fontsize=8)
-        ax.set_title(TASK_TITLES[task], fontsize=9)
+        ax.set_title(TASKS[task].title, fontsize=9)
         ax.set_xlabel("AUC (mean over seeds, 95% CI)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
@@ -210,7 +208,7 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.interval(result.ci_low, result.ci_high),
                          "yes" if key in front else ""])
         _log_scale(ax, "x")
-        ax.set_title(TASK_TITLES[task], fontsize=9)
+        ax.set_title(TASKS[task].title, fontsize=9)
         ax.set_ylabel("AUC (95% CI)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -299,7 +297,7 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.auc(result.auc_per_seed[0]),
                          fmt.interval(low, high), str(len(fpr)),
                          " ".join(f"{f:.2f}:{t:.3f}" for f, t in list(zip(fpr, tpr))[::10])])
-        ax.set_title(TASK_TITLES[task], fontsize=9)
+        ax.set_title(TASKS[task].title, fontsize=9)
         ax.set_xlabel("false positive rate", fontsize=8)
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -345,7 +343,7 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
             _log_scale(ax, "x")
             _log_scale(ax, "y")
             ax.legend(loc="upper left", fontsize=6)
-        ax.set_title(TASK_TITLES[task].replace(" AUC", ""), fontsize=9)
+        ax.set_title(TASKS[task].title.replace(" AUC", ""), fontsize=9)
         ax.set_xlabel("mean predicted probability (log)", fontsize=8)
         ax.set_ylabel("observed rate (log)", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -18,13 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import stats
+from bench.tasks import TASK_ORDER
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
-TASK_ORDER = ("ctr", "cvr", "ctcvr", "cvr_entire")
-MAIN_TASKS = ("ctr", "cvr", "ctcvr")
-TASK_TITLES = {"ctr": "CTR AUC", "cvr": "CVR AUC (clicked)", "ctcvr": "CTCVR AUC",
-               "cvr_entire": "purchase AUC, entire space (pCVR)"}
 LATENCY_CANDIDATES = 1000
 REQUIRED_ACCURACY_FIELDS = ("model", "seed", "task", "auc")
 REQUIRED_LATENCY_FIELDS = ("model", "n_candidates", "p50_ms")
