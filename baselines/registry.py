@@ -13,18 +13,19 @@ LIBRARIES = {"lgbm": "lightgbm", "xgb": "xgboost"}
 
 SPECS = [
     ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior",
-              "training prior of each task for every row (AUC 0.5 floor)",
+              "training prior of each task for every row (AUC 0.5 floor)", group="floor",
               untuned_why="nothing to tune: the train rates are its only parameters"),
     ModelSpec("logreg", "baselines", "baselines.logreg:LogisticFloor",
-              "logistic regression on one-hot codes and dense features, one per task (floor)"),
+              "logistic regression on one-hot codes and dense features, one per task (floor)",
+              group="linear"),
 ]
-SPECS += [ModelSpec(f"{short}_{mode}", "baselines", TREES, f"{library}: {how}",
+SPECS += [ModelSpec(f"{short}_{mode}", "baselines", TREES, f"{library}: {how}", group="GBDT",
                     params={"library": library, "mode": mode})
           for short, library in LIBRARIES.items() for mode, how in TREE_MODES.items()]
 # The AITM paper's LightGBM configuration (KDD 2021): its CTR and CTCVR trees, and the same
 # configuration for the CTR x CVR pair, to compare with our defaults on every task.
 SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,
-                    f"lightgbm, AITM paper's configuration: {TREE_MODES[mode]}",
+                    f"lightgbm, AITM paper's configuration: {TREE_MODES[mode]}", group="GBDT",
                     params={"library": "lightgbm", "mode": mode, "config": "aitm"},
                     untuned_why="a published configuration, kept as the paper reports it "
                                 f"(its tuned counterpart is lgbm_{mode})")
@@ -32,4 +33,4 @@ SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,
 # One forest for two tasks: XGBoost's multi-output trees (baselines/xgb_multi.py).
 SPECS.append(ModelSpec("xgb_multi", "baselines", "baselines.xgb_multi:XgbMultiOutput",
                        "xgboost: one forest, leaves hold (click, click-and-purchase) "
-                       "(multi_output_tree); pCVR = pCTCVR / pCTR"))
+                       "(multi_output_tree); pCVR = pCTCVR / pCTR", group="GBDT"))

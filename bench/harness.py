@@ -286,7 +286,8 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 
     config = config or default("no configuration was looked up for this fit (defaults)")
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
-            "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
+            "group": spec.group, "dataset": data.name, "fingerprint": data.fingerprint,
+            "profile": profile.name,
             "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
             "engine": engine, "workers": workers,
             **{k: v for k, v in (config or {}).items() if k != "settings"}}

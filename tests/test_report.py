@@ -94,12 +94,13 @@ class NoisyTruth:
 
 SPECS = [
     ModelSpec("lgbm_fake", "baselines", "report_fake_models:NoisyTruth", "fake GBDT",
-              {"noise": 1.5}),
+              {"noise": 1.5}, group="GBDT"),
     ModelSpec("mmoe_fake", "neural", "report_fake_models:NoisyTruth", "fake neural",
-              {"noise": 0.4}),
+              {"noise": 0.4}, group="neural"),
     ModelSpec("esmm_fake", "neural", "report_fake_models:NoisyTruth", "fake neural, as good",
-              {"noise": 0.4, "stream": 1}),
-    ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior", "floor"),
+              {"noise": 0.4, "stream": 1}, group="neural"),
+    ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior", "floor",
+              group="floor"),
 ]
 
 
@@ -729,3 +730,34 @@ def test_achievable_ceiling_from_the_data_info_reaches_the_report(built, tmp_pat
     assert "of the achievable ceiling's lift over 0.5" in md
     assert "share of achievable" in md and "Achievable ceilings: CTR " in md
     assert "| test half, achievable |" in md
+
+
+def test_groups_are_the_declared_ones_in_the_records_not_guessed_from_names(built, tmp_path):
+    """A model named like a GBDT whose records say "linear" is reported as linear."""
+    import shutil
+
+    from bench.report import build
+
+    run_dir, _ = built
+    copy = tmp_path / "run"
+    copy.mkdir()
+    shutil.copy(run_dir / "meta.json", copy / "meta.json")
+    with open(copy / "results.jsonl", "w") as out:
+        for record in harness.read_records(run_dir):
+            if record["model"] == "baselines/lgbm_fake" and record["kind"] == "accuracy":
+                assert record["group"] == "GBDT"  # as its spec declares
+                record = {**record, "group": "linear"}
+            out.write(json.dumps(record) + "\n")
+    build(copy)
+    board = (copy / "report.md").read_text().split("## Leaderboard")[1].split("###")[0]
+    row = next(x for x in board.splitlines() if x.startswith("| `baselines/lgbm_fake`"))
+    assert row.split(" | ")[1] == "linear"
+
+
+def test_records_without_a_group_take_the_registry_declaration():
+    from bench.report.results import group_of
+
+    assert group_of({"model": "baselines/lgbm_ctr", "family": "baselines"}) == "GBDT"
+    assert group_of({"model": "baselines/logreg", "family": "baselines"}) == "linear"
+    assert group_of({"model": "neural/mmoe", "family": "neural"}) == "neural"
+    assert group_of({"model": "baselines/xgb_gone", "family": "baselines"}) == "baselines"

@@ -534,9 +534,8 @@ def definitions(run: Run) -> list:
             if r.definition:
                 defs.setdefault(t, r.definition)
     items = [f"`{t}` ({TASKS[t].title}): {defs[t]}." for t in TASK_ORDER if t in defs]
-    items.append("Groups: `neural` is the registry's neural family; within `baselines`, GBDT "
-                 "models (LightGBM, XGBoost) are told apart from the linear and constant "
-                 "(`floor`) baselines by name.")
+    items.append("Groups: each model's registry entry declares its group (`GBDT`, `neural`, "
+                 "`linear`, or `floor`: the constant training prior), and its records carry it.")
     return [Heading(2, "Definitions", "definitions"), Bullets(items)]
 
 
