@@ -1,5 +1,6 @@
 """Non-neural models. Names are `baselines/<name>`; classes are imported only when built."""
 
+from baselines.tree_libraries import LIBRARIES
 from bench.registry import ModelSpec
 
 TREES = "baselines.trees:TreeModel"
@@ -9,7 +10,6 @@ TREE_MODES = {
     "ctcvr": "click-and-purchase on all impressions, directly",
     "ctr_x_cvr": "pCTCVR = pCTR x pCVR from the ctr and cvr trees",
 }
-LIBRARIES = {"lgbm": "lightgbm", "xgb": "xgboost"}
 
 SPECS = [
     ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior",
@@ -19,9 +19,9 @@ SPECS = [
               "logistic regression on one-hot codes and dense features, one per task (floor)",
               group="linear"),
 ]
-SPECS += [ModelSpec(f"{short}_{mode}", "baselines", TREES, f"{library}: {how}", group="GBDT",
-                    params={"library": library, "mode": mode})
-          for short, library in LIBRARIES.items() for mode, how in TREE_MODES.items()]
+SPECS += [ModelSpec(f"{library.short}_{mode}", "baselines", TREES, f"{library.name}: {how}",
+                    group="GBDT", params={"library": library.name, "mode": mode})
+          for library in LIBRARIES for mode, how in TREE_MODES.items()]
 # The AITM paper's LightGBM configuration (KDD 2021): its CTR and CTCVR trees, and the same
 # configuration for the CTR x CVR pair, to compare with our defaults on every task.
 SPECS += [ModelSpec(f"lgbm_aitm_{mode}", "baselines", TREES,

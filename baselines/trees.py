@@ -23,18 +23,17 @@ compiled by lleaves (`compile()` first; baselines/compiled.py). `predict(split)`
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import replace
 
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
+from baselines import tree_libraries
 from baselines.tree_budget import TreeBudget
 from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures
 from bench.tasks import MAIN_TASKS, TASKS, priors_of
 
-LIBRARIES = {"lightgbm": "baselines.lgbm", "xgboost": "baselines.xgb"}
 MODES = {"ctr": ("ctr",), "cvr": ("cvr",), "ctcvr": ("ctcvr",), "ctr_x_cvr": ("ctr", "cvr")}
 OUTPUTS_HOW = {
     "ctr": {"ctr": "own model (click, all impressions)",
@@ -76,8 +75,9 @@ class TreeModel:
 
     def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
                  config: str = "default", encoding: str = DEFAULT_ENCODING):
-        if library not in LIBRARIES:
-            raise ValueError(f"unknown tree library {library!r}; known: {sorted(LIBRARIES)}")
+        if library not in tree_libraries.names():
+            raise ValueError(f"unknown tree library {library!r}; known: "
+                             f"{sorted(tree_libraries.names())}")
         if mode not in MODES:
             raise ValueError(f"unknown tree mode {mode!r}; known: {sorted(MODES)}")
         self.library, self.mode, self.config = library, mode, config
@@ -93,7 +93,7 @@ class TreeModel:
 
     @property
     def lib(self):
-        return importlib.import_module(LIBRARIES[self.library])
+        return tree_libraries.adapter(self.library)
 
     def fit(self, data, ctx) -> None:
         train = data.train

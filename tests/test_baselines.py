@@ -16,6 +16,7 @@ from baselines.tree_features import (
     field_codes,
     request_folds,
 )
+from baselines.tree_libraries import LIBRARIES, adapter
 from bench.model import FitContext
 from bench.registry import get
 from bench.tasks import TASKS
@@ -171,12 +172,9 @@ def test_count_encoding_counts_train_impressions(tiny_data):
     assert (column[item == 1] == 0).all()  # the shared rare code says "seen < min_count times"
 
 
-@pytest.mark.parametrize("name", ["lgbm_cvr", "xgb_cvr"])
+@pytest.mark.parametrize("name", [f"{library.short}_cvr" for library in LIBRARIES])
 def test_cvr_trees_train_on_clicked_rows_only(name, tiny_data, tiny_profile, monkeypatch):
-    import baselines.lgbm
-    import baselines.xgb
-
-    module = baselines.lgbm if name.startswith("lgbm") else baselines.xgb
+    module = adapter(get(name).params["library"])
     seen = {}
     real_train = module.train
 
@@ -314,7 +312,7 @@ def test_unknown_options_are_rejected():
         get("lgbm_ctr").build(mode="cvr_only")
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda library: library.name)
 def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, tiny_profile,
                                                             monkeypatch):
     """Out of core, a forest's input is assembled a chunk at a time (LightGBM Sequence,
@@ -322,7 +320,7 @@ def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, 
     bin sample and XGBoost's sketch is exact, so the forests are the same: equal predictions."""
     import bench.data.chunks
 
-    short = {"lightgbm": "lgbm", "xgboost": "xgb"}[library]
+    short = library.short
     whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
     monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
     chunked = get(f"{short}_ctr_x_cvr").build()  # not _fit's cache: that is the whole fit
@@ -451,14 +449,11 @@ def test_stopping_metric_recorded_is_the_one_the_library_got(tiny_data, tiny_pro
     assert "budget_stopping_metric" not in model.info
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("library", [library.name for library in LIBRARIES])
 def test_info_records_only_the_budget_each_library_gets(library, tiny_profile):
-    import importlib
-
     from baselines.tree_budget import TreeBudget
 
-    module = importlib.import_module({"lightgbm": "baselines.lgbm",
-                                      "xgboost": "baselines.xgb"}[library])
+    module = adapter(library)
     budget = TreeBudget.from_profile(tiny_profile)
     passed_to_train = ("max_rounds", "early_stopping")  # train()'s own arguments
     for field in dataclasses.fields(TreeBudget):
@@ -473,7 +468,8 @@ def test_info_records_only_the_budget_each_library_gets(library, tiny_profile):
 
 
 def test_tree_info_says_which_path_predicted(tiny_data, tiny_profile):
-    for name, library in (("lgbm_ctr", "lightgbm"), ("xgb_ctr", "xgboost")):
+    for library in LIBRARIES:
+        name = f"{library.short}_ctr"
         info = _fit(name, tiny_data, tiny_profile).info
         assert info["predict_path"] == "library" and "compiled_path" not in info
         budget_keys = {k[len("budget_"):] for k in info if k.startswith("budget_")}
@@ -527,3 +523,45 @@ def test_xgb_multi_is_one_forest_with_two_outputs_per_leaf(tiny_data, tiny_profi
     np.testing.assert_allclose(p["ctcvr"], out[:, 1], rtol=1e-6)
     np.testing.assert_allclose(p["cvr"], np.minimum(1, out[:, 1] / out[:, 0]), rtol=1e-5)
     assert model.info["train_rows"] == len(tiny_data.train) and model.info["rounds"] >= 1
+
+
+ADAPTER_API = ("BUDGET_FIELDS", "params", "train", "predict", "n_rounds", "n_nodes")
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda library: library.name)
+def test_every_tree_library_has_an_adapter_and_a_model_per_mode(library):
+    from baselines.trees import MODES
+
+    module = adapter(library.name)
+    assert all(hasattr(module, name) for name in ADAPTER_API), library
+    for mode in MODES:
+        assert get(f"{library.short}_{mode}").params == {"library": library.name, "mode": mode}
+
+
+def test_a_tree_library_is_one_adapter_and_one_registry_line(tiny_data, tiny_profile,
+                                                             monkeypatch):
+    """A library added by one line in baselines/tree_libraries.py trains and predicts through
+    its adapter alone; the Dask engine refuses it by name when the adapter has no dask_train."""
+    import types
+
+    from baselines import lgbm, tree_libraries
+    from baselines.trees import TreeModel
+    from bench.distributed.dask_gbdt import DaskTreeModel
+
+    fake = types.ModuleType("fake_tree_adapter")  # LightGBM under another name, no Dask
+    for name in ADAPTER_API:
+        setattr(fake, name, getattr(lgbm, name))
+    monkeypatch.setitem(sys.modules, "fake_tree_adapter", fake)
+    monkeypatch.setattr(tree_libraries, "LIBRARIES", tree_libraries.LIBRARIES + (
+        tree_libraries.TreeLibrary("fakegbm", "fake", "fake_tree_adapter"),))
+    model = TreeModel(library="fakegbm", mode="ctr")
+    model.fit(dataclasses.replace(tiny_data, test=None),
+              FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    same = _fit("lgbm_ctr", tiny_data, tiny_profile)
+    assert model.info["ctr_rounds"] == same.info["ctr_rounds"] > 0
+    np.testing.assert_array_equal(model.predict(tiny_data.test)["ctr"],
+                                  same.predict(tiny_data.test)["ctr"])
+    with pytest.raises(ValueError, match="cannot train tree library 'fakegbm'"):
+        DaskTreeModel(library="fakegbm", mode="ctr", encoding="count")
+    with pytest.raises(ValueError, match="no compiled path for tree library 'fakegbm'"):
+        model.compile()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
+    from baselines.tree_libraries import LIBRARIES
     from bench.commands.run import add_data_arguments
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -25,13 +26,14 @@ def add_parser(sub) -> None:
     parser.add_argument("what", choices=("encodings", "latency"))
     add_data_arguments(parser)
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES))
-    parser.add_argument("--libraries", default="lightgbm,xgboost",
-                        help="encodings: tree libraries to compare (default both)")
+    parser.add_argument("--libraries", default=",".join(lib.name for lib in LIBRARIES),
+                        help="encodings: tree libraries to compare (default all)")
     parser.add_argument("--encodings",
                         help="encodings: which to measure, comma-separated (default: every "
                              "encoding of baselines/tree_features.py, the chosen default too)")
     parser.add_argument("--tasks", default="ctr,cvr,ctcvr", help="encodings: which tasks")
-    parser.add_argument("--models", nargs="+", default=["lgbm_ctr_x_cvr", "xgb_ctr_x_cvr"],
+    parser.add_argument("--models", nargs="+",
+                        default=[f"{lib.short}_ctr_x_cvr" for lib in LIBRARIES],
                         help="latency: registered tree models to time")
     parser.add_argument("--rows", default="1,100,1000", help="latency: rows per predict call")
     parser.add_argument("--repeats", type=int, default=300, help="latency: timed calls per size")
