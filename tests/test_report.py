@@ -643,23 +643,30 @@ def test_every_verdict_line_states_choice_interval_corrected_p_and_power(built):
     assert "Resampling unit: user (field 101), rows of rare or absent users by request" in md
 
 
-def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
-    """Give the far worse fake GBDT the best validation AUC: it becomes the "best" the report
-    compares (and bolds), though its test AUC is the lowest."""
+def _rebuilt_with(run_dir, copy, change):
+    """A copy of the run folder whose records are `change(record)`, its report rebuilt."""
     import shutil
 
     from bench.report import build
 
-    run_dir, _ = built
-    copy = tmp_path / "run"
     copy.mkdir()
     shutil.copy(run_dir / "meta.json", copy / "meta.json")
     with open(copy / "results.jsonl", "w") as out:
         for record in harness.read_records(run_dir):
-            if record.get("split") == "valid" and record["model"] == "baselines/lgbm_fake":
-                record = {**record, "auc": 0.99}
-            out.write(json.dumps(record) + "\n")
+            out.write(json.dumps(change(record)) + "\n")
     build(copy)
+    return copy
+
+
+def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
+    """Give the far worse fake GBDT the best validation AUC: it becomes the "best" the report
+    compares (and bolds), though its test AUC is the lowest."""
+    def changed(record):
+        if record.get("split") == "valid" and record["model"] == "baselines/lgbm_fake":
+            return {**record, "auc": 0.99}
+        return record
+
+    copy = _rebuilt_with(built[0], tmp_path / "run", changed)
     md = (copy / "report.md").read_text()
     for line in _verdict_lines(md):
         assert "best on validation `baselines/lgbm_fake` (GBDT)" in line
@@ -734,21 +741,13 @@ def test_achievable_ceiling_from_the_data_info_reaches_the_report(built, tmp_pat
 
 def test_groups_are_the_declared_ones_in_the_records_not_guessed_from_names(built, tmp_path):
     """A model named like a GBDT whose records say "linear" is reported as linear."""
-    import shutil
+    def changed(record):
+        if record["model"] == "baselines/lgbm_fake" and record["kind"] == "accuracy":
+            assert record["group"] == "GBDT"  # as its spec declares
+            return {**record, "group": "linear"}
+        return record
 
-    from bench.report import build
-
-    run_dir, _ = built
-    copy = tmp_path / "run"
-    copy.mkdir()
-    shutil.copy(run_dir / "meta.json", copy / "meta.json")
-    with open(copy / "results.jsonl", "w") as out:
-        for record in harness.read_records(run_dir):
-            if record["model"] == "baselines/lgbm_fake" and record["kind"] == "accuracy":
-                assert record["group"] == "GBDT"  # as its spec declares
-                record = {**record, "group": "linear"}
-            out.write(json.dumps(record) + "\n")
-    build(copy)
+    copy = _rebuilt_with(built[0], tmp_path / "run", changed)
     board = (copy / "report.md").read_text().split("## Leaderboard")[1].split("###")[0]
     row = next(x for x in board.splitlines() if x.startswith("| `baselines/lgbm_fake`"))
     assert row.split(" | ")[1] == "linear"
