@@ -91,7 +91,7 @@ def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:
     return booster.predict(X, num_threads=threads)
 
 
-FLOAT32_INPUTS = False  # LightGBM compares float64 inputs with its thresholds
+FLOAT32_INPUTS = False  # lleaves scores LightGBM's own forests on the inputs as they are
 
 
 def lleaves_model_text(booster, categorical: list[int]) -> str:

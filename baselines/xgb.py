@@ -112,10 +112,11 @@ def dask_train(client, arrays, valid_on_client, names: list[str], categorical: l
         return xgb_dask.DaskDMatrix(client, X, y, feature_names=names, feature_types=types,
                                     enable_categorical=True)
 
+    dtrain = matrix(*arrays["train"])
     evals, stopping = [], None
     if arrays["valid"][0].shape[0]:
         evals, stopping = [(matrix(*arrays["valid"]), "valid")], budget.early_stopping
-    output = xgb_dask.train(client, params(budget, seed, threads), matrix(*arrays["train"]),
+    output = xgb_dask.train(client, params(budget, seed, threads), dtrain,
                             num_boost_round=budget.max_rounds, evals=evals,
                             early_stopping_rounds=stopping, verbose_eval=False)
     return _cut(output["booster"], stopping), {}
