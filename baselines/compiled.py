@@ -27,7 +27,7 @@ class CompiledForest:
     def __init__(self, model_text: str, float32_inputs: bool, inline: bool = True):
         import lleaves
 
-        self.float32_inputs = float32_inputs  # XGBoost compares float32-rounded inputs
+        self.float32_inputs = float32_inputs  # the library compares float32-rounded inputs
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         digest = hashlib.blake2b(f"{inline}\n{model_text}".encode(), digest_size=12).hexdigest()
         model_file = CACHE_DIR / f"{digest}.txt"
@@ -45,10 +45,11 @@ class CompiledForest:
 
 
 def compile_booster(library: str, booster, categorical: list[int]) -> CompiledForest:
-    if library == "lightgbm":
-        return CompiledForest(booster.model_to_string(), float32_inputs=False)
-    if library == "xgboost":
-        from baselines.xgb_to_lightgbm import lightgbm_model_text
+    """The forest compiled from the text its library's adapter writes in LightGBM's format."""
+    from baselines.tree_libraries import adapter
 
-        return CompiledForest(lightgbm_model_text(booster, categorical), float32_inputs=True)
-    raise ValueError(f"no compiled path for tree library {library!r}")
+    module = adapter(library)
+    if not hasattr(module, "lleaves_model_text"):
+        raise ValueError(f"no compiled path for tree library {library!r}")
+    return CompiledForest(module.lleaves_model_text(booster, categorical),
+                          float32_inputs=module.FLOAT32_INPUTS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.tasks import priors_of
+
 
 class ConstantPrior:
     INPUTS = {"ids": "none", "lists": "none",
@@ -19,12 +21,7 @@ class ConstantPrior:
         self.rates: dict[str, float] = {}
 
     def fit(self, data, ctx) -> None:
-        train = data.train
-        clicks = train.click.sum()
-        conversions = (train.click & train.purchase).sum()
-        self.rates = {"ctr": clicks / max(len(train), 1),
-                      "cvr": conversions / max(clicks, 1),
-                      "ctcvr": conversions / max(len(train), 1)}
+        self.rates = priors_of(data.train)
 
     def predict(self, split) -> dict[str, np.ndarray]:
         return {task: np.full(len(split), rate) for task, rate in self.rates.items()}

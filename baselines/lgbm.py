@@ -91,6 +91,62 @@ def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:
     return booster.predict(X, num_threads=threads)
 
 
+FLOAT32_INPUTS = False  # lleaves scores LightGBM's own forests on the inputs as they are
+
+
+def lleaves_model_text(booster, categorical: list[int]) -> str:
+    """The forest in LightGBM's text format, which lleaves compiles (baselines/compiled.py)."""
+    return booster.model_to_string()
+
+
+def dask_train(client, arrays, valid_on_client, names: list[str], categorical: list[int],
+               budget: TreeBudget, seed: int, threads: int):
+    """(booster, info) trained with lightgbm.dask on `arrays` {"train": (X, y), ...}.
+
+    lightgbm.dask cannot stop early (its validation metrics are per worker, and early stopping
+    there hangs or stops on one worker's slice: LightGBM issues #6351, #6963), so it trains the
+    full `max_rounds` and the forest is cut afterwards at the best round on the client, on every
+    validation row (`valid_on_client()`), by lightgbm.early_stopping's rule."""
+    import lightgbm
+
+    X, y = arrays["train"]
+    model = lightgbm.DaskLGBMClassifier(client=client, **_dask_params(budget, seed, threads))
+    model.fit(X, y, feature_name=names, categorical_feature=categorical)
+    booster = model.to_local().booster_
+    X_valid, y_valid = valid_on_client()
+    info = {"valid_rows": int(len(y_valid))}
+    if len(y_valid) == 0:
+        return booster, info
+    best, _ = best_iteration(booster, X_valid, y_valid, budget.early_stopping)
+    info["rounds_trained"] = booster.num_trees()
+    return lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best)), info
+
+
+def _dask_params(budget: TreeBudget, seed: int, threads: int) -> dict:
+    local = params(budget, seed, threads)
+    for local_only in ("num_threads", "seed", "verbosity", "metric"):
+        local.pop(local_only)
+    # Threads: lightgbm.dask uses each worker's own thread count.
+    return {**local, "n_estimators": budget.max_rounds, "random_state": seed, "verbose": -1}
+
+
+def best_iteration(booster, X_valid, y_valid, patience: int) -> tuple[int, list]:
+    """Best number of trees by lightgbm.early_stopping's rule, from per-tree raw scores."""
+    from bench.metrics import log_loss
+
+    raw = np.zeros(len(y_valid))
+    best, best_loss, losses = 0, np.inf, []
+    for i in range(booster.num_trees()):
+        raw += booster.predict(X_valid, raw_score=True, start_iteration=i, num_iteration=1)
+        loss = log_loss(y_valid, 1.0 / (1.0 + np.exp(-raw)))
+        losses.append(loss)
+        if loss < best_loss:
+            best, best_loss = i + 1, loss
+        elif i + 1 - best >= patience:
+            break
+    return max(best, 1), losses
+
+
 def n_rounds(booster) -> int:
     return booster.num_trees()
 

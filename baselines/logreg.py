@@ -14,10 +14,8 @@ import warnings
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
-from baselines.tree_features import task_rows_and_labels
 from bench.data import schema
-
-TASKS = ("ctr", "cvr", "ctcvr")
+from bench.tasks import MAIN_TASKS, TASKS
 
 
 def one_hot(split, vocab_sizes: dict[str, int]):
@@ -67,8 +65,8 @@ class LogisticFloor:
         X = one_hot(data.train, self.vocab_sizes)
         self.info = {"C": self.C, "n_columns": int(X.shape[1]),
                      "max_iter": ctx.profile.linear_max_iter}
-        for task in TASKS:
-            rows, labels = task_rows_and_labels(data.train, task)
+        for task in MAIN_TASKS:
+            rows, labels = TASKS[task].rows_and_labels(data.train)
             self.rates[task] = float(labels.mean()) if len(labels) else 0.0
             if len(rows) < 2 or labels.min() == labels.max():
                 self.models[task] = None  # one class only: predict its rate

@@ -55,19 +55,6 @@ def field_codes(split, fields=LOW_CARDINALITY + HIGH_CARDINALITY) -> dict[str, n
     return out
 
 
-def task_rows_and_labels(split, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows a single-task model trains on and its labels (cvr: clicked rows only)."""
-    click = split.click.astype(bool)
-    if task == "ctr":
-        return np.arange(len(split)), click.astype(np.int8)
-    if task == "cvr":
-        rows = np.flatnonzero(click)
-        return rows, split.purchase[rows].astype(np.int8)
-    if task == "ctcvr":
-        return np.arange(len(split)), (click & split.purchase.astype(bool)).astype(np.int8)
-    raise ValueError(f"unknown tree task {task!r}; known: ctr, cvr, ctcvr")
-
-
 def request_folds(requests: np.ndarray, labels: np.ndarray, n_folds: int,
                   seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit rows, held-out rows) of each cross-fitting fold; every request's rows fall in one

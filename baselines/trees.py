@@ -23,17 +23,17 @@ compiled by lleaves (`compile()` first; baselines/compiled.py). `predict(split)`
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import replace
 
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
+from baselines import tree_libraries
 from baselines.tree_budget import TreeBudget
-from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures, task_rows_and_labels
+from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures
+from bench.tasks import MAIN_TASKS, TASKS, priors_of
 
-LIBRARIES = {"lightgbm": "baselines.lgbm", "xgboost": "baselines.xgb"}
 MODES = {"ctr": ("ctr",), "cvr": ("cvr",), "ctcvr": ("ctcvr",), "ctr_x_cvr": ("ctr", "cvr")}
 OUTPUTS_HOW = {
     "ctr": {"ctr": "own model (click, all impressions)",
@@ -75,8 +75,9 @@ class TreeModel:
 
     def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
                  config: str = "default", encoding: str = DEFAULT_ENCODING):
-        if library not in LIBRARIES:
-            raise ValueError(f"unknown tree library {library!r}; known: {sorted(LIBRARIES)}")
+        if library not in tree_libraries.names():
+            raise ValueError(f"unknown tree library {library!r}; known: "
+                             f"{sorted(tree_libraries.names())}")
         if mode not in MODES:
             raise ValueError(f"unknown tree mode {mode!r}; known: {sorted(MODES)}")
         self.library, self.mode, self.config = library, mode, config
@@ -92,14 +93,11 @@ class TreeModel:
 
     @property
     def lib(self):
-        return importlib.import_module(LIBRARIES[self.library])
+        return tree_libraries.adapter(self.library)
 
     def fit(self, data, ctx) -> None:
         train = data.train
-        clicks = int(train.click.sum())
-        conversions = int((train.click.astype(bool) & train.purchase.astype(bool)).sum())
-        self.priors = {"ctr": clicks / max(len(train), 1), "cvr": conversions / max(clicks, 1),
-                       "ctcvr": conversions / max(len(train), 1)}
+        self.priors = priors_of(train)
         self.threads = ctx.threads
         budget = TreeBudget.from_profile(ctx.profile, self.config)
         self.info = {"library": self.library, "mode": self.mode, "config": self.config,
@@ -126,7 +124,7 @@ class TreeModel:
         probe = self._compose({task: np.full(2, self.priors[task]) if task in untrained
                                else np.array([0.0, 1e-9]) for task in self.boosters})
         self.OUTPUTS_HOW = dict(OUTPUTS_HOW[self.mode])
-        constant = tuple(out for out in ("ctr", "cvr", "ctcvr") if probe[out][0] == probe[out][1])
+        constant = tuple(out for out in MAIN_TASKS if probe[out][0] == probe[out][1])
         for out in constant:
             if out in CONSTANT[self.mode]:
                 continue  # declared constant in every fit already
@@ -140,7 +138,7 @@ class TreeModel:
         self.info["constant_outputs"] = ",".join(constant)
 
     def _fit_task(self, task: str, data, budget: TreeBudget, ctx) -> None:
-        rows, labels = task_rows_and_labels(data.train, task)
+        rows, labels = TASKS[task].rows_and_labels(data.train)
         encoder = TreeFeatures(self.encoding, seed=ctx.seed)
         X = _features(encoder, data.train, rows, encoder.fit(data.train, rows, labels,
                                                             data.vocab_sizes))
@@ -152,7 +150,7 @@ class TreeModel:
             self.boosters[task] = None  # nothing to learn: predict the train rate
             self.info[f"{task}_rounds"] = 0
             return
-        valid_rows, valid_labels = task_rows_and_labels(data.valid, task)
+        valid_rows, valid_labels = TASKS[task].rows_and_labels(data.valid)
         self.info[f"{task}_valid_rows"] = int(len(valid_rows))
         X_valid = _features(encoder, data.valid, valid_rows, {}) if len(valid_rows) else None
         if len(valid_rows) and valid_labels.min() == valid_labels.max():

@@ -38,7 +38,7 @@ def _matrix(X, y, categorical: list[int], names: list[str], threads: int, max_bi
 
     from baselines.tree_input import ChunkedFeatures
 
-    types = ["c" if j in set(categorical) else "q" for j in range(X.shape[1])]
+    types = _feature_types(categorical, X.shape[1])
     if not isinstance(X, ChunkedFeatures):
         return xgboost.DMatrix(X, label=y, feature_names=names, feature_types=types,
                                enable_categorical=True, nthread=threads)
@@ -85,10 +85,41 @@ def train(X, y, X_valid, y_valid, categorical: list[int], names: list[str],
                             num_boost_round=budget.max_rounds, evals=evals,
                             early_stopping_rounds=stopping, verbose_eval=False,
                             callbacks=callbacks)
+    return _cut(booster, stopping)
+
+
+def _cut(booster, stopping: int | None):
+    """The booster up to its best round when training stopped early; predicting on 1 thread."""
     if stopping is not None:
         booster = booster[: booster.best_iteration + 1]
     booster.set_param({"nthread": 1})
     return booster
+
+
+def _feature_types(categorical: list[int], n_features: int) -> list[str]:
+    return ["c" if j in set(categorical) else "q" for j in range(n_features)]
+
+
+def dask_train(client, arrays, valid_on_client, names: list[str], categorical: list[int],
+               budget: TreeBudget, seed: int, threads: int):
+    """(booster, info) trained with xgboost.dask on `arrays` {"train": (X, y), "valid": ...};
+    xgboost.dask aggregates the validation metric over workers and stops early itself."""
+    from xgboost import dask as xgb_dask
+
+    types = _feature_types(categorical, len(names))
+
+    def matrix(X, y):
+        return xgb_dask.DaskDMatrix(client, X, y, feature_names=names, feature_types=types,
+                                    enable_categorical=True)
+
+    dtrain = matrix(*arrays["train"])
+    evals, stopping = [], None
+    if arrays["valid"][0].shape[0]:
+        evals, stopping = [(matrix(*arrays["valid"]), "valid")], budget.early_stopping
+    output = xgb_dask.train(client, params(budget, seed, threads), dtrain,
+                            num_boost_round=budget.max_rounds, evals=evals,
+                            early_stopping_rounds=stopping, verbose_eval=False)
+    return _cut(output["booster"], stopping), {}
 
 
 def _reporter(on_round, higher_is_better: bool):
@@ -107,6 +138,16 @@ def predict(booster, X: np.ndarray, threads: int = 1) -> np.ndarray:
     booster.set_param({"nthread": threads})
     # inplace_predict is XGBoost's own fast path for in-memory arrays (no DMatrix to build).
     return booster.inplace_predict(X)
+
+
+FLOAT32_INPUTS = True  # XGBoost compares float32-rounded inputs with its thresholds
+
+
+def lleaves_model_text(booster, categorical: list[int]) -> str:
+    """The forest rewritten in LightGBM's text format for lleaves (baselines/compiled.py)."""
+    from baselines.xgb_to_lightgbm import lightgbm_model_text
+
+    return lightgbm_model_text(booster, categorical)
 
 
 def n_rounds(booster) -> int:

@@ -19,8 +19,9 @@ import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
-from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures, task_rows_and_labels
+from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures
 from baselines.trees import INPUTS
+from bench.tasks import TASKS
 
 LABELS = ("ctr", "ctcvr")  # the forest's two outputs, in order
 
@@ -59,7 +60,7 @@ class XgbMultiOutput:
 
         train, valid = data.train, data.valid
         rows = np.arange(len(train))
-        labels = np.column_stack([task_rows_and_labels(train, t)[1] for t in LABELS])
+        labels = np.column_stack([TASKS[t].rows_and_labels(train)[1] for t in LABELS])
         oof = {}
         for j, task in enumerate(LABELS):
             self.encoders[task] = TreeFeatures(self.encoding, seed=ctx.seed)
@@ -69,7 +70,7 @@ class XgbMultiOutput:
                   "multi_strategy": "multi_output_tree"}
         dtrain = xgboost.DMatrix(self._features(train, rows, oof), label=labels,
                                  nthread=ctx.threads)
-        valid_labels = np.column_stack([task_rows_and_labels(valid, t)[1] for t in LABELS])
+        valid_labels = np.column_stack([TASKS[t].rows_and_labels(valid)[1] for t in LABELS])
         dvalid = xgboost.DMatrix(self._features(valid), label=valid_labels, nthread=ctx.threads)
         booster = xgboost.train(params, dtrain, num_boost_round=budget.max_rounds,
                                 evals=[(dvalid, "valid")],

@@ -2,7 +2,7 @@
 
 The harness owns everything a model could otherwise do differently: seeding, thread limits,
 timing (fit and predict timed apart, data loading excluded), and evaluation on the exact row
-sets of bench.metrics. A model that fails becomes a record with its error; the run goes on.
+sets of bench.tasks. A model that fails becomes a record with its error; the run goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from bench import metrics, stats
 from bench.model import FitContext, check_outputs, seed_everything
+from bench.tasks import MAIN_TASKS, TASKS
 from bench.timing import Stopwatch
 
 RESULTS_FILE = "results.jsonl"
@@ -119,7 +120,7 @@ def complete_pairs(records: list[dict]) -> frozenset:
     for r in records:
         if r.get("kind", "accuracy") == "accuracy" and r.get("error") is None:
             tasks.setdefault((r["model"], r["seed"]), set()).add(r.get("task"))
-    return frozenset(pair for pair, seen in tasks.items() if seen >= set(metrics.TASKS))
+    return frozenset(pair for pair, seen in tasks.items() if seen >= set(TASKS))
 
 
 def trim_for_resume(run_dir: Path) -> frozenset:
@@ -150,13 +151,13 @@ def trim_for_resume(run_dir: Path) -> frozenset:
 
 
 def evaluate(outputs: dict[str, np.ndarray], split, fingerprint: str, n_bootstrap: int,
-             tasks=tuple(metrics.TASKS), split_name: str = "test") -> dict[str, dict]:
-    """Metric fields per task, each on the rows bench.metrics defines for it. Intervals
+             tasks=tuple(TASKS), split_name: str = "test") -> dict[str, dict]:
+    """Metric fields per task, each on the rows bench.tasks defines for it. Intervals
     resample bench.stats' unit; n_bootstrap 0 (the validation split, which only chooses
     models) skips the bootstrap and the secondary metrics."""
     results = {}
     for name in tasks:
-        task = metrics.TASKS[name]
+        task = TASKS[name]
         rows = task.rows(split.click)
         labels = task.labels(split.click, split.purchase)[rows]
         scores = outputs[task.prediction][rows]
@@ -296,7 +297,8 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 
     config = config or default("no configuration was looked up for this fit (defaults)")
     base = {"kind": "accuracy", "model": spec.key, "name": spec.name, "family": spec.family,
-            "dataset": data.name, "fingerprint": data.fingerprint, "profile": profile.name,
+            "group": spec.group, "dataset": data.name, "fingerprint": data.fingerprint,
+            "profile": profile.name,
             "split": "test", "seed": seed, "threads": threads, "version": bench_version(),
             "engine": engine, "workers": workers,
             **{k: v for k, v in (config or {}).items() if k != "settings"}}
@@ -328,7 +330,7 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
     records = []
     for split_name, task, fields in [(s, t, f) for s, per_task in per_split.items()
                                      for t, f in per_task.items()]:
-        prediction = metrics.TASKS[task].prediction
+        prediction = TASKS[task].prediction
         records.append(_nan_to_none({
             **base, **fields, "split": split_name, "prediction": prediction,
             "prediction_how": how.get(prediction),
@@ -363,7 +365,7 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
         ok = [r for r in records if r.get("error") is None]
         if ok:
             aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
-                             if r["task"] in metrics.MAIN_TASKS and r["auc"] is not None
+                             if r["task"] in MAIN_TASKS and r["auc"] is not None
                              and r["split"] == "test")
             _log(f"    fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
                  f"AUC {aucs}", progress)

@@ -35,6 +35,7 @@ import numpy as np
 
 from bench.data import schema
 from bench.data.dataset import Split
+from bench.tasks import MAIN_TASKS
 from bench.timing import clock, paused_gc, pinned_threads, summary_ms
 
 # Dense columns that depend on the user only (behaviour-list weights and lengths).
@@ -189,7 +190,7 @@ def _settle(score, split: Split, plans: list[RequestPlan], settle_s: float) -> N
 def max_abs_diff(outputs: dict, reference: dict) -> float:
     return max(float(np.max(np.abs(np.asarray(outputs[k], dtype=np.float64)
                                    - np.asarray(reference[k], dtype=np.float64))))
-               for k in ("ctr", "cvr", "ctcvr"))
+               for k in MAIN_TASKS)
 
 
 def serving_paths(model) -> dict:

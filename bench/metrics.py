@@ -1,57 +1,12 @@
 """Metrics exactly as shared/ALICCP.md defines them, and unit-level bootstrap intervals.
 
-| task       | prediction | label                | rows                          |
-| ctr        | pCTR       | click                | all impressions               |
-| cvr        | pCVR       | purchase             | clicked impressions only      |
-| ctcvr      | pCTCVR     | click and purchase   | all impressions               |
-| cvr_entire | pCVR       | purchase             | all impressions (several libraries' "CVR AUC") |
-
-AUCs are computed over the whole row set at once, never averaged per batch.
+Each task's rows and labels are bench.tasks'. AUCs are computed over the whole row set at
+once, never averaged per batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    prediction: str  # key of the model's output dict
-    definition: str
-
-    def rows(self, click: np.ndarray) -> np.ndarray:
-        """Boolean mask of the rows this task is evaluated on."""
-        return click == 1 if self.name == "cvr" else np.ones(len(click), dtype=bool)
-
-    def labels(self, click: np.ndarray, purchase: np.ndarray) -> np.ndarray:
-        if self.name == "ctr":
-            return click.astype(np.int8)
-        if self.name == "ctcvr":
-            return (click & purchase).astype(np.int8)
-        return purchase.astype(np.int8)
-
-    def truth(self, p_click: np.ndarray, p_conversion: np.ndarray) -> np.ndarray:
-        """The true probability of this task's label on its rows (synthetic data)."""
-        if self.name == "ctr":
-            return p_click
-        if self.name == "cvr":
-            return p_conversion
-        return p_click * p_conversion  # P(click and purchase); also P(purchase) entire-space
-
-
-TASKS = {
-    "ctr": Task("ctr", "ctr", "AUC of pCTR against click, on all impressions"),
-    "cvr": Task("cvr", "cvr", "AUC of pCVR against purchase, on clicked impressions only "
-                              "(ESMM paper's definition)"),
-    "ctcvr": Task("ctcvr", "ctcvr", "AUC of pCTCVR against click-and-purchase, "
-                                    "on all impressions"),
-    "cvr_entire": Task("cvr_entire", "cvr", "AUC of pCVR against purchase, on all impressions "
-                                            "(the entire-space 'CVR AUC' of several libraries)"),
-}
-MAIN_TASKS = ("ctr", "cvr", "ctcvr")
 
 
 def _tie_blocks(sorted_scores: np.ndarray) -> np.ndarray:

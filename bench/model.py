@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
+from bench.tasks import MAIN_TASKS
 
 
 @dataclass
@@ -58,7 +58,7 @@ def seed_everything(seed: int) -> None:
 def check_outputs(outputs: dict, n_rows: int) -> dict[str, np.ndarray]:
     """Validate a model's predictions: all three keys, right length, probabilities, no NaN."""
     checked = {}
-    for key in OUTPUT_KEYS:
+    for key in MAIN_TASKS:
         if key not in outputs:
             raise ValueError(f"model output lacks {key!r}")
         values = np.asarray(outputs[key], dtype=np.float64).reshape(-1)

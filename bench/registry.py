@@ -11,20 +11,29 @@ import importlib
 from dataclasses import dataclass, field
 
 FAMILIES = ("baselines", "neural")
+# The groups the report compares (best of each group, one colour each); "floor": the sanity
+# floor every real model must beat.
+GROUPS = ("GBDT", "neural", "linear", "floor")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # e.g. "lgbm_ctr_x_cvr", "mmoe"
-    family: str  # "baselines" or "neural"
+    family: str  # "baselines" or "neural": the package the model lives in
     target: str  # "module.path:ClassName"
     description: str
     params: dict = field(default_factory=dict)  # constructor keyword arguments
-    tags: tuple[str, ...] = ()  # e.g. ("slow",) ; free-form labels for selection
+    # The report's group, one of GROUPS: declared, never guessed from the name.
+    group: str = field(kw_only=True)
     # The model's own tunable knobs (bench.search_space.Param), beside its family's space.
     search: tuple = ()
     # Why the model has no search space at all (then `python -m bench tune` skips it).
     untuned_why: str = ""
+
+    def __post_init__(self):
+        if self.group not in GROUPS:
+            raise ValueError(f"model {self.family}/{self.name}: group {self.group!r} is not one "
+                             f"of {GROUPS}")
 
     @property
     def key(self) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 from bench import metrics
 from bench.model import check_outputs
 from bench.search_space import space_digest, space_for, split_by_target
+from bench.tasks import MAIN_TASKS, TASKS
 
 DEFAULT_TRIALS = 12
 STARTUP_TRIALS = 4
@@ -51,15 +52,13 @@ def default_storage(dataset: str, profile: str) -> str:
 
 
 def validation_score(outputs: dict, valid, constant_outputs=()) -> tuple[float, dict]:
-    """(mean AUC, AUC per task) on the validation rows bench.metrics defines for each task."""
+    """(mean AUC, AUC per task) on the validation rows bench.tasks defines for each task."""
     aucs = {}
-    for name in metrics.MAIN_TASKS:
-        task = metrics.TASKS[name]
+    for name in MAIN_TASKS:
+        task = TASKS[name]
         if task.prediction in constant_outputs:
             continue
-        rows = task.rows(valid.click)
-        labels = task.labels(valid.click, valid.purchase)[rows]
-        aucs[name] = metrics.auc(labels, outputs[task.prediction][rows])
+        aucs[name] = metrics.auc(*task.scored(valid, outputs))
     finite = [v for v in aucs.values() if np.isfinite(v)]
     if not finite:
         raise ValueError("no validation AUC is defined (every task's rows are one class)")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.tasks import MAIN_TASKS
 from neural.config import NeuralConfig
 from neural.inputs import Batch, FeatureEmbedding, FieldLayout
 
@@ -31,7 +32,7 @@ class RankingNet(nn.Module):
     # Outputs that are a constant train prior (single-task models), not an estimate.
     CONSTANT_OUTPUTS: tuple[str, ...] = ()
     # Validation AUCs whose mean picks the best epoch (neural/README.md, "Early stopping").
-    STOP_TASKS: tuple[str, ...] = ("ctr", "cvr", "ctcvr")
+    STOP_TASKS: tuple[str, ...] = MAIN_TASKS
     # Whether the trainer scores the train split after fitting and hands each output's mean
     # (over its task's rows) to `calibrate` (one extra forward pass over train).
     CALIBRATE_ON_TRAIN = False
@@ -50,8 +51,8 @@ class RankingNet(nn.Module):
         self.inputs = FeatureEmbedding(layout, config.embedding_dim,
                                        config.gradients_for(layout.n_rows))
         # Train-set rates of each task: the output of a single-task model for tasks it lacks.
-        self.register_buffer("prior", torch.tensor([priors["ctr"], priors["cvr"],
-                                                    priors["ctcvr"]], dtype=torch.float32))
+        self.register_buffer("prior", torch.tensor([priors[task] for task in MAIN_TASKS],
+                                                   dtype=torch.float32))
 
     @property
     def in_dim(self) -> int:
@@ -79,7 +80,7 @@ class RankingNet(nn.Module):
         raise NotImplementedError
 
     def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:
-        index = ("ctr", "cvr", "ctcvr").index(task)
+        index = MAIN_TASKS.index(task)
         return self.prior[index].expand_as(like)
 
 

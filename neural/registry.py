@@ -13,7 +13,7 @@ RANKER = "neural.trainer:NeuralRanker"
 
 def _spec(name: str, network: str, description: str, search: tuple = (),
           **params) -> ModelSpec:
-    return ModelSpec(name, "neural", RANKER, description,
+    return ModelSpec(name, "neural", RANKER, description, group="neural",
                      params={"network": f"neural.models.{network}", **params}, search=search)
 
 
@@ -32,7 +32,8 @@ SPECS: list[ModelSpec] = [
     _spec("dnn_cvr", "dnn:DnnCvr", "single-task MLP on purchase, clicked rows only"),
     _spec("dnn_ctcvr", "dnn:DnnCtcvr", "single-task MLP on click-and-purchase, all rows"),
     ModelSpec("dnn_ctr_x_cvr", "neural", "neural.models.dnn_ctr_x_cvr:DnnCtrXCvr",
-              "dnn_ctr and dnn_cvr trained apart, pCTCVR = pCTR x pCVR (ESMM's BASE)"),
+              "dnn_ctr and dnn_cvr trained apart, pCTCVR = pCTR x pCVR (ESMM's BASE)",
+              group="neural"),
     _spec("weighted_loss", "weighted_loss:WeightedLoss",
           "one score, click BCE with converting clicks up-weighted (YouTube-style)",
           search=(PURCHASE_WEIGHT,)),

@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import schema
+from bench.tasks import MAIN_TASKS, TASKS
 from neural.inputs import USER_FIELDS, Batch, FieldLayout, TensorSplit
 
-OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
 _USER_DENSE = [i for i, name in enumerate(schema.DENSE_FEATURES)
                if name.split("_value")[0] not in schema.COMBINATION]
 _ITEM_DENSE = [i for i in range(len(schema.DENSE_FEATURES)) if i not in _USER_DENSE]
@@ -242,18 +242,18 @@ class RequestScorer:
     def predict(self, split, batch_size: int = 16384) -> dict[str, np.ndarray]:
         """The shared path over a whole split, in batches of consecutive rows."""
         data = TensorSplit(split, self.layout, self.pooling)
-        parts = {k: [] for k in OUTPUT_KEYS}
+        parts = {k: [] for k in MAIN_TASKS}
         with torch.inference_mode(), self.precision():
             for start in range(0, len(data), batch_size):
                 batch = data.batch(torch.arange(start, min(start + batch_size, len(data))))
                 out = _numpy(self.score_parts(*self.parts(batch)))
-                for key in OUTPUT_KEYS:
+                for key in MAIN_TASKS:
                     parts[key].append(out[key])
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
 def _numpy(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: out[k].float().numpy().astype(np.float64) for k in OUTPUT_KEYS}
+    return {k: out[k].float().numpy().astype(np.float64) for k in MAIN_TASKS}
 
 
 class _Stacked(torch.nn.Module):
@@ -266,7 +266,7 @@ class _Stacked(torch.nn.Module):
 
     def forward(self, user, item):
         out = self.scorer.score_parts(user, item)
-        return torch.stack([out[k] for k in OUTPUT_KEYS], dim=1)
+        return torch.stack([out[k] for k in MAIN_TASKS], dim=1)
 
 
 class OnnxScorer:
@@ -325,7 +325,7 @@ class OnnxScorer:
         # The thread count being measured is torch's (bench.timing.pinned_threads sets it).
         session = self.session(user, item, torch.get_num_threads())
         scores = session.run(None, {"user": user.numpy(), "item": item.numpy()})[0]
-        return {k: scores[:, i].astype(np.float64) for i, k in enumerate(OUTPUT_KEYS)}
+        return {k: scores[:, i].astype(np.float64) for i, k in enumerate(MAIN_TASKS)}
 
 
 REDUCED_PRECISION = ("int8", "bf16")  # paths whose scores differ from eager
@@ -333,19 +333,17 @@ REDUCED_PRECISION = ("int8", "bf16")  # paths whose scores differ from eager
 
 def auc_change(model, split, path: str = "int8") -> dict[str, float]:
     """Test AUCs of a reduced-precision path and their change from the library's predict."""
-    from bench.metrics import TASKS, auc
+    from bench.metrics import auc
 
     if path not in REDUCED_PRECISION:
         raise ValueError(f"auc_change is for {REDUCED_PRECISION}, not {path!r}")
     library = model.predict(split)
     reduced = _whole_split(model, int8=path == "int8", bf16=path == "bf16")(split)
     fields = {}
-    for task in ("ctr", "cvr", "ctcvr"):
-        definition = TASKS[task]
-        rows = definition.rows(split.click)
-        labels = definition.labels(split.click, split.purchase)[rows]
-        before = auc(labels, library[definition.prediction][rows])
-        after = auc(labels, reduced[definition.prediction][rows])
+    for task in MAIN_TASKS:
+        labels, before_scores = TASKS[task].scored(split, library)
+        before = auc(labels, before_scores)
+        after = auc(*TASKS[task].scored(split, reduced))
         fields[f"auc_{task}"] = after
         fields[f"auc_change_{task}"] = after - before
     return fields

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import torch
 
+from bench.tasks import MAIN_TASKS, TASKS, priors_of
 from bench.timing import Stopwatch
 from neural import balancing
 from neural.config import NeuralConfig
@@ -24,19 +25,12 @@ from neural.inputs import FieldLayout, TensorSplit
 from neural.network import RankingNet
 from neural.optim import RowAdam
 from neural.stopping import BestCheckpoint, CheckPlan, FitLog
-from neural.validation import OUTPUT_KEYS, ValidationChecks, predict_tensors
+from neural.validation import ValidationChecks, predict_tensors
 
 
 def resolve(target: str) -> type[RankingNet]:
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def priors_of(train) -> dict[str, float]:
-    n = max(len(train), 1)
-    clicks = float(train.click.sum())
-    conversions = float((train.click & train.purchase).sum())
-    return {"ctr": clicks / n, "cvr": conversions / max(clicks, 1.0), "ctcvr": conversions / n}
 
 
 def layout_for(data, config: NeuralConfig) -> FieldLayout:
@@ -287,21 +281,20 @@ class NeuralRanker:
         parts = [predict_tensors(self.network, TensorSplit(split.slice_rows(start, stop),
                                                            self.layout, self.config.pooling),
                                  size) for start, stop in chunks]
-        return {key: np.concatenate([p[key] for p in parts]) for key in OUTPUT_KEYS}
+        return {key: np.concatenate([p[key] for p in parts]) for key in MAIN_TASKS}
 
     def train_output_means(self, split, tensors: TensorSplit | None) -> dict[str, float]:
         """Each output's mean on `split` over its task's rows (CVR: clicked rows), summed over
         every process's rows when this is one rank of a distributed fit."""
         # This process's rows only (a distributed ranker's score_split gathers other rows).
         outputs = NeuralRanker.score_split(self, split, tensors)
-        clicked = split.click == 1
-        totals = torch.tensor([outputs["ctr"].sum(), outputs["cvr"][clicked].sum(),
-                               outputs["ctcvr"].sum(), len(split), clicked.sum(), len(split)],
-                              dtype=torch.float64)
+        rows = [TASKS[task].rows(split.click) for task in MAIN_TASKS]
+        totals = torch.tensor([outputs[task][r].sum() for task, r in zip(MAIN_TASKS, rows)]
+                              + [r.sum() for r in rows], dtype=torch.float64)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(totals)
-        return {task: float(totals[i] / max(float(totals[i + 3]), 1.0))
-                for i, task in enumerate(OUTPUT_KEYS)}
+        return {task: float(totals[i] / max(float(totals[i + len(MAIN_TASKS)]), 1.0))
+                for i, task in enumerate(MAIN_TASKS)}
 
     def fit(self, data, ctx) -> None:
         with deterministic_algorithms():

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from bench.metrics import auc
+from bench.tasks import MAIN_TASKS, TASKS
 from neural.inputs import Batch, TensorSplit
-
-OUTPUT_KEYS = ("ctr", "cvr", "ctcvr")
 
 
 def consecutive_batches(data: TensorSplit, batch_size: int):
@@ -26,10 +25,10 @@ def consecutive_batches(data: TensorSplit, batch_size: int):
 def predict_batches(network, batches) -> dict[str, np.ndarray]:
     """Outputs for the rows of `batches`, in order."""
     network.eval()
-    parts = {key: [] for key in OUTPUT_KEYS}
+    parts = {key: [] for key in MAIN_TASKS}
     for batch in batches:
         out = network(batch)
-        for key in OUTPUT_KEYS:
+        for key in MAIN_TASKS:
             parts[key].append(out[key].float())
     return {key: (torch.cat(v).numpy().astype(np.float64) if v else np.zeros(0))
             for key, v in parts.items()}
@@ -44,17 +43,11 @@ def predict_tensors(network, data: TensorSplit | list[Batch],
 
 def validation_aucs(outputs: dict[str, np.ndarray], split, tasks,
                     weights: np.ndarray | None = None) -> dict[str, float]:
-    """AUC per task on the rows bench.metrics defines (CVR on clicked rows), with row weights
+    """AUC per task on the rows bench.tasks defines (CVR on clicked rows), with row weights
     where the rows are a weighted sample (`check_rows`)."""
-    click = split.click.astype(bool)
     weights = np.ones(len(split)) if weights is None else weights
-    labels = {"ctr": (split.click, slice(None)), "cvr": (split.purchase, click),
-              "ctcvr": (split.click & split.purchase, slice(None))}
-    result = {}
-    for task in tasks:
-        label, rows = labels[task]
-        result[task] = auc(label[rows], outputs[task][rows], weights[rows])
-    return result
+    return {task: auc(*TASKS[task].scored(split, outputs), weights[TASKS[task].rows(split.click)])
+            for task in tasks}
 
 
 CHECK_ROWS_SEED = 0  # the same check rows for every model and seed
@@ -68,7 +61,7 @@ def check_rows(split, tasks, unclicked_share: float):
     1 / unclicked_share: every positive of every task is clicked, so the weighted AUCs estimate
     the full split's without bias while scoring a fraction of its rows.
     """
-    if set(tasks) == {"cvr"}:
+    if all(TASKS[task].clicked_only for task in tasks):
         return split.clicked(), None
     if unclicked_share >= 1.0:
         return split, None

@@ -15,10 +15,12 @@ from baselines.tree_features import (
     TreeFeatures,
     field_codes,
     request_folds,
-    task_rows_and_labels,
 )
+from baselines.tree_libraries import LIBRARIES, adapter
 from bench.harness import fitted
+from bench.model import FitContext
 from bench.registry import get
+from bench.tasks import TASKS
 
 _FITTED = {}
 
@@ -54,7 +56,7 @@ def test_target_encoding_is_fitted_on_train_only_and_out_of_fold(tiny_data):
     from sklearn.preprocessing import TargetEncoder
 
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(train)
     features = TreeFeatures("target", seed=7)
     X_train = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
     matrix = np.column_stack([field_codes(train)[f] for f in HIGH_CARDINALITY])
@@ -85,7 +87,7 @@ def test_out_of_fold_encodings_never_hold_the_labels_of_their_own_request(tiny_d
     click = (rng.random(train.n_requests) < 0.3)[train.request].astype(np.int8)
     split = dataclasses.replace(train, user_codes=user_codes, click=click,
                                 purchase=np.zeros_like(click))
-    rows, labels = task_rows_and_labels(split, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(split)
     features = TreeFeatures("count+target+cross", seed=3)
     X = features.fit_transform(split, rows, labels, tiny_data.vocab_sizes)
     for name in ("101", "101x206", "101x207", "101x216"):
@@ -110,7 +112,7 @@ def test_processed_csv_form_folds_do_not_leak_request_mates_labels_either(tiny_d
         request_key=np.array([f"train:{i}" for i in range(len(train))]),
         user_codes=user_codes[train.request],
         user_multi={f: r.take(train.request) for f, r in train.user_multi.items()})
-    rows, labels = task_rows_and_labels(csv_form, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(csv_form)
     features = TreeFeatures("count+target+cross", seed=3)
     X = features.fit_transform(csv_form, rows, labels, tiny_data.vocab_sizes)
     for name in ("101", "101x206"):
@@ -126,7 +128,7 @@ def _auc(labels, scores):
 
 def test_request_folds_are_whole_requests_balanced_and_seeded(tiny_data):
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "cvr")
+    rows, labels = TASKS["cvr"].rows_and_labels(train)
     requests = train.request[rows]
     folds = request_folds(requests, labels, 5, 11)
     held_out = np.concatenate([test for _, test in folds])
@@ -159,7 +161,7 @@ def test_validation_labels_never_reach_the_features(tiny_data, tiny_profile):
 
 def test_count_encoding_counts_train_impressions(tiny_data):
     train = tiny_data.train
-    rows, labels = task_rows_and_labels(train, "ctr")
+    rows, labels = TASKS["ctr"].rows_and_labels(train)
     features = TreeFeatures("count")
     X = features.fit_transform(train, rows, labels, tiny_data.vocab_sizes)
     item = field_codes(train)["205"]
@@ -169,12 +171,9 @@ def test_count_encoding_counts_train_impressions(tiny_data):
     assert (column[item == 1] == 0).all()  # the shared rare code says "seen < min_count times"
 
 
-@pytest.mark.parametrize("name", ["lgbm_cvr", "xgb_cvr"])
+@pytest.mark.parametrize("name", [f"{library.short}_cvr" for library in LIBRARIES])
 def test_cvr_trees_train_on_clicked_rows_only(name, tiny_data, tiny_profile, monkeypatch):
-    import baselines.lgbm
-    import baselines.xgb
-
-    module = baselines.lgbm if name.startswith("lgbm") else baselines.xgb
+    module = adapter(get(name).params["library"])
     seen = {}
     real_train = module.train
 
@@ -312,7 +311,7 @@ def test_unknown_options_are_rejected():
         get("lgbm_ctr").build(mode="cvr_only")
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda library: library.name)
 def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, tiny_profile,
                                                             monkeypatch):
     """Out of core, a forest's input is assembled a chunk at a time (LightGBM Sequence,
@@ -320,7 +319,7 @@ def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, 
     bin sample and XGBoost's sketch is exact, so the forests are the same: equal predictions."""
     import bench.data.chunks
 
-    short = {"lightgbm": "lgbm", "xgboost": "xgb"}[library]
+    short = library.short
     whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
     monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
     # not _fit's cache: that is the whole fit
@@ -448,14 +447,11 @@ def test_stopping_metric_recorded_is_the_one_the_library_got(tiny_data, tiny_pro
     assert "budget_stopping_metric" not in model.info
 
 
-@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("library", [library.name for library in LIBRARIES])
 def test_info_records_only_the_budget_each_library_gets(library, tiny_profile):
-    import importlib
-
     from baselines.tree_budget import TreeBudget
 
-    module = importlib.import_module({"lightgbm": "baselines.lgbm",
-                                      "xgboost": "baselines.xgb"}[library])
+    module = adapter(library)
     budget = TreeBudget.from_profile(tiny_profile)
     passed_to_train = ("max_rounds", "early_stopping")  # train()'s own arguments
     for field in dataclasses.fields(TreeBudget):
@@ -470,7 +466,8 @@ def test_info_records_only_the_budget_each_library_gets(library, tiny_profile):
 
 
 def test_tree_info_says_which_path_predicted(tiny_data, tiny_profile):
-    for name, library in (("lgbm_ctr", "lightgbm"), ("xgb_ctr", "xgboost")):
+    for library in LIBRARIES:
+        name = f"{library.short}_ctr"
         info = _fit(name, tiny_data, tiny_profile).info
         assert info["predict_path"] == "library" and "compiled_path" not in info
         budget_keys = {k[len("budget_"):] for k in info if k.startswith("budget_")}
@@ -522,3 +519,45 @@ def test_xgb_multi_is_one_forest_with_two_outputs_per_leaf(tiny_data, tiny_profi
     np.testing.assert_allclose(p["ctcvr"], out[:, 1], rtol=1e-6)
     np.testing.assert_allclose(p["cvr"], np.minimum(1, out[:, 1] / out[:, 0]), rtol=1e-5)
     assert model.info["train_rows"] == len(tiny_data.train) and model.info["rounds"] >= 1
+
+
+ADAPTER_API = ("BUDGET_FIELDS", "params", "train", "predict", "n_rounds", "n_nodes")
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda library: library.name)
+def test_every_tree_library_has_an_adapter_and_a_model_per_mode(library):
+    from baselines.trees import MODES
+
+    module = adapter(library.name)
+    assert all(hasattr(module, name) for name in ADAPTER_API), library
+    for mode in MODES:
+        assert get(f"{library.short}_{mode}").params == {"library": library.name, "mode": mode}
+
+
+def test_a_tree_library_is_one_adapter_and_one_registry_line(tiny_data, tiny_profile,
+                                                             monkeypatch):
+    """A library added by one line in baselines/tree_libraries.py trains and predicts through
+    its adapter alone; the Dask engine refuses it by name when the adapter has no dask_train."""
+    import types
+
+    from baselines import lgbm, tree_libraries
+    from baselines.trees import TreeModel
+    from bench.distributed.dask_gbdt import DaskTreeModel
+
+    fake = types.ModuleType("fake_tree_adapter")  # LightGBM under another name, no Dask
+    for name in ADAPTER_API:
+        setattr(fake, name, getattr(lgbm, name))
+    monkeypatch.setitem(sys.modules, "fake_tree_adapter", fake)
+    monkeypatch.setattr(tree_libraries, "LIBRARIES", tree_libraries.LIBRARIES + (
+        tree_libraries.TreeLibrary("fakegbm", "fake", "fake_tree_adapter"),))
+    model = TreeModel(library="fakegbm", mode="ctr")
+    model.fit(dataclasses.replace(tiny_data, test=None),
+              FitContext(seed=0, threads=1, profile=tiny_profile, progress=False))
+    same = _fit("lgbm_ctr", tiny_data, tiny_profile)
+    assert model.info["ctr_rounds"] == same.info["ctr_rounds"] > 0
+    np.testing.assert_array_equal(model.predict(tiny_data.test)["ctr"],
+                                  same.predict(tiny_data.test)["ctr"])
+    with pytest.raises(ValueError, match="cannot train tree library 'fakegbm'"):
+        DaskTreeModel(library="fakegbm", mode="ctr", encoding="count")
+    with pytest.raises(ValueError, match="no compiled path for tree library 'fakegbm'"):
+        model.compile()

@@ -122,7 +122,7 @@ def test_torchrun_two_ranks_match_one_process(tiny_data, tiny_raw_dir, tiny_prof
 
 def test_lightgbm_best_round_chosen_afterwards_equals_early_stopping():
     lightgbm = pytest.importorskip("lightgbm")
-    from bench.distributed.dask_gbdt import lightgbm_best_iteration
+    from baselines.lgbm import best_iteration
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 5))
@@ -134,7 +134,7 @@ def test_lightgbm_best_round_chosen_afterwards_equals_early_stopping():
         lightgbm.Dataset(X[2000:], y[2000:], reference=train)],
         callbacks=[lightgbm.early_stopping(10, verbose=False)])
     everything = lightgbm.train(params, lightgbm.Dataset(X[:2000], y[:2000]), 300)
-    best, losses = lightgbm_best_iteration(everything, X[2000:], y[2000:], patience=10)
+    best, losses = best_iteration(everything, X[2000:], y[2000:], patience=10)
     assert 1 < best < 300 and len(losses) == best + 10  # it stopped early, as LightGBM did
     assert best == stopped.best_iteration
 

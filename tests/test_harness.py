@@ -17,6 +17,14 @@ def test_registry_selects_by_glob():
         select(["nope/*"])
 
 
+def test_a_model_spec_declares_a_known_report_group():
+    assert {s.group for s in select(None)} == {"GBDT", "neural", "linear", "floor"}
+    with pytest.raises(ValueError, match="baselines/x: group 'trees' is not one of"):
+        ModelSpec("x", "baselines", "m:C", "d", group="trees")
+    with pytest.raises(TypeError, match="group"):
+        ModelSpec("x", "baselines", "m:C", "d")  # no default: never guessed
+
+
 def test_list_imports_neither_torch_nor_gbdt_libraries():
     import subprocess
     import sys
@@ -91,7 +99,8 @@ def test_a_failing_model_is_a_record_not_a_crash(tiny_data, tiny_profile, tmp_pa
     module = types.ModuleType("broken_model_for_test")
     module.Broken = _Broken
     monkeypatch.setitem(sys.modules, "broken_model_for_test", module)
-    broken = ModelSpec("broken", "baselines", "broken_model_for_test:Broken", "fails")
+    broken = ModelSpec("broken", "baselines", "broken_model_for_test:Broken", "fails",
+                       group="GBDT")
     constant = select(["baselines/constant"])[0]
     records = harness.run_suite([broken, constant], tiny_data, tiny_profile, (0,), tmp_path,
                                 threads=1, progress=False)
@@ -120,7 +129,7 @@ def test_model_never_sees_the_test_split(tiny_data, tiny_profile, tmp_path, monk
     module = types.ModuleType("spy_model_for_test")
     module.Spy = Spy
     monkeypatch.setitem(sys.modules, "spy_model_for_test", module)
-    spec = ModelSpec("spy", "baselines", "spy_model_for_test:Spy", "spy")
+    spec = ModelSpec("spy", "baselines", "spy_model_for_test:Spy", "spy", group="GBDT")
     harness.run_suite([spec], tiny_data, tiny_profile, (0,), tmp_path, 1, progress=False)
     train, valid, test = seen["fit"]
     assert test is None
@@ -294,8 +303,10 @@ def test_models_in_one_run_share_bootstrap_resamples(tiny_data, tiny_profile, tm
     module = types.ModuleType("peeking_models_for_test")
     module.Peeking, module.PeekingSquared = _Peeking, _PeekingSquared
     monkeypatch.setitem(sys.modules, "peeking_models_for_test", module)
-    specs = [ModelSpec("peek", "baselines", "peeking_models_for_test:Peeking", "p"),
-             ModelSpec("peek2", "baselines", "peeking_models_for_test:PeekingSquared", "p^2")]
+    specs = [ModelSpec("peek", "baselines", "peeking_models_for_test:Peeking", "p",
+                       group="GBDT"),
+             ModelSpec("peek2", "baselines", "peeking_models_for_test:PeekingSquared", "p^2",
+                       group="GBDT")]
     records = harness.run_suite(specs, tiny_data, tiny_profile, (0,), tmp_path, 1,
                                 progress=False)
     assert all(r["error"] is None for r in records)

@@ -29,16 +29,6 @@ def test_log_loss_equals_sklearn():
     assert metrics.log_loss(labels, probs) == pytest.approx(sk_log_loss(labels, probs))
 
 
-def test_task_rows_follow_aliccp_definitions():
-    click = np.array([1, 1, 0, 0, 1], dtype=np.int8)
-    purchase = np.array([1, 0, 0, 1, 0], dtype=np.int8)  # row 3: purchase without click
-    cvr = metrics.TASKS["cvr"]
-    assert cvr.rows(click).tolist() == [True, True, False, False, True]
-    assert metrics.TASKS["ctcvr"].labels(click, purchase).tolist() == [1, 0, 0, 0, 0]
-    assert metrics.TASKS["cvr_entire"].rows(click).all()
-    assert metrics.TASKS["ctr"].labels(click, purchase).tolist() == click.tolist()
-
-
 def test_bootstrap_with_unit_weights_reproduces_auc_and_pairs_across_models():
     rng = np.random.default_rng(2)
     n = 3000
@@ -98,13 +88,3 @@ def test_bootstrap_resamples_whole_requests_not_rows():
     low, high = metrics.percentile_interval(one_row)
     k_low, k_high = metrics.percentile_interval(metrics.bootstrap_aucs(*copied, 400, seed=6))
     assert 0.75 < (k_high - k_low) / (high - low) < 1.33
-
-
-def test_task_truth_is_the_true_probability_of_the_task_label():
-    rng = np.random.default_rng(4)
-    p_click, p_conversion = rng.uniform(0.01, 0.5, 50), rng.uniform(0.01, 0.5, 50)
-    truth = {name: task.truth(p_click, p_conversion) for name, task in metrics.TASKS.items()}
-    np.testing.assert_array_equal(truth["ctr"], p_click)
-    np.testing.assert_array_equal(truth["cvr"], p_conversion)  # given a click
-    np.testing.assert_array_equal(truth["ctcvr"], p_click * p_conversion)  # click and purchase
-    np.testing.assert_array_equal(truth["cvr_entire"], p_click * p_conversion)

@@ -94,12 +94,13 @@ class NoisyTruth:
 
 SPECS = [
     ModelSpec("lgbm_fake", "baselines", "report_fake_models:NoisyTruth", "fake GBDT",
-              {"noise": 1.5}),
+              {"noise": 1.5}, group="GBDT"),
     ModelSpec("mmoe_fake", "neural", "report_fake_models:NoisyTruth", "fake neural",
-              {"noise": 0.4}),
+              {"noise": 0.4}, group="neural"),
     ModelSpec("esmm_fake", "neural", "report_fake_models:NoisyTruth", "fake neural, as good",
-              {"noise": 0.4, "stream": 1}),
-    ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior", "floor"),
+              {"noise": 0.4, "stream": 1}, group="neural"),
+    ModelSpec("constant", "baselines", "baselines.constant:ConstantPrior", "floor",
+              group="floor"),
 ]
 
 
@@ -523,8 +524,8 @@ def test_report_command_rebuilds_and_reports_missing_folder(built, tmp_path, cap
 
 def test_crosswalk_entries_compute_what_they_claim():
     """Each entry's stated rows/label/score must be exactly what our column computes."""
-    from bench import metrics
     from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
+    from bench.tasks import TASKS
 
     rng = np.random.default_rng(0)
     click = (rng.random(400) < 0.3).astype(np.int8)
@@ -535,7 +536,7 @@ def test_crosswalk_entries_compute_what_they_claim():
     stated_labels = {"click": click, "purchase": purchase, "click_and_purchase": click & purchase}
     for entry in ENTRIES:
         assert entry.rows in ROWS and entry.label in LABELS and entry.score in SCORES
-        task = metrics.TASKS[entry.ours]
+        task = TASKS[entry.ours]
         assert task.prediction == entry.score, entry
         stated_rows = click == 1 if entry.rows == "clicked" else np.ones(len(click), bool)
         keep = dropped if entry.needs_pwc_dropped else np.ones(len(click), bool)
@@ -642,23 +643,30 @@ def test_every_verdict_line_states_choice_interval_corrected_p_and_power(built):
     assert "Resampling unit: user (field 101), rows of rare or absent users by request" in md
 
 
-def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
-    """Give the far worse fake GBDT the best validation AUC: it becomes the "best" the report
-    compares (and bolds), though its test AUC is the lowest."""
+def _rebuilt_with(run_dir, copy, change):
+    """A copy of the run folder whose records are `change(record)`, its report rebuilt."""
     import shutil
 
     from bench.report import build
 
-    run_dir, _ = built
-    copy = tmp_path / "run"
     copy.mkdir()
     shutil.copy(run_dir / "meta.json", copy / "meta.json")
     with open(copy / "results.jsonl", "w") as out:
         for record in harness.read_records(run_dir):
-            if record.get("split") == "valid" and record["model"] == "baselines/lgbm_fake":
-                record = {**record, "auc": 0.99}
-            out.write(json.dumps(record) + "\n")
+            out.write(json.dumps(change(record)) + "\n")
     build(copy)
+    return copy
+
+
+def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
+    """Give the far worse fake GBDT the best validation AUC: it becomes the "best" the report
+    compares (and bolds), though its test AUC is the lowest."""
+    def changed(record):
+        if record.get("split") == "valid" and record["model"] == "baselines/lgbm_fake":
+            return {**record, "auc": 0.99}
+        return record
+
+    copy = _rebuilt_with(built[0], tmp_path / "run", changed)
     md = (copy / "report.md").read_text()
     for line in _verdict_lines(md):
         assert "best on validation `baselines/lgbm_fake` (GBDT)" in line
@@ -729,3 +737,26 @@ def test_achievable_ceiling_from_the_data_info_reaches_the_report(built, tmp_pat
     assert "of the achievable ceiling's lift over 0.5" in md
     assert "share of achievable" in md and "Achievable ceilings: CTR " in md
     assert "| test half, achievable |" in md
+
+
+def test_groups_are_the_declared_ones_in_the_records_not_guessed_from_names(built, tmp_path):
+    """A model named like a GBDT whose records say "linear" is reported as linear."""
+    def changed(record):
+        if record["model"] == "baselines/lgbm_fake" and record["kind"] == "accuracy":
+            assert record["group"] == "GBDT"  # as its spec declares
+            return {**record, "group": "linear"}
+        return record
+
+    copy = _rebuilt_with(built[0], tmp_path / "run", changed)
+    board = (copy / "report.md").read_text().split("## Leaderboard")[1].split("###")[0]
+    row = next(x for x in board.splitlines() if x.startswith("| `baselines/lgbm_fake`"))
+    assert row.split(" | ")[1] == "linear"
+
+
+def test_records_without_a_group_take_the_registry_declaration():
+    from bench.report.results import group_of
+
+    assert group_of({"model": "baselines/lgbm_ctr", "family": "baselines"}) == "GBDT"
+    assert group_of({"model": "baselines/logreg", "family": "baselines"}) == "linear"
+    assert group_of({"model": "neural/mmoe", "family": "neural"}) == "neural"
+    assert group_of({"model": "baselines/xgb_gone", "family": "baselines"}) == "baselines"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
+    from baselines.tree_libraries import LIBRARIES
     from bench.commands.options import add_data_arguments
     from bench.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -24,13 +25,14 @@ def add_parser(sub) -> None:
     parser.add_argument("what", choices=("encodings", "latency"))
     add_data_arguments(parser)
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES))
-    parser.add_argument("--libraries", default="lightgbm,xgboost",
-                        help="encodings: tree libraries to compare (default both)")
+    parser.add_argument("--libraries", default=",".join(lib.name for lib in LIBRARIES),
+                        help="encodings: tree libraries to compare (default all)")
     parser.add_argument("--encodings",
                         help="encodings: which to measure, comma-separated (default: every "
                              "encoding of baselines/tree_features.py, the chosen default too)")
     parser.add_argument("--tasks", default="ctr,cvr,ctcvr", help="encodings: which tasks")
-    parser.add_argument("--models", nargs="+", default=["lgbm_ctr_x_cvr", "xgb_ctr_x_cvr"],
+    parser.add_argument("--models", nargs="+",
+                        default=[f"{lib.short}_ctr_x_cvr" for lib in LIBRARIES],
                         help="latency: registered tree models to time")
     parser.add_argument("--rows", default="1,100,1000", help="latency: rows per predict call")
     parser.add_argument("--repeats", type=int, default=300, help="latency: timed calls per size")
@@ -107,6 +109,7 @@ def fit_registered(name, data, profile, seed, threads):
 
 def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads) -> dict:
     from bench import metrics
+    from bench.tasks import TASKS
 
     rows = []
     for library in libraries:
@@ -117,10 +120,8 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
                 row = {"library": library, "encoding": encoding, "task": task,
                        "fit_s": round(fit_s, 2), "rounds": model.info[f"{task}_rounds"]}
                 for split in (data.valid, data.test):
-                    definition = metrics.TASKS[task]
-                    mask = definition.rows(split.click)
-                    labels = definition.labels(split.click, split.purchase)[mask]
-                    row[f"{split.name}_auc"] = metrics.auc(labels, model.predict(split)[task][mask])
+                    scored = TASKS[task].scored(split, model.predict(split))
+                    row[f"{split.name}_auc"] = metrics.auc(*scored)
                 rows.append(row)
                 _log(f"{library:9s} {encoding:18s} {task:6s} valid {row['valid_auc']:.4f} "
                      f"test {row['test_auc']:.4f} rounds {row['rounds']:4d} fit {fit_s:6.1f}s")

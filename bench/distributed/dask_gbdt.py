@@ -1,4 +1,4 @@
-"""GBDT on a Dask cluster: lightgbm.dask and xgboost.dask over partitions of the encoded cache.
+"""GBDT on a Dask cluster: each library's Dask API over partitions of the encoded cache.
 
 `DaskTreeModel` is `baselines.trees.TreeModel` with its boosters trained on a Dask cluster: the
 scheduler at `scheduler` (a real cluster), or a LocalCluster of `workers` processes. Each Dask
@@ -12,13 +12,10 @@ pass on the client (count tables are small: one number per code) and applied per
 The out-of-fold target encoding of the local models is not distributed here, so the Dask
 engine uses "count" unless told otherwise; its records say which encoding ran.
 
-Early stopping: xgboost.dask aggregates the validation metric over workers and stops early
-itself. lightgbm.dask cannot (its validation metrics are per worker, and early stopping there
-hangs or stops on one worker's slice: LightGBM issues #6351, #6963), so LightGBM trains the full
-`max_rounds` and the best iteration is chosen afterwards on the client, on the validation
-split (all of it, as the local models), by the same rule as
-lightgbm.early_stopping (stop after `early_stopping` rounds without a lower log loss), and the
-model is cut there.
+Training and early stopping on the cluster are the library adapter's `dask_train`
+(baselines/tree_libraries.py): xgboost.dask stops early itself; lightgbm.dask cannot, so the
+LightGBM adapter picks the best round afterwards on the client, on every validation row of the
+task (`task_features`), as the local models stop.
 """
 
 from __future__ import annotations
@@ -36,10 +33,10 @@ from baselines.tree_features import (
     Lookup,
     TreeFeatures,
     field_codes,
-    task_rows_and_labels,
 )
 from baselines.trees import TreeModel
 from bench.data import schema
+from bench.tasks import TASKS
 
 # Local-cluster workers inherit this: OpenMP threads that spin while they wait starve the
 # other worker's LightGBM socket exchange when workers share cores (measured: a 2-worker
@@ -104,7 +101,7 @@ def partition_features(folder: str, split_name: str, start: int, stop: int,
                        encoder: TreeFeatures, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of one task's rows among rows start:stop of a cached split."""
     split = _open_cache(folder).splits[split_name].slice_rows(start, stop, own_requests=False)
-    rows, labels = task_rows_and_labels(split, task)
+    rows, labels = TASKS[task].rows_and_labels(split)
     return encoder.transform(split.take(rows)), labels.astype(np.float64)
 
 
@@ -163,7 +160,7 @@ def dask_task_arrays(client, folder: str, split, split_name: str, encoder_future
     click = split.click
     blocks_x, blocks_y, futures = [], [], []
     for i, (start, stop) in enumerate(_bounds(len(split), len(workers), partition_rows)):
-        n = (stop - start) if task != "cvr" else int(np.count_nonzero(click[start:stop]))
+        n = int(np.count_nonzero(click[start:stop])) if TASKS[task].clicked_only else stop - start
         where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
         part = client.submit(partition_features, folder, split_name, start, stop,
                              encoder_future, task, **where)
@@ -177,42 +174,23 @@ def dask_task_arrays(client, folder: str, split, split_name: str, encoder_future
     return da.concatenate(blocks_x), da.concatenate(blocks_y), futures
 
 
-def lightgbm_best_iteration(booster, X_valid, y_valid, patience: int) -> tuple[int, list]:
-    """Best number of trees by lightgbm.early_stopping's rule, from per-tree raw scores."""
-    from bench.metrics import log_loss
-
-    raw = np.zeros(len(y_valid))
-    best, best_loss, losses = 0, np.inf, []
-    for i in range(booster.num_trees()):
-        raw += booster.predict(X_valid, raw_score=True, start_iteration=i, num_iteration=1)
-        loss = log_loss(y_valid, 1.0 / (1.0 + np.exp(-raw)))
-        losses.append(loss)
-        if loss < best_loss:
-            best, best_loss = i + 1, loss
-        elif i + 1 - best >= patience:
-            break
-    return max(best, 1), losses
-
-
-def _lightgbm_params(budget: TreeBudget, seed: int, threads: int) -> dict:
-    from baselines import lgbm
-
-    params = lgbm.params(budget, seed, threads)
-    for local_only in ("num_threads", "seed", "verbosity", "metric"):
-        params.pop(local_only)
-    # Threads: lightgbm.dask uses each worker's own thread count.
-    return {**params, "n_estimators": budget.max_rounds,
-            "random_state": seed, "verbose": -1}
+def task_features(split, task: str, encoder: TreeFeatures):
+    """(features, or None without rows; labels) of the task's rows of `split`, on the client."""
+    rows, labels = TASKS[task].rows_and_labels(split)
+    return (encoder.transform(split.take(rows)) if len(rows) else None), labels
 
 
 class DaskTreeModel(TreeModel):
-    """A registered tree model trained with lightgbm.dask / xgboost.dask."""
+    """A registered tree model trained with its library's Dask API (the adapter's dask_train)."""
 
     def __init__(self, library: str = "lightgbm", mode: str = "ctr_x_cvr",
                  config: str = "default", encoding: str | None = None,
                  scheduler: str | None = None, workers: int = 2,
                  partition_rows: int = PARTITION_ROWS):
         super().__init__(library, mode, config, encoding or DEFAULT_ENCODING)
+        if not hasattr(self.lib, "dask_train"):
+            raise ValueError(f"the Dask engine cannot train tree library {library!r}: its "
+                             "adapter has no dask_train (baselines/tree_libraries.py)")
         if self.encoding not in DISTRIBUTED_ENCODINGS:
             raise ValueError(f"the Dask engine supports encodings {DISTRIBUTED_ENCODINGS}, "
                              f"not {self.encoding!r}")
@@ -239,7 +217,7 @@ class DaskTreeModel(TreeModel):
             self.encoders[task] = fit_count_encoder(train, data.vocab_sizes, self.encoding,
                                                     ctx.seed)
         encoder = self.encoders[task]
-        rows, labels = task_rows_and_labels(train, task)
+        rows, labels = TASKS[task].rows_and_labels(train)
         self.info[f"{task}_train_rows"] = int(len(rows))
         self.info[f"{task}_n_features"] = len(encoder.names)
         if len(rows) < 2 or labels.min() == labels.max():
@@ -256,54 +234,10 @@ class DaskTreeModel(TreeModel):
                                             self.partition_rows)
         held = [f for name in arrays for f in arrays[name][2]]
         arrays = {name: value[:2] for name, value in arrays.items()}
-        if self.library == "lightgbm":
-            booster = self._train_lightgbm(arrays, data.valid, task, encoder, budget, ctx)
-        else:
-            booster = self._train_xgboost(arrays, encoder, budget, ctx)
+        valid_on_client = functools.partial(task_features, data.valid, task, encoder)
+        booster, info = self.lib.dask_train(client, arrays, valid_on_client, encoder.names,
+                                            encoder.categorical, budget, ctx.seed, ctx.threads)
+        self.info.update({f"{task}_{key}": value for key, value in info.items()})
         del arrays, held, encoder_future  # the partitions and the encoder are released
         self.boosters[task] = booster
         self.info[f"{task}_rounds"] = int(self.lib.n_rounds(booster))
-
-    def _train_lightgbm(self, arrays, valid, task, encoder, budget, ctx):
-        import lightgbm
-
-        X, y = arrays["train"]
-        model = lightgbm.DaskLGBMClassifier(client=self.client,
-                                            **_lightgbm_params(budget, ctx.seed, ctx.threads))
-        model.fit(X, y, feature_name=encoder.names, categorical_feature=encoder.categorical)
-        booster = model.to_local().booster_
-        # On the client: every validation row of the task, as the local models.
-        valid_rows, valid_labels = task_rows_and_labels(valid, task)
-        self.info[f"{task}_valid_rows"] = int(len(valid_rows))
-        if len(valid_rows) == 0:
-            return booster
-        X_valid = encoder.transform(valid.take(valid_rows))
-        best, losses = lightgbm_best_iteration(booster, X_valid, valid_labels,
-                                               budget.early_stopping)
-        self.info[f"{task}_rounds_trained"] = booster.num_trees()
-        return lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
-
-    def _train_xgboost(self, arrays, encoder, budget, ctx):
-        import xgboost
-        from xgboost import dask as xgb_dask
-
-        from baselines import xgb
-
-        types = ["c" if j in set(encoder.categorical) else "q" for j in range(len(encoder.names))]
-
-        def matrix(X, y):
-            return xgb_dask.DaskDMatrix(self.client, X, y, feature_names=encoder.names,
-                                        feature_types=types, enable_categorical=True)
-
-        dtrain = matrix(*arrays["train"])
-        evals, stopping = [], None
-        if arrays["valid"][0].shape[0]:
-            evals, stopping = [(matrix(*arrays["valid"]), "valid")], budget.early_stopping
-        output = xgb_dask.train(self.client, xgb.params(budget, ctx.seed, ctx.threads), dtrain,
-                                num_boost_round=budget.max_rounds, evals=evals,
-                                early_stopping_rounds=stopping, verbose_eval=False)
-        booster: xgboost.Booster = output["booster"]
-        if stopping is not None:
-            booster = booster[: booster.best_iteration + 1]
-        booster.set_param({"nthread": 1})
-        return booster

@@ -36,7 +36,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from neural.trainer import OUTPUT_KEYS, NeuralRanker, Trainer
+from bench.tasks import MAIN_TASKS
+from neural.trainer import NeuralRanker, Trainer
 
 ENGINE = "torchrun"
 
@@ -152,15 +153,15 @@ class DdpNeuralRanker(NeuralRanker):
         rank, size = world()
         start, stop = shard_bounds(len(split), rank, size)
         mine = super().score_split(split.slice_rows(start, stop, own_requests=False))
-        stacked = torch.from_numpy(np.stack([mine[k] for k in OUTPUT_KEYS], axis=1))
+        stacked = torch.from_numpy(np.stack([mine[k] for k in MAIN_TASKS], axis=1))
         rows = [shard_bounds(len(split), r, size) for r in range(size)]
-        padded = torch.zeros((max(b - a for a, b in rows), len(OUTPUT_KEYS)),
+        padded = torch.zeros((max(b - a for a, b in rows), len(MAIN_TASKS)),
                              dtype=stacked.dtype)
         padded[: len(stacked)] = stacked
         parts = [torch.zeros_like(padded) for _ in range(size)]
         dist.all_gather(parts, padded)
         merged = torch.cat([p[: b - a] for p, (a, b) in zip(parts, rows)]).numpy()
-        return {key: merged[:, j] for j, key in enumerate(OUTPUT_KEYS)}
+        return {key: merged[:, j] for j, key in enumerate(MAIN_TASKS)}
 
 
 # ---------------------------------------------------------------- the launcher

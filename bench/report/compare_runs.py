@@ -15,7 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from bench.report import fmt
-from bench.report.results import TASK_ORDER, Run, load_run, paired_interval
+from bench.report.results import Run, load_run, paired_interval
+from bench.tasks import TASK_ORDER
 
 
 @dataclass

@@ -15,12 +15,10 @@ from bench.report import fmt
 from bench.report.render import Figure, Table
 from bench.report.results import (
     LATENCY_CANDIDATES,
-    MAIN_TASKS,
-    TASK_ORDER,
-    TASK_TITLES,
     ModelResult,
     Run,
 )
+from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS
 
 GROUP_COLORS = {"GBDT": "#1f77b4", "neural": "#d62728", "linear": "#2ca02c",
                 "floor": "#7f7f7f"}
@@ -133,7 +131,7 @@ def auc_per_model(run: Run, order: list[ModelResult]) -> Figure:
             ax.legend(loc="lower right", fontsize=7)
         ax.set_yticks(y)
         ax.set_yticklabels([m.model for m in order] if i % n_cols == 0 else [], fontsize=8)
-        ax.set_title(TASK_TITLES[task], fontsize=9)
+        ax.set_title(TASKS[task].title, fontsize=9)
         ax.set_xlabel("AUC (mean over seeds, 95% CI)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
@@ -209,7 +207,7 @@ def auc_vs_latency(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.interval(result.ci_low, result.ci_high),
                          "yes" if key in front else ""])
         _log_scale(ax, "x")
-        _style(ax, TASK_TITLES[task], None, "AUC (95% CI)")
+        _style(ax, TASKS[task].title, None, "AUC (95% CI)")
     figure.supxlabel(label, fontsize=9)
     _suptitle(figure, run, "Accuracy against serving cost")
     path = _save(figure, run, "auc_vs_latency.png")
@@ -310,7 +308,7 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
                          fmt.auc(result.auc_per_seed[0]),
                          fmt.interval(low, high), str(len(fpr)),
                          " ".join(f"{f:.2f}:{t:.3f}" for f, t in list(zip(fpr, tpr))[::10])])
-        _style(ax, TASK_TITLES[task], "false positive rate", "true positive rate")
+        _style(ax, TASKS[task].title, "false positive rate", "true positive rate")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=6)
     _suptitle(figure, run, f"ROC curves, best model of each group (seed {first_seed})")
@@ -351,7 +349,7 @@ def reliability(run: Run, order: list[ModelResult]) -> Figure:
             _log_scale(ax, "x")
             _log_scale(ax, "y")
             ax.legend(loc="upper left", fontsize=6)
-        _style(ax, TASK_TITLES[task].replace(" AUC", ""), "mean predicted probability (log)",
+        _style(ax, TASKS[task].title.replace(" AUC", ""), "mean predicted probability (log)",
                "observed rate (log)")
     _suptitle(figure, run, f"Reliability, best model of each group (seed {first_seed})")
     path = _save(figure, run, "reliability.png")

@@ -11,7 +11,6 @@ paired); the rules are bench.stats'. Test records are measured; validation recor
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,33 +18,26 @@ import numpy as np
 
 from bench import stats
 from bench.atomic import read_json
+from bench.tasks import TASK_ORDER
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
-TASK_ORDER = ("ctr", "cvr", "ctcvr", "cvr_entire")
-MAIN_TASKS = ("ctr", "cvr", "ctcvr")
-TASK_TITLES = {"ctr": "CTR AUC", "cvr": "CVR AUC (clicked)", "ctcvr": "CTCVR AUC",
-               "cvr_entire": "purchase AUC, entire space (pCVR)"}
 LATENCY_CANDIDATES = 1000
 REQUIRED_ACCURACY_FIELDS = ("model", "seed", "task", "auc")
 REQUIRED_LATENCY_FIELDS = ("model", "n_candidates", "p50_ms")
 
-# Model groups the summary compares. The registry's families are "baselines" and "neural";
-# within baselines, GBDT models are told apart from the linear and constant floors by name.
-_GBDT_NAMES = re.compile(r"lgbm|lightgbm|xgb|xgboost|gbdt|gbm|catboost")
-_LINEAR_NAMES = re.compile(r"logreg|logistic|linear|^lr\b|^lr_|_lr$")
 
+def group_of(record: dict) -> str:
+    """The report group the model's spec declares (bench.registry.GROUPS), as its records say;
+    for records written before they said it, the registry's declaration, else the family."""
+    if record.get("group"):
+        return record["group"]
+    from bench.registry import get
 
-def group_of(family: str | None, name: str) -> str:
-    if family == "neural":
-        return "neural"
-    if name == "constant":
-        return "floor"
-    if _GBDT_NAMES.search(name):
-        return "GBDT"
-    if _LINEAR_NAMES.search(name):
-        return "linear"
-    return family or "other"
+    try:
+        return get(record["model"]).group
+    except KeyError:
+        return record.get("family") or "other"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -294,7 +286,7 @@ def load_run(run_dir: str | Path) -> Run:
         name = first.get("name") or key.split("/", 1)[-1]
         models.append(ModelResult(
             model=key, family=first.get("family"), name=name,
-            group=group_of(first.get("family"), name), seeds=sorted(per_seed),
+            group=group_of(first), seeds=sorted(per_seed),
             tasks=tasks, train_s=_mean(r.get("train_s") for r in per_seed.values()),
             train_s_std=_std(r.get("train_s") for r in per_seed.values()),
             predict_ms_per_1k=_mean(predict), n_params=first.get("n_params"),

@@ -9,20 +9,17 @@ from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
 from bench.report.render import Bullets, Details, Heading, Para, Table
 from bench.report.results import (
     LATENCY_CANDIDATES,
-    MAIN_TASKS,
-    TASK_ORDER,
-    TASK_TITLES,
     ModelResult,
     Run,
 )
 from bench.report.verdict_sections import (
     NOT_SIGNIFICANT,
-    SHORT_TASK,
     seed_words,
     significance_table,
     unit_words,
     verdict_sentence,
 )
+from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS
 
 # Ali-CCP's real label counts (shared/ALICCP.md, full scans), shown beside synthetic rates.
 ALICCP_REAL = {"train": {"rows": 42_300_135, "clicks": 1_644_256, "conversions": 8_802},
@@ -238,8 +235,8 @@ def leaderboard(run: Run) -> list:
     best_train = _best_key(order, lambda m: m.train_s, lower=True, skip_floor=True)
     best_latency = _best_key(order, lambda m: m.latency["p50_ms"] if m.latency else None,
                              lower=True, skip_floor=True)
-    header_row = (["model", "group"] + [TASK_TITLES[t] for t in tasks]
-                  + [f"{SHORT_TASK[t]} log loss" for t in MAIN_TASKS]
+    header_row = (["model", "group"] + [TASKS[t].title for t in tasks]
+                  + [f"{TASKS[t].short} log loss" for t in MAIN_TASKS]
                   + ["train time", f"latency @{LATENCY_CANDIDATES:,} cand., p50 (p99) ms",
                      "params"])
     rows = []
@@ -272,7 +269,7 @@ def leaderboard(run: Run) -> list:
         f"{NOT_SIGNIFICANT}: the bold model is **not** significantly better than the runner-up "
         f"chosen on validation (paired test, {stats.CORRECTION}-corrected over every hypothesis "
         "of this report; see the next table). Columns without a test "
-        f"({', '.join(SHORT_TASK[t] for t in tasks if t not in MAIN_TASKS) or 'none'}) carry "
+        f"({', '.join(TASKS[t].short for t in tasks if t not in MAIN_TASKS) or 'none'}) carry "
         "no mark.",
         "(constant output): the model does not model this task and outputs a training prior "
         "(its `prediction_how` says so), e.g. a single-task model's other outputs. "
@@ -353,16 +350,16 @@ def oracle_gaps(run: Run) -> list:
                 fmt.DASH if share is None else f"{100 * share:.0f}%"]
 
     rows = [[f"`{m.model}`"] + [c for t in tasks for c in cells(m, t)] for m in order]
-    header = ["model"] + [h for t in tasks for h in (f"{SHORT_TASK[t]} oracle gap",
-                                                      f"{SHORT_TASK[t]} share of achievable")]
-    missing = [SHORT_TASK[t] for t in tasks if ceiling[t] is None]
+    header = ["model"] + [h for t in tasks for h in (f"{TASKS[t].short} oracle gap",
+                                                      f"{TASKS[t].short} share of achievable")]
+    missing = [TASKS[t].short for t in tasks if ceiling[t] is None]
     return blocks + [
         Para("Oracle gap: oracle AUC minus the model's AUC (mean over seeds) on the same test "
              "rows. Share of achievable: the model's lift over 0.5 as a share of the achievable "
              "ceiling's (100% = all that can be learnt from what a model observes). Oracle AUCs "
-             "here: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(first[t].oracle_auc)}"
+             "here: " + "; ".join(f"{TASKS[t].short} {fmt.auc(first[t].oracle_auc)}"
                                   for t in tasks)
-             + ". Achievable ceilings: " + "; ".join(f"{SHORT_TASK[t]} {fmt.auc(ceiling[t])}"
+             + ". Achievable ceilings: " + "; ".join(f"{TASKS[t].short} {fmt.auc(ceiling[t])}"
                                                       for t in tasks) + "."
              + (f" No ceiling for {', '.join(missing)}: the data's info has none for these "
                 "rows (older data, another row rule, or not a main task)." if missing else "")),
@@ -396,9 +393,9 @@ def calibration(run: Run) -> list:
              "user seen fewer than --min-count times in train shares that code, so they cannot "
              "be told apart) and absent users are left out; the share of the task's rows that "
              "took part is in brackets. Means over seeds."),
-        Table(["model"] + [f"{SHORT_TASK[t]} predicted / observed (mean predicted); "
+        Table(["model"] + [f"{TASKS[t].short} predicted / observed (mean predicted); "
                            f"observed {fmt.pct(observed.get(t), 3)}" for t in MAIN_TASKS]
-              + [f"{SHORT_TASK[t]} GAUC (rows used)" for t in MAIN_TASKS], rows,
+              + [f"{TASKS[t].short} GAUC (rows used)" for t in MAIN_TASKS], rows,
               id="calibration-table")]
 
 
@@ -536,10 +533,9 @@ def definitions(run: Run) -> list:
         for t, r in m.tasks.items():
             if r.definition:
                 defs.setdefault(t, r.definition)
-    items = [f"`{t}` ({TASK_TITLES[t]}): {defs[t]}." for t in TASK_ORDER if t in defs]
-    items.append("Groups: `neural` is the registry's neural family; within `baselines`, GBDT "
-                 "models (LightGBM, XGBoost) are told apart from the linear and constant "
-                 "(`floor`) baselines by name.")
+    items = [f"`{t}` ({TASKS[t].title}): {defs[t]}." for t in TASK_ORDER if t in defs]
+    items.append("Groups: each model's registry entry declares its group (`GBDT`, `neural`, "
+                 "`linear`, or `floor`: the constant training prior), and its records carry it.")
     return [Heading(2, "Definitions", "definitions"), Bullets(items)]
 
 
@@ -623,7 +619,7 @@ def summary(run: Run) -> list:
         top = hypotheses.by_choice(have, task, on)[0]
         result = top.tasks[task]
         low, high = result.ci_low, result.ci_high
-        text = (f"**{SHORT_TASK[task]}**: best on {on} `{top.model}` ({top.group}), test AUC "
+        text = (f"**{TASKS[task].short}**: best on {on} `{top.model}` ({top.group}), test AUC "
                 f"{fmt.auc(result.auc)} (95% CI {fmt.interval(low, high)})"
                 f"{_headroom(run, task, result)}.")
         if result.n_positives is not None and result.n_positives < FEW_POSITIVES:

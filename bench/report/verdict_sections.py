@@ -9,11 +9,10 @@ from bench import stats
 from bench.report import fmt
 from bench.report import verdicts as hypotheses
 from bench.report.render import Bullets, Heading, Para, Table
-from bench.report.results import TASK_ORDER, Run
+from bench.report.results import Run
+from bench.tasks import TASK_ORDER, TASKS
 
 NOT_SIGNIFICANT = "†"
-SHORT_TASK = {"ctr": "CTR", "cvr": "CVR (clicked)", "ctcvr": "CTCVR",
-              "cvr_entire": "purchase, entire space"}
 
 
 def seed_words(run: Run) -> str:
@@ -37,7 +36,7 @@ def _user_shares(run: Run) -> str:
     if not shares:
         return ""
     return "; rows resampled by user: " + ", ".join(
-        f"{SHORT_TASK[t]} {fmt.pct(shares[t], 0)}" for t in TASK_ORDER if t in shares)
+        f"{TASKS[t].short} {fmt.pct(shares[t], 0)}" for t in TASK_ORDER if t in shares)
 
 
 def _p(p) -> str:
@@ -95,7 +94,7 @@ def significance_table(run: Run, verdicts: list) -> list:
             v.too_small_to_see]
         if v.too_small_to_see and v.significant:
             below = "yes, seen nonetheless"
-        rows.append([SHORT_TASK[v.task], " and ".join(v.kinds),
+        rows.append([TASKS[v.task].short, " and ".join(v.kinds),
                      f"`{v.a.model}` ({fmt.auc(v.a.valid_auc.get(v.task))})",
                      f"`{v.b.model}` ({fmt.auc(v.b.valid_auc.get(v.task))})",
                      ", ".join(f"`{m}`" for m in v.same_as_a) or fmt.DASH,
@@ -161,7 +160,7 @@ def protocol(run: Run) -> list:
         blocks.append(Table(
             ["task", "pairs", "median standard error", "df", "smallest detectable difference",
              "seed variance included"],
-            [[SHORT_TASK[t], str(d["pairs"]), fmt.num(d["se"], 5),
+            [[TASKS[t].short, str(d["pairs"]), fmt.num(d["se"], 5),
               "∞" if d["df"] == float("inf") else f"{d['df']:.1f}", fmt.num(d["detectable"]),
               "yes" if d["seeds_included"] else "**no** (one seed)"]
              for t, d in detect.items()], "lrrrrl", id="detectable-table"))

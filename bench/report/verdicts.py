@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench import stats
-from bench.report.results import MAIN_TASKS, ModelResult, Run, same_scores
+from bench.report.results import ModelResult, Run, same_scores
+from bench.tasks import MAIN_TASKS
 
 BEST = "best vs runner-up"
 GROUPS = "best of group vs best of group"

@@ -19,17 +19,16 @@ pCTCVR over all rows, pCVR over clicked rows (as the CVR AUC is).
 
 from __future__ import annotations
 
+from bench.tasks import MAIN_TASKS, TASKS
 from neural.layers import Tower
 from neural.network import RankingNet, bce
-
-TASK_ORDER = ("ctr", "cvr", "ctcvr")
 
 
 class WeightedLoss(RankingNet):
     CALIBRATE_ON_TRAIN = True
     OUTPUTS_HOW = {task: f"the one weighted-LR score x (train {task.upper()} rate / mean "
-                         f"train score{' on clicked rows' if task == 'cvr' else ''}), "
-                         "clipped to 1" for task in TASK_ORDER}
+                         f"train score{' on clicked rows' if TASKS[task].clicked_only else ''}), "
+                         "clipped to 1" for task in MAIN_TASKS}
 
     def __init__(self, layout, config, priors, purchase_weight: str | float = "balanced"):
         super().__init__(layout, config, priors)
@@ -50,13 +49,13 @@ class WeightedLoss(RankingNet):
         logit = self.tower(x)
         s = logit.sigmoid()
         out = {"score_logit": logit}
-        for index, task in enumerate(TASK_ORDER):
+        for index, task in enumerate(MAIN_TASKS):
             out[task] = (s * self.scale[index]).clamp(max=1.0)
         return out
 
     def calibrate(self, train_means):
         """Rescale each output so that its train mean (CVR: over clicked rows) is the rate."""
-        for index, task in enumerate(TASK_ORDER):
+        for index, task in enumerate(MAIN_TASKS):
             if train_means[task] > 0:  # outputs are s x scale: one multiplicative correction
                 self.scale[index] *= float(self.prior[index]) / train_means[task]
 
