@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.tasks import priors_of
+from ccp.tasks import priors_of
 
 
 class ConstantPrior:

@@ -132,7 +132,7 @@ def _dask_params(budget: TreeBudget, seed: int, threads: int) -> dict:
 
 def best_iteration(booster, X_valid, y_valid, patience: int) -> tuple[int, list]:
     """Best number of trees by lightgbm.early_stopping's rule, from per-tree raw scores."""
-    from bench.metrics import log_loss
+    from ccp.metrics import log_loss
 
     raw = np.zeros(len(y_valid))
     best, best_loss, losses = 0, np.inf, []

@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
-from bench.data import schema
-from bench.tasks import MAIN_TASKS, TASKS
+from ccp.data import schema
+from ccp.tasks import MAIN_TASKS, TASKS
 
 
 def one_hot(split, vocab_sizes: dict[str, int]):

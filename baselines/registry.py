@@ -1,7 +1,7 @@
 """Non-neural models. Names are `baselines/<name>`; classes are imported only when built."""
 
 from baselines.tree_libraries import LIBRARIES
-from bench.registry import ModelSpec
+from ccp.model import ModelSpec
 
 TREES = "baselines.trees:TreeModel"
 TREE_MODES = {

@@ -4,14 +4,14 @@ Trees (LightGBM and XGBoost alike, through the shared budget of baselines/tree_b
 learning rate, leaves, minimum hessian per leaf (XGBoost's min_child_weight), column and row
 sampling, L2, and the feature encoding (baselines/tree_features.py). Rounds and early stopping
 stay the profile's: the search changes how a forest learns, not how long it may. The ranges
-hold each default (bench/profiles.py), which is always the study's first trial.
+hold each default (ccp/profiles.py), which is always the study's first trial.
 The logistic floor: its inverse regularisation strength C.
 """
 
 from __future__ import annotations
 
 from baselines.tree_features import ENCODINGS
-from bench.search_space import Param
+from ccp.search_space import Param
 
 TREES = (
     Param("gbdt_learning_rate", "profile", 0.01, 0.3, log=True),

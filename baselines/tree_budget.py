@@ -1,7 +1,7 @@
 """The one GBDT budget LightGBM and XGBoost share, so neither library is favoured.
 
 Rounds, early stopping, learning rate, leaves, bins, column sampling, L2 and the minimum
-hessian per leaf come from the run's profile (bench/profiles.py `gbdt_*`). Both libraries grow
+hessian per leaf come from the run's profile (ccp/profiles.py `gbdt_*`). Both libraries grow
 leaf-wise to `num_leaves` leaves (XGBoost: grow_policy=lossguide, max_leaves, no depth limit),
 bin features into `max_bin` bins, sample `feature_fraction` of the columns per tree, stop when
 the validation log loss (or AUC: `gbdt_stopping_metric`) of the model's own task has not

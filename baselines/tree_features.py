@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
-from bench import stats
-from bench.data import schema
+from ccp import stats
+from ccp.data import schema
 
 LOW_CARDINALITY = ("121", "122", "124", "125", "126", "127", "128", "129", "301")
 HIGH_CARDINALITY = ("101", "205", "206", "207", "216", "508", "509", "702", "853", "210")
@@ -166,7 +166,7 @@ class TreeFeatures:
                     counts[seen == schema.CODE_MISSING] = np.nan
                 self.count_tables[name] = Lookup(seen, counts, 0.0)
         # Folds of whole requests; the processed CSV form has no request key, so there they
-        # are rebuilt from the user-side fields (bench.stats.request_groups), not rows.
+        # are rebuilt from the user-side fields (ccp.stats.request_groups), not rows.
         requests = stats.request_groups(train)[0][rows] if self.uses_target else None
         return self._fit_target(keys, rows, labels, requests) if self.uses_target else {}
 

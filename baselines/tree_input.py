@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.data.chunks import chunk_bounds
+from ccp.data.chunks import chunk_bounds
 
 
 class ChunkedFeatures:

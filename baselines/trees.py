@@ -32,7 +32,7 @@ import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines import tree_libraries
 from baselines.tree_budget import TreeBudget
 from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures
-from bench.tasks import MAIN_TASKS, TASKS, priors_of
+from ccp.tasks import MAIN_TASKS, TASKS, priors_of
 
 MODES = {"ctr": ("ctr",), "cvr": ("cvr",), "ctcvr": ("ctcvr",), "ctr_x_cvr": ("ctr", "cvr")}
 OUTPUTS_HOW = {
@@ -214,7 +214,7 @@ class TreeModel:
                 "cvr": np.minimum(1.0, p / max(prior["ctr"], 1e-12)), "ctcvr": p}
 
     def predict(self, split) -> dict[str, np.ndarray]:
-        from bench.data.chunks import chunk_bounds, chunk_rows_for
+        from ccp.data.chunks import chunk_bounds, chunk_rows_for
 
         rows = chunk_rows_for(split, 0)  # a memory-mapped or long split: chunk by chunk
         if not rows:
@@ -234,7 +234,7 @@ def _features(encoder: TreeFeatures, split, rows: np.ndarray, oof: dict):
     """The fitted encoder's features of `split`'s `rows`: one matrix, or for a memory-mapped or
     long split a ChunkedFeatures the libraries read a chunk at a time (baselines/tree_input.py).
     `oof`: the rows' out-of-fold target encodings (train), empty otherwise."""
-    from bench.data.chunks import chunk_rows_for
+    from ccp.data.chunks import chunk_rows_for
 
     chunk_rows = chunk_rows_for(split, 0)
     if chunk_rows and len(rows) > chunk_rows:

@@ -21,7 +21,7 @@ import baselines.openmp  # noqa: F401  (before lightgbm/xgboost/sklearn load)
 from baselines.tree_budget import TreeBudget
 from baselines.tree_features import DEFAULT_ENCODING, TreeFeatures
 from baselines.trees import INPUTS
-from bench.tasks import TASKS
+from ccp.tasks import TASKS
 
 LABELS = ("ctr", "ctcvr")  # the forest's two outputs, in order
 

@@ -43,9 +43,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_PATH = REPO_ROOT / "reports" / "accuracy_baseline.json"
-SYNTH_PROFILE = "tiny"  # bench/data/synth.py: ~20k train, ~10k valid, ~10k test impressions
+SYNTH_PROFILE = "tiny"  # ccp/data/synth.py: ~20k train, ~10k valid, ~10k test impressions
 DATA_SEED = 0
-PROFILE = "tiny"  # bench/profiles.py: the budgets of the tests
+PROFILE = "tiny"  # ccp/profiles.py: the budgets of the tests
 # The gate compares AUCs only; the request-level bootstrap of each record is not used.
 PROFILE_OVERRIDES = {"n_bootstrap": "1"}
 # One thread: on a shared, oversubscribed machine two OpenMP threads spin at every barrier
@@ -82,7 +82,7 @@ def tolerance(sd: float, k: int, m: int, sd_multiple: float, floor: float = FLOO
 
 
 def gate_profile():
-    from bench.profiles import get_profile
+    from ccp.profiles import get_profile
 
     return get_profile(PROFILE).with_overrides(PROFILE_OVERRIDES)
 
@@ -96,7 +96,7 @@ def _profile_fields() -> dict:
 def gate_data():
     """The tiny synthetic data set, generated afresh and loaded in memory (once per process:
     every model and seed is fitted on the same rows)."""
-    from bench.data.loader import load_generated
+    from ccp.data.loader import load_generated
 
     return load_generated(SYNTH_PROFILE, DATA_SEED)
 
@@ -264,7 +264,7 @@ def check(path: Path = BASELINE_PATH, models=None, progress: bool = True) -> int
              if models is None or e["model"] in chosen}
     if baseline.get("profile") not in (None, _profile_fields()):
         print("note: the tiny profile's budgets differ from the baseline's; a change beyond "
-              "the tolerance may come from that (bench/profiles.py)")
+              "the tolerance may come from that (ccp/profiles.py)")
     aucs, errors = measure(specs, data, baseline["check_seeds"], progress)
     now = {k: _mean(v) for k, v in aucs.items()}
     failing = drops(gated, now)

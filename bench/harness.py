@@ -2,7 +2,7 @@
 
 The harness owns everything a model could otherwise do differently: seeding, thread limits,
 timing (fit and predict timed apart, data loading excluded), and evaluation on the exact row
-sets of bench.tasks. A model that fails becomes a record with its error; the run goes on.
+sets of ccp.tasks. A model that fails becomes a record with its error; the run goes on.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import metrics, stats
-from bench.model import FitContext, check_outputs, seed_everything
-from bench.tasks import MAIN_TASKS, TASKS
-from bench.timing import Stopwatch
+from ccp import metrics, stats
+from ccp.model import FitContext, check_outputs, seed_everything
+from ccp.tasks import MAIN_TASKS, TASKS
+from ccp.timing import Stopwatch
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -127,7 +127,7 @@ def trim_for_resume(run_dir: Path) -> frozenset:
     """Before --resume appends: remove a cut last line and the records of pairs cut between
     their task lines (they run again), rewriting the file atomically; return the complete
     (model, seed) pairs, which need not run again."""
-    from bench import atomic
+    from ccp import atomic
 
     path = Path(run_dir) / RESULTS_FILE
     if not path.exists():
@@ -152,8 +152,8 @@ def trim_for_resume(run_dir: Path) -> frozenset:
 
 def evaluate(outputs: dict[str, np.ndarray], split, fingerprint: str, n_bootstrap: int,
              tasks=tuple(TASKS), split_name: str = "test") -> dict[str, dict]:
-    """Metric fields per task, each on the rows bench.tasks defines for it. Intervals
-    resample bench.stats' unit; n_bootstrap 0 (the validation split, which only chooses
+    """Metric fields per task, each on the rows ccp.tasks defines for it. Intervals
+    resample ccp.stats' unit; n_bootstrap 0 (the validation split, which only chooses
     models) skips the bootstrap and the secondary metrics."""
     results = {}
     for name in tasks:
@@ -208,7 +208,7 @@ GAUC_RULE = ("per-user AUC (field 101) weighted by the user's rows; users with o
 
 def _secondary_metrics(labels, scores, split, rows) -> dict:
     """GAUC, calibration and ROC points: what the report shows beside the AUC."""
-    from bench.data.schema import CODE_RARE
+    from ccp.data.schema import CODE_RARE
 
     users = split.user_codes[split.request[rows], 0]
     known = users > CODE_RARE
@@ -238,7 +238,7 @@ def _nan_to_none(record: dict) -> dict:
 
 def train_rows_of(train, profile):
     """The train split every model of a run fits on (profile.max_train_rows; 0 = all rows)."""
-    from bench.data.split import capped_rows
+    from ccp.data.split import capped_rows
 
     rows = capped_rows(train.request_key, np.asarray(train.request),
                        getattr(profile, "max_train_rows", 0))
@@ -248,7 +248,7 @@ def train_rows_of(train, profile):
 def fit_model(spec, fit_view, profile, seed: int, threads: int, progress: bool = True,
               extra: dict | None = None, config: dict | None = None, on_validation=None):
     """The one way a model is fitted (run_one, tuning, `fitted`'s callers, the gbdt command):
-    seeded, threads limited, fit timed (bench.timing).
+    seeded, threads limited, fit timed (ccp.timing).
 
     fit_view holds train and validation only (test None). config: a tuned configuration
     (bench.tuned_config), its settings split by target: "model" (constructor keywords),
@@ -313,7 +313,7 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
             with Stopwatch() as watch:
                 outputs = model.predict(data.test)
             predict_s = watch.wall_s
-            # Validation scores choose the report's "best" models (bench.stats); untimed.
+            # Validation scores choose the report's "best" models (ccp.stats); untimed.
             valid_outputs = check_outputs(model.predict(data.valid), len(data.valid))
         base["workers"] = getattr(model, "workers", workers)
         outputs = check_outputs(outputs, len(data.test))

@@ -21,7 +21,7 @@ machine's load falls on all of them alike. Repeats run until
 both a minimum count and a time budget are met (or a maximum count is reached), so p99 rests
 on several samples. Threads are pinned with threadpoolctl and `torch.set_num_threads`
 (`pinned_threads`). The clock, the pause of garbage collection and the percentiles are
-bench.timing's, as for every measurement of the project.
+ccp.timing's, as for every measurement of the project.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.data import schema
-from bench.data.dataset import Split
-from bench.tasks import MAIN_TASKS
-from bench.timing import clock, paused_gc, pinned_threads, summary_ms
+from ccp.data import schema
+from ccp.data.dataset import Split
+from ccp.tasks import MAIN_TASKS
+from ccp.timing import clock, paused_gc, pinned_threads, summary_ms
 
 # Dense columns that depend on the user only (behaviour-list weights and lengths).
 USER_DENSE_COLUMNS = np.array([i for i, name in enumerate(schema.DENSE_FEATURES)
@@ -197,7 +197,7 @@ def serving_paths(model) -> dict:
     """Every way this model can score a request: {path name: split -> outputs dict}.
 
     "library" is the model's own `predict`. A GBDT model that exposes `predict_fast` adds
-    "compiled"; a neural model adds what `neural.serving` can build for it (imported only for
+    "compiled"; a neural model adds what `neural.serving_paths` can build for it (imported only for
     neural models, so that a GBDT run never imports torch).
     """
     paths = {"library": model.predict}
@@ -222,12 +222,12 @@ def reduced_precision_paths(model) -> frozenset[str]:
 
 
 def _family_serving(model):
-    """The serving module of the model's family (neural.serving), or None; imported only for
-    neural models, so that a GBDT run never imports torch."""
+    """The serving paths module of the model's family (neural.serving_paths), or None; imported
+    only for neural models, so that a GBDT run never imports torch."""
     if type(model).__module__.split(".")[0] == "neural":
-        from neural import serving
+        from neural import serving_paths
 
-        return serving
+        return serving_paths
     return None
 
 

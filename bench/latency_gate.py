@@ -13,9 +13,9 @@ they fail again. The table is printed either way.
 Gated: small, fast-to-train models (the constant prior, a small LightGBM, a small MMoE on
 its exact paths: library, eager, request_shared, projected, compiled) and the request
 assembly, at N = 100 and 1,000 candidates, at one thread, trained on the project's tiny
-synthetic data set (`gate_data`: bench.data.synth, generated afresh in a temporary folder,
+synthetic data set (`gate_data`: ccp.data.synth, generated afresh in a temporary folder,
 seconds). Their sizes are fixed here; a size change shows in the table as a changed parameter
-count. The samples are taken by bench.timing (`sample_s`, `robust_s`).
+count. The samples are taken by ccp.timing (`sample_s`, `robust_s`).
 
 Update the baseline on purpose (a model or path got faster or slower for a reason you accept;
 it stores the median of three measurements):
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.dataset import Dataset
-from bench.timing import calls_per_sample, pinned_threads, robust_s, sample_s
+from ccp.data.dataset import Dataset
+from ccp.timing import calls_per_sample, pinned_threads, robust_s, sample_s
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE_PATH = REPO_ROOT / "reports" / "latency_baseline.json"
@@ -68,14 +68,14 @@ PROFILE_OVERRIDES = {"gbdt_max_rounds": "40", "gbdt_early_stopping": "1000",
 # ---- the data: the project's tiny synthetic data set, generated afresh ----
 
 def gate_data(seed: int = GATE_SEED) -> Dataset:
-    """bench.data.synth's tiny profile (about 20,000 train, 10,000 validation and 10,000 test
+    """ccp.data.synth's tiny profile (about 20,000 train, 10,000 validation and 10,000 test
     impressions), generated into a temporary folder: the same every time, seconds."""
-    from bench.data.loader import load_generated
+    from ccp.data.loader import load_generated
 
     return load_generated(SYNTH_PROFILE, seed)
 
 
-# ---- the reference kernel (the timing is bench.timing's) ----
+# ---- the reference kernel (the timing is ccp.timing's) ----
 
 _REF = np.random.default_rng(1)
 _REF_A = _REF.standard_normal((192, 192), dtype=np.float32)
@@ -115,8 +115,8 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
     gated = GATED if gated is None else gated
     from bench.harness import fitted
     from bench.latency import assemble, plan_requests, serving_paths
-    from bench.profiles import get_profile
     from bench.registry import all_specs
+    from ccp.profiles import get_profile
 
     data = gate_data()
     profile = get_profile("tiny").with_overrides(PROFILE_OVERRIDES)

@@ -32,10 +32,10 @@ def new_run_dir(name: str) -> Path:
 
 
 def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -> Path:
-    """The run folder, held by this process until it exits (bench.folder_lock.claim): a second
+    """The run folder, held by this process until it exits (ccp.folder_lock.claim): a second
     run given the same --out stops with an error naming the first's PID."""
-    from bench.folder_lock import claim
     from bench.harness import META_FILE, RESULTS_FILE
+    from ccp.folder_lock import claim
 
     run_dir = new_run_dir(name) if out is None else Path(out)
     claim(run_dir)

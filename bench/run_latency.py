@@ -91,7 +91,7 @@ class RunLatency:
 
     def __call__(self, spec, seed: int, model) -> None:
         from bench.harness import append_record, bench_version, utc_now
-        from bench.timing import Stopwatch
+        from ccp.timing import Stopwatch
 
         if spec.key in self.measured:
             return

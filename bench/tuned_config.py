@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.atomic import read_json
+from ccp.atomic import read_json
 
 TUNED_ROOT = Path(__file__).resolve().parents[1] / "tuned"
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
 """Equal hyperparameter search for every trainable model (`python -m bench tune`).
 
-Per model, one Optuna study over its declared space (bench/search_space.py):
+Per model, one Optuna study over its declared space (ccp/search_space.py):
 - the same number of trials for every model; trial 0 is always the model's defaults, so the
   history says what tuning gained over them on validation;
 - TPE, seeded, after STARTUP_TRIALS random trials; successive halving (reduction factor 3)
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import metrics
-from bench.model import check_outputs
-from bench.search_space import space_digest, space_for, split_by_target
-from bench.tasks import MAIN_TASKS, TASKS
+from ccp import metrics
+from ccp.model import check_outputs
+from ccp.search_space import space_digest, space_for, split_by_target
+from ccp.tasks import MAIN_TASKS, TASKS
 
 DEFAULT_TRIALS = 12
 STARTUP_TRIALS = 4
@@ -52,7 +52,7 @@ def default_storage(dataset: str, profile: str) -> str:
 
 
 def validation_score(outputs: dict, valid, constant_outputs=()) -> tuple[float, dict]:
-    """(mean AUC, AUC per task) on the validation rows bench.tasks defines for each task."""
+    """(mean AUC, AUC per task) on the validation rows ccp.tasks defines for each task."""
     aucs = {}
     for name in MAIN_TASKS:
         task = TASKS[name]

@@ -18,11 +18,20 @@ terms (one per task; AITM's calibrator and ESCM2's counterfactual risk count as 
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 from torch import nn
 
 from neural.config import parse_loss_weights
-from neural.network import sum_terms
+from neural.distributed import ranks
+
+
+def sum_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Terms added left to right, as `a + b + c` (no leading 0: the same float operations)."""
+    return functools.reduce(operator.add, terms.values())
+
 
 BALANCERS = ("none", "fixed", "uncertainty", "gradnorm", "pcgrad")
 
@@ -143,12 +152,6 @@ def project_conflicts(grads: list[torch.Tensor], order: list[list[int]]) -> list
                 g -= dot / grads[j].square().sum() * grads[j]
         projected.append(g)
     return projected
-
-
-def ranks() -> int:
-    """Processes of a distributed fit (torchrun), 1 in one process."""
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_world_size() if distributed else 1
 
 
 class PCGrad(nn.Module):

@@ -2,7 +2,7 @@
 
 One dataclass, so that every model in the zoo has the same embedding size, MLP sizes and
 optimiser unless its paper says otherwise (a model file then says so where it departs).
-Budgets that every family shares (epochs, patience, batch size) live in bench.profiles.
+Budgets that every family shares (epochs, patience, batch size) live in ccp.profiles.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from bench.ranges import apply_overrides, check_fields, setting
+from ccp.ranges import apply_overrides, check_fields, setting
 
 # Up to this many embedding rows a dense table gradient is cheaper than touched-rows updates.
 DENSE_TABLE_MAX_ROWS = 150_000

@@ -6,7 +6,7 @@ rows (the usual feature-cross hashing of CTR models). A pair's code:
 
     0 (CODE_MISSING)  either side is absent on the line;
     1 (CODE_RARE)     either side is a rare id, or the pair occurs in fewer than `min_count`
-                      train impressions (the encoder's rule for single ids, bench/data/encode.py),
+                      train impressions (the encoder's rule for single ids, ccp/data/encode.py),
                       so a pair unseen in train reads "no history", not another pair's bucket;
     2 + bucket        otherwise: bucket = hash(user code, item code) mod `buckets`
                       (pandas.util.hash_array of (user << 32) | item, a fixed 64-bit mix).
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.data import schema
+from ccp.data import schema
 
 CROSSES = (("101", "206"), ("101", "207"), ("101", "216"))
 CROSS_FIELDS = tuple(f"{user}x{item}" for user, item in CROSSES)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neural.balancing import ranks
+from neural.distributed import ranks
 
 MIN_WEIGHT = 1e-4  # a weight's floor before renormalising: weights stay positive
 

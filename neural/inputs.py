@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import schema
+from ccp.data import schema
 from neural.crosses import CROSS_FIELDS, CrossIds
 
 # Field order inside the user block; the impression block's is FieldLayout.item_fields.

@@ -10,15 +10,14 @@ loss on a product pCTR x pCVR is computed from the two logits (`product_bce`).
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.tasks import MAIN_TASKS
+from ccp.tasks import MAIN_TASKS
+from neural.balancing import sum_terms
 from neural.config import NeuralConfig
 from neural.inputs import Batch, FeatureEmbedding, FieldLayout
 
@@ -73,7 +72,9 @@ class RankingNet(nn.Module):
         """The objective: the terms' sum, or the balancer's weighting of them (PCGrad's is the
         sum; it changes the gradients, neural/balancing.py)."""
         terms = self.loss_terms(out, batch)
-        return sum_terms(terms) if self.balancer is None else self.balancer.combine(terms)
+        if self.balancer is None:
+            return sum_terms(terms)
+        return self.balancer.combine(terms)
 
     def calibrate(self, train_means: dict[str, float]) -> None:
         """Adjust output constants from the fitted network's mean outputs on train."""
@@ -82,11 +83,6 @@ class RankingNet(nn.Module):
     def prior_like(self, task: str, like: torch.Tensor) -> torch.Tensor:
         index = MAIN_TASKS.index(task)
         return self.prior[index].expand_as(like)
-
-
-def sum_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Terms added left to right, as `a + b + c` (no leading 0: the same float operations)."""
-    return functools.reduce(operator.add, terms.values())
 
 
 def from_logits(**logits: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import schema
+from ccp.data import schema
 from neural.inputs import USER_FIELDS
 from neural.serving import RequestInput, RequestScorer, SplitWeights, _numpy
 

@@ -5,8 +5,8 @@ variants are the same class with other parameters, not copies. `dnn_ctr_x_cvr` i
 registered models fitted apart (neural/models/dnn_ctr_x_cvr.py).
 """
 
-from bench.registry import ModelSpec
-from bench.search_space import Param
+from ccp.model import ModelSpec
+from ccp.search_space import Param
 
 RANKER = "neural.trainer:NeuralRanker"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.timing import time_calls
+from ccp.timing import time_calls
 
 PEAK_SIZE = 1024  # square float32 matmul timed for the peak (2 GFLOP a call)
 _PEAK: dict[int, float] = {}

@@ -7,14 +7,14 @@ model's balancer knob (fixed weights, GradNorm's alpha). A model's own knobs (we
 purchase weight, AITM's calibrator weight, ESCM²'s regulariser weight, ...) are declared on its
 spec in neural/registry.py. Epochs and
 patience stay the profile's. The ranges hold each default (neural/config.py,
-bench/profiles.py), which is always the study's first trial.
+ccp/profiles.py), which is always the study's first trial.
 
 Imports no torch: listing spaces stays instant.
 """
 
 from __future__ import annotations
 
-from bench.search_space import Param
+from ccp.search_space import Param
 
 SHARED = (
     Param("learning_rate", "neural", 1e-4, 1e-2, log=True),

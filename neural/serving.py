@@ -36,14 +36,13 @@ says so; nothing is assumed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import schema
-from bench.tasks import MAIN_TASKS, TASKS
+from ccp.data import schema
+from ccp.tasks import MAIN_TASKS
 from neural.inputs import USER_FIELDS, Batch, FieldLayout, TensorSplit
 
 _USER_DENSE = [i for i, name in enumerate(schema.DENSE_FEATURES)
@@ -322,74 +321,7 @@ class OnnxScorer:
             raise ValueError("the compiled path scores one request at a time")
         with torch.inference_mode():
             user, item, _ = self.scorer.parts(self.scorer.batch(split))
-        # The thread count being measured is torch's (bench.timing.pinned_threads sets it).
+        # The thread count being measured is torch's (ccp.timing.pinned_threads sets it).
         session = self.session(user, item, torch.get_num_threads())
         scores = session.run(None, {"user": user.numpy(), "item": item.numpy()})[0]
         return {k: scores[:, i].astype(np.float64) for i, k in enumerate(MAIN_TASKS)}
-
-
-REDUCED_PRECISION = ("int8", "bf16")  # paths whose scores differ from eager
-
-
-def auc_change(model, split, path: str = "int8") -> dict[str, float]:
-    """Test AUCs of a reduced-precision path and their change from the library's predict."""
-    from bench.metrics import auc
-
-    if path not in REDUCED_PRECISION:
-        raise ValueError(f"auc_change is for {REDUCED_PRECISION}, not {path!r}")
-    library = model.predict(split)
-    reduced = _whole_split(model, int8=path == "int8", bf16=path == "bf16")(split)
-    fields = {}
-    for task in MAIN_TASKS:
-        labels, before_scores = TASKS[task].scored(split, library)
-        before = auc(labels, before_scores)
-        after = auc(*TASKS[task].scored(split, reduced))
-        fields[f"auc_{task}"] = after
-        fields[f"auc_change_{task}"] = after - before
-    return fields
-
-
-def _projected(model):
-    """neural.projected's path, or a path that fails with the reason it could not be built."""
-    from neural.projected import ProjectedScorer
-
-    try:
-        return ProjectedScorer(model)
-    except Exception as error:  # recorded by bench.latency as the path's error, not a crash
-        def failed(split, error=error):
-            raise RuntimeError(f"projected path not built: {error}") from error
-        return failed
-
-
-def _composed(model, paths: dict) -> Callable:
-    """One path of a model made of fitted parts (`parts`, `compose`: neural/dnn_ctr_x_cvr)
-    from the same path of each part ({task: path}), composed as its predict composes them."""
-    return lambda split: model.compose({task: path(split) for task, path in paths.items()})
-
-
-def _whole_split(model, **precision) -> Callable:
-    """The request-shared path over whole splits, at the given precision."""
-    parts = getattr(model, "parts", None)
-    if parts is None:
-        return RequestScorer(model, **precision).predict
-    return _composed(model, {task: RequestScorer(part, **precision).predict
-                             for task, part in parts.items()})
-
-
-def serving_paths(model) -> dict:
-    """The neural paths for bench.latency ("compiled" only where onnxruntime is installed)."""
-    parts = getattr(model, "parts", None)
-    if parts is not None:
-        per_part = {task: serving_paths(part) for task, part in parts.items()}
-        return {name: _composed(model, {task: paths[name] for task, paths in per_part.items()})
-                for name in per_part["ctr"] if all(name in p for p in per_part.values())}
-    scorer = RequestScorer(model)
-    paths = {"eager_per_candidate": scorer.per_candidate, "eager": scorer.eager,
-             "request_shared": scorer.shared, "projected": _projected(model)}
-    try:
-        paths["compiled"] = OnnxScorer(scorer)
-    except ImportError:
-        pass  # onnxruntime not installed: the path is left out, not faked
-    paths["int8"] = RequestScorer(model, int8=True).shared
-    paths["bf16"] = RequestScorer(model, bf16=True).shared
-    return paths

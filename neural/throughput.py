@@ -5,7 +5,7 @@ loss, backward, optimiser steps); data loading and tensor conversion come before
 starts, and validation is not included. Reports wall-clock samples/s and, because the
 benchmark machine may be shared, also samples per second of process CPU time divided by the
 thread count (what the run would reach with its cores to itself, if threads never idle) and
-the load average around the measurement. The clock is bench.timing's `Stopwatch`.
+the load average around the measurement. The clock is ccp.timing's `Stopwatch`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from bench.timing import Stopwatch
+from ccp.timing import Stopwatch
 from neural.config import NeuralConfig
 from neural.inputs import TensorSplit
 from neural.trainer import NeuralRanker, Trainer, layout_for, priors_of, setup_torch

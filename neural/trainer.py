@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import torch
 
-from bench.tasks import MAIN_TASKS, TASKS, priors_of
-from bench.timing import Stopwatch
+from ccp.tasks import MAIN_TASKS, TASKS, priors_of
+from ccp.timing import Stopwatch
 from neural import balancing
 from neural.config import NeuralConfig
 from neural.crosses import CrossIds
@@ -38,7 +38,7 @@ def layout_for(data, config: NeuralConfig) -> FieldLayout:
     (pairs rare in train go to the rare code under the data's own min_count)."""
     crosses = None
     if config.cross_ids:
-        from bench.data.encode import PrepSettings
+        from ccp.data.encode import PrepSettings
 
         settings = data.info.get("settings") or {}
         crosses = CrossIds.fit(data.train, settings.get("min_count", PrepSettings.min_count))
@@ -228,7 +228,7 @@ class NeuralRanker:
 
     def chunks_of(self, split) -> list[tuple[int, int]] | None:
         """Row ranges to process one at a time, or None for the whole split in memory."""
-        from bench.data.chunks import chunk_bounds, chunk_rows_for
+        from ccp.data.chunks import chunk_bounds, chunk_rows_for
 
         rows = chunk_rows_for(split, self.chunk_rows)
         return chunk_bounds(len(split), rows) if rows else None

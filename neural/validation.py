@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.metrics import auc
-from bench.tasks import MAIN_TASKS, TASKS
+from ccp.metrics import auc
+from ccp.tasks import MAIN_TASKS, TASKS
 from neural.inputs import Batch, TensorSplit
 
 
@@ -43,7 +43,7 @@ def predict_tensors(network, data: TensorSplit | list[Batch],
 
 def validation_aucs(outputs: dict[str, np.ndarray], split, tasks,
                     weights: np.ndarray | None = None) -> dict[str, float]:
-    """AUC per task on the rows bench.tasks defines (CVR on clicked rows), with row weights
+    """AUC per task on the rows ccp.tasks defines (CVR on clicked rows), with row weights
     where the rows are a weighted sample (`check_rows`)."""
     weights = np.ones(len(split)) if weights is None else weights
     return {task: auc(*TASKS[task].scored(split, outputs), weights[TASKS[task].rows(split.click)])

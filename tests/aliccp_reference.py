@@ -1,8 +1,8 @@
 """A plain, slow, line-by-line reading of Ali-CCP files: the reference the generated-input
 tests compare the project's readers and encoders with.
 
-Written from shared/ALICCP.md and the rules the readers document (bench/data/raw/,
-bench/data/processed_csv.py, bench/data/encode.py), not from their code: one Python loop per
+Written from shared/ALICCP.md and the rules the readers document (ccp/data/raw/,
+ccp/data/processed_csv.py, ccp/data/encode.py), not from their code: one Python loop per
 line and per triple, exact decimal arithmetic for values, no numpy vectorisation.
 """
 
@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from bench.data import schema
+from ccp.data import schema
 
 MAX_DIGITS = 18
 UINT = re.compile(rb"[0-9]{1,18}")

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from bench.data.loader import SAMPLE_DIR_CANDIDATES
+from ccp.data.loader import SAMPLE_DIR_CANDIDATES
 
 try:  # registers and loads the Hypothesis profiles (HYPOTHESIS_PROFILE=slow for thousands)
     import hypothesis_profiles  # noqa: F401
@@ -21,7 +21,7 @@ def _have(module: str) -> bool:
         return False
 
 
-HAVE_SYNTH = _have("bench.data.synth") and _have("bench.data.raw")
+HAVE_SYNTH = _have("ccp.data.synth") and _have("ccp.data.raw")
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def sample_dir():
 @pytest.fixture(scope="session")
 def sample_data(sample_dir):
     """The 200 real processed rows; min_count 1 so that ids get their own codes."""
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     return load("aliccp-csv", sample_dir, min_count=1, progress=False)
 
@@ -44,20 +44,20 @@ def sample_data(sample_dir):
 def tiny_raw_dir(tmp_path_factory):
     if not HAVE_SYNTH:
         pytest.skip("synthetic generator or raw reader not available")
-    from bench.data.loader import ensure_synthetic
+    from ccp.data.loader import ensure_synthetic
 
     return ensure_synthetic("tiny", 0, tmp_path_factory.mktemp("tiny") / "raw", progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_raw_dir):
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     return load("synthetic", tiny_raw_dir, synth_profile="tiny", seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_profile():
-    from bench.profiles import get_profile
+    from ccp.profiles import get_profile
 
     return get_profile("tiny")

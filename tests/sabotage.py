@@ -11,7 +11,7 @@ def shuffle_purchases_in_fit(monkeypatch, model_key: str, seed: int = 0) -> None
     """The registered model `model_key` (only it: neural models share one class) fits on train
     purchases shuffled among the clicked rows: its CVR, and what it derives from its CVR, learns
     noise; clicks stay as they were."""
-    from bench.registry import ModelSpec
+    from ccp.model import ModelSpec
 
     honest_build = ModelSpec.build
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.data import raw, schema
-from bench.data.raw import blocks, line_rules
+from ccp.data import raw, schema
+from ccp.data.raw import blocks, line_rules
 
 KEY = "0123456789abcdef"
 OTHER_KEY = "fedcba9876543210"

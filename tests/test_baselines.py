@@ -18,9 +18,9 @@ from baselines.tree_features import (
 )
 from baselines.tree_libraries import LIBRARIES, adapter
 from bench.harness import fitted
-from bench.model import FitContext
 from bench.registry import get
-from bench.tasks import TASKS
+from ccp.model import FitContext
+from ccp.tasks import TASKS
 
 _FITTED = {}
 
@@ -121,7 +121,7 @@ def test_processed_csv_form_folds_do_not_leak_request_mates_labels_either(tiny_d
 
 
 def _auc(labels, scores):
-    from bench.metrics import auc
+    from ccp.metrics import auc
 
     return auc(labels, scores)
 
@@ -317,11 +317,11 @@ def test_chunked_input_trains_the_same_forest_as_one_matrix(library, tiny_data, 
     """Out of core, a forest's input is assembled a chunk at a time (LightGBM Sequence,
     XGBoost QuantileDMatrix) from the same features. On tiny every train row is in LightGBM's
     bin sample and XGBoost's sketch is exact, so the forests are the same: equal predictions."""
-    import bench.data.chunks
+    import ccp.data.chunks
 
     short = library.short
     whole = _fit(f"{short}_ctr_x_cvr", tiny_data, tiny_profile)
-    monkeypatch.setattr(bench.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
+    monkeypatch.setattr(ccp.data.chunks, "AUTO_CHUNK_ROWS", 4096)  # tiny: ~5 chunks
     # not _fit's cache: that is the whole fit
     chunked = fitted(get(f"{short}_ctr_x_cvr"), tiny_data, tiny_profile, 0, threads=1)
     assert whole.info["ctr_input"] == "ndarray" and chunked.info["ctr_input"] == "ChunkedFeatures"

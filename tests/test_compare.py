@@ -61,8 +61,8 @@ def test_json_and_html_carry_the_same_rows(runs, tmp_path, capsys):
 
 
 def test_the_interval_is_the_reports_paired_difference(runs):
-    from bench import stats
     from bench.report.results import load_run
+    from ccp import stats
 
     a, b = runs
     row = next(r for r in compare_runs(a, b).rows

@@ -37,7 +37,7 @@ TASKS = ("ctr", "cvr", "ctcvr")
 @pytest.fixture(scope="module")
 def cached_tiny(tiny_data, tiny_raw_dir):
     """The tiny data set from its memory-mapped encoded cache (what the workers read)."""
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     return load("synthetic", tiny_raw_dir, synth_profile="tiny", seed=0, progress=False,
                 out_of_core=True)
@@ -55,7 +55,7 @@ def test_dask_gbdt_on_two_workers_matches_one_process(cached_tiny, tiny_profile)
     pytest.importorskip("xgboost")
     from baselines.trees import TreeModel
     from bench.distributed import dask_gbdt
-    from bench.model import FitContext
+    from ccp.model import FitContext
 
     fit_view = dataclasses.replace(cached_tiny, test=None)
     ctx = FitContext(seed=0, threads=1, profile=tiny_profile, progress=False)
@@ -93,7 +93,7 @@ def test_dask_engine_rejects_models_it_cannot_train():
 
 def test_torchrun_two_ranks_match_one_process(tiny_data, tiny_raw_dir, tiny_profile, tmp_path):
     pytest.importorskip("torch")
-    from bench.model import FitContext
+    from ccp.model import FitContext
     from neural.trainer import NeuralRanker
 
     out = tmp_path / "ddp"
@@ -148,7 +148,7 @@ def test_ddp_averages_touched_rows_when_auto_resolves_to_rows(tiny_data, tiny_pr
 
     import neural.config
     from bench.distributed import ddp_neural
-    from bench.model import FitContext
+    from ccp.model import FitContext
 
     monkeypatch.setattr(neural.config, "DENSE_TABLE_MAX_ROWS", 0)  # the tiny table is "over"
     reduced = []

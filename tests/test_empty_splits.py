@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from bench.data.loader import SAMPLE_DIR_CANDIDATES, EmptySplitError, load
+from ccp.data.loader import SAMPLE_DIR_CANDIDATES, EmptySplitError, load
 
 SAMPLE = next((d for d in SAMPLE_DIR_CANDIDATES if d.exists()), None)
 pytestmark = pytest.mark.skipif(SAMPLE is None, reason="the shipped Ali-CCP sample is absent")

@@ -1,8 +1,8 @@
 import numpy as np
 
-from bench.data import schema
-from bench.data.dataset import Ragged
-from bench.data.vocabulary import Vocabulary
+from ccp.data import schema
+from ccp.data.dataset import Ragged
+from ccp.data.vocabulary import Vocabulary
 
 
 def test_vocabulary_keeps_ids_seen_min_count_times_and_reserves_codes():

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis_profiles import examples
 from test_generated_raw import FEATURE_IDS, VALUE_TEXTS, line_ends
 
-from bench.data.processed_csv import SPLIT_FILES
-from bench.data.raw import RawFormatError
+from ccp.data.processed_csv import SPLIT_FILES
+from ccp.data.raw import RawFormatError
 
 SPLITS = ("train", "valid", "test")
 UNKNOWN_COLUMNS = ("row_id", "D999", "note")
@@ -71,7 +71,7 @@ def reference_read(data_dir: Path) -> dict[str, ref.ProcessedFile]:
 
 
 def load_quietly(data_dir: Path, **options):
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown columns are ignored with a warning

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
-from bench.data import raw, schema
-from bench.data.raw import RawFormatError
+from ccp.data import raw, schema
+from ccp.data.raw import RawFormatError
 
 # ---------------------------------------------------------------- generating valid files
 
@@ -164,9 +164,9 @@ def check_dataset(data, expected: dict[str, ref.RawFile], min_count: int, keep_p
        boms=st.frozensets(st.sampled_from(file_order())))
 def test_valid_files_load_as_the_reference_reads_them(files, ends, block, workers, min_count,
                                                       keep_pwc, batch_rows, boms):
-    from bench.data import stream_encode
-    from bench.data.encode import PrepSettings
-    from bench.data.loader import load
+    from ccp.data import stream_encode
+    from ccp.data.encode import PrepSettings
+    from ccp.data.loader import load
 
     ends = {name: ends.get(name, ("\n", "\n")) for name in files}
     with tempfile.TemporaryDirectory() as tmp:

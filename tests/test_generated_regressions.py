@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bench.data import raw, schema
+from ccp.data import raw, schema
 
 
 def write_raw(data_dir, files: dict[str, str]):
@@ -39,9 +39,9 @@ def test_processed_csv_lone_carriage_return_is_a_bad_character_of_its_line(tmp_p
     took it for a line break, so lenient reading counted an "empty line", kept the rest of the
     line as a row, and numbered every later line one too high. It is now, as in the raw
     reader, a bad character of its own physical line, named with its column."""
-    from bench.data.loader import load
-    from bench.data.processed_csv import EXPECTED_COLUMNS, SPLIT_FILES
-    from bench.data.raw import RawFormatError
+    from ccp.data.loader import load
+    from ccp.data.processed_csv import EXPECTED_COLUMNS, SPLIT_FILES
+    from ccp.data.raw import RawFormatError
 
     header = ",".join(EXPECTED_COLUMNS)
     row = ",".join(["0"] * 25 + ["1.0"] * 8)
@@ -66,7 +66,7 @@ def test_mean_weight_of_equal_weights_is_that_weight(tmp_path):
     1: the float32 running sum made the 59-weight mean differ in its last bits, the min-max
     scaling fitted on train turned that into a span of 8.5e-22, and the two requests got
     dense values 0 and 1 for the same mean weight. Sums now accumulate in float64."""
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     key_a, key_b = "0000000000000000", "71E54E891d33A22C"
     triple = "109_14\x020\x0391.e-16"

@@ -7,7 +7,8 @@ from sklearn.metrics import roc_auc_score
 
 from bench import harness
 from bench.cli import main
-from bench.registry import ModelSpec, select
+from bench.registry import select
+from ccp.model import ModelSpec
 
 
 def test_registry_selects_by_glob():
@@ -212,7 +213,7 @@ def test_each_task_is_scored_with_its_own_prediction_on_its_own_rows(tiny_data):
 
 def test_gauc_groups_by_user_across_requests(tiny_data):
     """GAUC against a plain loop over users; most scored users here span several requests."""
-    from bench.data.schema import CODE_RARE
+    from ccp.data.schema import CODE_RARE
 
     test = tiny_data.test
     outputs = _peeking_outputs(test)

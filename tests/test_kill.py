@@ -27,8 +27,8 @@ MODELS = ["baselines/constant", "baselines/logreg", "baselines/lgbm_ctr"]
 def reference(tiny_raw_dir, tmp_path_factory):
     """An uninterrupted conversion and out-of-core encoding of a copy of the tiny raw files,
     with how long each took here."""
-    from bench.data import raw
-    from bench.data.loader import load
+    from ccp.data import raw
+    from ccp.data.loader import load
 
     folder = copy_raw(tiny_raw_dir, tmp_path_factory.mktemp("reference") / "raw")
     started = time.perf_counter()
@@ -155,7 +155,7 @@ def test_a_record_appended_after_a_cut_line_stays_whole(tmp_path, capsys):
 
 
 def test_the_next_load_removes_what_killed_processes_left(reference, tmp_path, capsys):
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     folder = copy_raw(reference["raw"], tmp_path / "raw", with_cache=reference["converted"])
     cache = folder / "cache"

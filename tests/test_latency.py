@@ -11,7 +11,6 @@ import pytest
 
 from bench import harness
 from bench.cli import main
-from bench.data import schema
 from bench.latency import (
     USER_DENSE_COLUMNS,
     assemble,
@@ -19,6 +18,7 @@ from bench.latency import (
     plan_requests,
     time_request,
 )
+from ccp.data import schema
 
 RECORD_KEYS = {"kind", "model", "family", "dataset", "fingerprint", "n_candidates", "threads",
                "path", "p50_ms", "p99_ms", "mean_ms", "candidates_per_s", "assembly_p50_ms",

@@ -117,11 +117,11 @@ def test_a_new_neural_path_is_picked_up_without_an_edit(sample_dir, sample_data,
     """The candidates come from the family's serving code: a path added there (here one that
     wraps request_shared) is screened and, when it is the only fast equal one, chosen."""
     pytest.importorskip("torch")
-    import neural.serving
+    import neural.serving_paths
     from bench.harness import fitted
     from bench.registry import get
 
-    plain = neural.serving.serving_paths
+    plain = neural.serving_paths.serving_paths
 
     def with_new_path(model):
         paths = plain(model)
@@ -131,7 +131,7 @@ def test_a_new_neural_path_is_picked_up_without_an_edit(sample_dir, sample_data,
     def _fails(split):
         raise RuntimeError("left out for this test")
 
-    monkeypatch.setattr(neural.serving, "serving_paths", with_new_path)
+    monkeypatch.setattr(neural.serving_paths, "serving_paths", with_new_path)
     model = fitted(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1,
                    extra={"embedding_dim": "4", "mlp_dims": "8,4"})
     from bench.latency import serving_paths

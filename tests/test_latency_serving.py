@@ -34,7 +34,7 @@ def fitted(tiny_data, tiny_profile):
                                  "neural/dnn_ctr_x_cvr"])
 def test_request_shared_and_compiled_equal_the_plain_forward(key, fitted, tiny_data):
     """dnn_ctr_x_cvr: each path of its two networks, composed as its predict composes them."""
-    from neural.serving import serving_paths
+    from neural.serving_paths import serving_paths
 
     model = fitted(key, SMALL)
     paths = serving_paths(model)
@@ -144,7 +144,7 @@ def _have(module: str) -> bool:
                                             ("neural/dnn_ctr_x_cvr", "int8")])
 def test_reduced_precision_auc_change_is_measured_on_the_test_split(key, precision, fitted,
                                                                     tiny_data):
-    from neural.serving import auc_change
+    from neural.serving_paths import auc_change
 
     change = auc_change(fitted(key, SMALL), tiny_data.test, precision)
     assert set(change) == {f"auc_{t}" for t in ("ctr", "cvr", "ctcvr")} | {
@@ -162,7 +162,7 @@ def _neural_keys() -> list[str]:
 def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_data):
     """The projected tables and the probed first layers give the model's own scores."""
     from neural.projected import ProjectedScorer
-    from neural.serving import serving_paths
+    from neural.serving_paths import serving_paths
 
     model = fitted(key, SMALL)
     # A model of fitted parts (dnn_ctr_x_cvr) serves each part's projected path, composed.
@@ -181,7 +181,7 @@ def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_
 def test_cross_ids_are_scored_on_the_candidate_side_of_every_path(cross_ids, fitted, tiny_data):
     """With and without the user x item cross ids (item-side fields), every exact path gives
     the library's scores."""
-    from neural.serving import serving_paths
+    from neural.serving_paths import serving_paths
 
     model = fitted("neural/mmoe", {**SMALL, "cross_ids": cross_ids})
     assert (model.layout.crosses is not None) == cross_ids

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bench.latency import BLOCK, SETTLE_S, plan_requests, time_requests
-from bench.timing import pinned_threads
+from ccp.timing import pinned_threads
 
 torch = pytest.importorskip("torch")
 

@@ -1,4 +1,4 @@
-"""bench.timing and bench.memory, the one home of every measurement's clock and memory reads."""
+"""ccp.timing and ccp.memory, the one home of every measurement's clock and memory reads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from bench import memory, timing
+from ccp import memory, timing
 
 
 def test_time_calls_times_each_call_after_untimed_warm_up():

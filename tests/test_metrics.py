@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from bench import metrics
+from ccp import metrics
 
 
 @pytest.mark.parametrize("seed", range(5))

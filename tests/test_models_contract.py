@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bench import harness
-from bench.model import check_outputs
 from bench.registry import all_specs
+from ccp.model import check_outputs
 
 SPECS = all_specs()
 IDS = [s.key for s in SPECS]

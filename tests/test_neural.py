@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bench.data import schema  # noqa: E402
-from bench.data.dataset import Dataset, Ragged, Split  # noqa: E402
 from bench.harness import fitted  # noqa: E402
-from bench.model import check_outputs  # noqa: E402
+from ccp.data import schema  # noqa: E402
+from ccp.data.dataset import Dataset, Ragged, Split  # noqa: E402
+from ccp.model import check_outputs  # noqa: E402
 from neural.config import NeuralConfig  # noqa: E402
 from neural.inputs import Bags, FeatureEmbedding, FieldLayout, TensorSplit  # noqa: E402
 from neural.registry import SPECS  # noqa: E402
@@ -82,7 +82,7 @@ def batch_of(split, pooling="mean"):
 
 
 def fit(spec, data, seed=0, profile=None, **config):
-    from bench.profiles import get_profile
+    from ccp.profiles import get_profile
 
     return fitted(spec, data, get_profile("tiny").with_overrides(profile or {}), seed,
                   threads=1, extra={**TINY, **config})
@@ -226,7 +226,7 @@ def test_chunked_training_checks_alike(random_data):
 
 def test_check_plan_in_steps():
     """small: 196 steps per epoch of all rows; dnn_cvr's clicked rows take 10 per epoch."""
-    from bench.profiles import get_profile
+    from ccp.profiles import get_profile
     from neural.stopping import CheckPlan
 
     profile = get_profile("small")
@@ -282,7 +282,7 @@ def test_weighted_check_auc_estimates_the_full_auc_without_bias(monkeypatch):
     """CTCVR's negatives are clicked non-buyers (all kept) and unclicked rows (a share kept):
     unweighted, the sample over-represents the former and the AUC is biased; weighted by
     1/share it is not (mean over many samples within a few standard errors of the full AUC)."""
-    from bench.metrics import auc
+    from ccp.metrics import auc
     from neural import validation
 
     rng = np.random.default_rng(0)

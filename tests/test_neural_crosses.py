@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 from test_neural import TINY, VOCAB, fit, random_split  # noqa: E402
 
-from bench.data import schema  # noqa: E402
-from bench.data.dataset import Dataset  # noqa: E402
+from ccp.data import schema  # noqa: E402
+from ccp.data.dataset import Dataset  # noqa: E402
 from neural.config import NeuralConfig  # noqa: E402
 from neural.crosses import CROSS_FIELDS, CROSSES, CrossIds, buckets_for  # noqa: E402
 from neural.inputs import FieldLayout, TensorSplit  # noqa: E402

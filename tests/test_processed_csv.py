@@ -3,15 +3,15 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.data import schema
-from bench.data.loader import EmptySplitError, load
-from bench.data.processed_csv import (
+from ccp.data import schema
+from ccp.data.loader import EmptySplitError, load
+from ccp.data.processed_csv import (
     EXPECTED_COLUMNS,
     SPLIT_FILES,
     find_split_files,
     read_processed_csv,
 )
-from bench.data.raw import RawFormatError
+from ccp.data.raw import RawFormatError
 
 
 def test_all_200_sample_rows_load(sample_data):

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench.data import schema
-from bench.data.dataset import Ragged, segment_sums
+from ccp.data import schema
+from ccp.data.dataset import Ragged, segment_sums
 
 KEYS = [f"{k:016x}" for k in (0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6)]
 
@@ -64,7 +64,7 @@ LAYOUTS = {
 @pytest.mark.parametrize("out_of_core", [False, True], ids=["in-memory", "out-of-core"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_raw_files_with_empty_lists_load(tmp_path, layout, out_of_core):
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     with_lists, nodes_on = LAYOUTS[layout]
     data_dir = write_raw(tmp_path / "raw", with_lists, nodes_on)
@@ -86,7 +86,7 @@ def test_raw_files_with_empty_lists_load(tmp_path, layout, out_of_core):
     nodes = train.item_multi["210"]
     assert nodes.lengths().tolist() == [2 * (i in nodes_on) for i in range(12)]
     # Row chunks (how trainers read a memory-mapped split) hold the same lists.
-    from bench.data.chunks import chunk_bounds
+    from ccp.data.chunks import chunk_bounds
 
     for start, stop in chunk_bounds(len(train), 5):
         chunk = train.slice_rows(start, stop)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.data import schema
-from bench.data.dataset import Ragged, Split
+from ccp.data import schema
+from ccp.data.dataset import Ragged, Split
 
 N_REQUESTS, PER_REQUEST = 4, 3
 VOCAB = 7  # codes 0..6 in every field
@@ -151,7 +151,7 @@ def _without_lists(request: Split, user: bool, items: np.ndarray) -> Split:
 @pytest.mark.parametrize("where", ["user lists", "first items", "last items", "everything"])
 def test_every_serving_path_scores_requests_with_empty_lists(fitted_mmoe, tiny_data, where):
     from bench.latency import assemble, max_abs_diff, plan_requests
-    from neural.serving import serving_paths
+    from neural.serving_paths import serving_paths
 
     plan = plan_requests(tiny_data.test, 50, n_requests=1, seed=2)[0]
     request = assemble(tiny_data.test, plan)

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_bad_input import KEY, SKELETON, convert, strict_error  # one train-split converter
 
-from bench.data import raw, schema
-from bench.data.fingerprint import fingerprint_files
+from ccp.data import raw, schema
+from ccp.data.fingerprint import fingerprint_files
 
 VALUE_TEXTS = ("1.0", "0.693147", "2.3979", "1e-05", ".5", "3", "0.0", "12.75")
 
@@ -283,7 +283,7 @@ def test_synthetic_tiny_round_trip(tiny_raw_dir, tmp_path):
 
 
 def test_fingerprint_changes_with_content_size_and_settings(tmp_path, monkeypatch):
-    from bench.data import fingerprint
+    from ccp.data import fingerprint
 
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_bytes(b"0123456789" * 1000)
@@ -314,10 +314,10 @@ def test_fingerprint_changes_with_content_size_and_settings(tmp_path, monkeypatc
     assert fingerprint.fingerprint_files([a], {}) == sampled
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bench.data.synth") is None,
+@pytest.mark.skipif(importlib.util.find_spec("ccp.data.synth") is None,
                     reason="synthetic generator not available")
 def test_prepare_bench_measures_two_sizes(tmp_path):
-    from bench.data.prepare_bench import run_prepare_bench
+    from bench.prepare_bench import run_prepare_bench
 
     result = run_prepare_bench(sizes=(1.0, 0.5), work_dir=tmp_path, profile="tiny",
                                progress=False)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from bench import harness
-from bench.data.dataset import Dataset, Ragged, Split
-from bench.data.schema import DENSE_FEATURES, IMPRESSION_SINGLE, USER_SINGLE
-from bench.registry import ModelSpec
+from ccp.data.dataset import Dataset, Ragged, Split
+from ccp.data.schema import DENSE_FEATURES, IMPRESSION_SINGLE, USER_SINGLE
+from ccp.model import ModelSpec
 
 # ---------------------------------------------------------------- a small run, built in memory
 
@@ -107,7 +107,7 @@ SPECS = [
 def make_run(run_dir, seeds=(0,), with_latency=True):
     """A run folder written by the real harness and meta code, from fake models."""
     from bench import meta
-    from bench.profiles import get_profile
+    from ccp.profiles import get_profile
 
     module = types.ModuleType("report_fake_models")
     module.NoisyTruth = NoisyTruth
@@ -296,9 +296,9 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
 
 def test_leaderboard_marks_best_not_significant_over_runner_up(built):
     """mmoe_fake and esmm_fake are equally good (same noise level, other draws)."""
-    from bench import stats
     from bench.report.results import load_run
     from bench.report.verdicts import BEST, run_verdicts
+    from ccp import stats
 
     run_dir, _ = built
     run = load_run(run_dir)
@@ -319,8 +319,8 @@ def test_leaderboard_marks_best_not_significant_over_runner_up(built):
 
 
 def test_pooled_seed_interval_combines_seeds_and_resampling(built):
-    from bench import stats
     from bench.report.results import load_run
+    from ccp import stats
 
     run_dir, _ = built
     run = load_run(run_dir)
@@ -525,7 +525,7 @@ def test_report_command_rebuilds_and_reports_missing_folder(built, tmp_path, cap
 def test_crosswalk_entries_compute_what_they_claim():
     """Each entry's stated rows/label/score must be exactly what our column computes."""
     from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
-    from bench.tasks import TASKS
+    from ccp.tasks import TASKS
 
     rng = np.random.default_rng(0)
     click = (rng.random(400) < 0.3).astype(np.int8)
@@ -606,7 +606,7 @@ def test_constant_outputs_are_recognised_and_not_ranked(built):
     assert "0.5000 (constant output)" in md
 
 
-# ---------------------------------------------------------------- verdicts (bench.stats rules)
+# ---------------------------------------------------------------- verdicts (ccp.stats rules)
 
 
 def _verdict_lines(md: str) -> list[str]:
@@ -678,9 +678,9 @@ def test_representatives_are_chosen_on_validation_not_test(built, tmp_path):
 
 
 def test_the_correction_is_applied_to_every_mark(built):
-    from bench import stats
     from bench.report.results import load_run
     from bench.report.verdicts import run_verdicts
+    from ccp import stats
 
     run_dir, _ = built
     verdicts = run_verdicts(load_run(run_dir))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from bench import metrics
-from bench.stats import SeedScores, paired_difference
+from ccp import metrics
+from ccp.stats import SeedScores, paired_difference
 
 
 @pytest.mark.parametrize("seed", range(3))

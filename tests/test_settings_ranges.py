@@ -1,5 +1,5 @@
 """Settings out of range stop with one line naming the setting and its range, exit status 2,
-before any data is read; the ranges are declared beside the fields (bench/ranges.py)."""
+before any data is read; the ranges are declared beside the fields (ccp/ranges.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import fields
 import pytest
 
 from bench.cli import main
-from bench.profiles import PROFILES, Profile, get_profile
+from ccp.profiles import PROFILES, Profile, get_profile
 from neural.config import NeuralConfig
 
 RUN = ["run", "--models", "baselines/constant", "--profile", "tiny", "--no-report", "--quiet"]
@@ -42,7 +42,7 @@ CASES = [
 
 @pytest.mark.parametrize("argv, words", CASES, ids=[" ".join(c[0][-2:]) for c in CASES])
 def test_out_of_range_is_one_line_before_any_data(argv, words, monkeypatch, capsys, tmp_path):
-    import bench.data.loader as loader
+    import ccp.data.loader as loader
 
     def no_loading(*args, **kwargs):
         raise AssertionError("data was loaded before the settings were checked")
@@ -67,7 +67,7 @@ def test_every_number_setting_declares_its_range():
 
 
 def test_named_profiles_and_defaults_are_within_their_ranges():
-    from bench.ranges import check_fields
+    from ccp.ranges import check_fields
 
     for profile in PROFILES.values():
         check_fields(profile)

@@ -1,4 +1,4 @@
-"""bench.stats against plain-loop and scipy reference computations: each test fails when the
+"""ccp.stats against plain-loop and scipy reference computations: each test fails when the
 rule it checks changes (unit, seeds in the interval, choice on validation, correction, power)."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 from scipy import stats as sp
 from sklearn.metrics import roc_auc_score
 
-from bench import harness, metrics, stats
-from bench.data.dataset import Ragged, Split
-from bench.data.schema import DENSE_FEATURES, IMPRESSION_SINGLE, USER_SINGLE
+from bench import harness
+from ccp import metrics, stats
+from ccp.data.dataset import Ragged, Split
+from ccp.data.schema import DENSE_FEATURES, IMPRESSION_SINGLE, USER_SINGLE
 
 
 def make_split(users_of_request, rows_per_request, rng, one_row_requests=False,

@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bench.data import stream_encode
-from bench.data.chunks import chunk_bounds, chunk_rows_for
-from bench.data.dataset import Ragged
-from bench.data.encode import Encoder, PrepSettings
-from bench.data.id_tables import ParquetSource
-from bench.data.npy_cache import NpyAppender, is_memory_mapped
-from bench.data.vocabulary import IdCounts, Vocabulary
+from ccp.data import stream_encode
+from ccp.data.chunks import chunk_bounds, chunk_rows_for
+from ccp.data.dataset import Ragged
+from ccp.data.encode import Encoder, PrepSettings
+from ccp.data.id_tables import ParquetSource
+from ccp.data.npy_cache import NpyAppender, is_memory_mapped
+from ccp.data.vocabulary import IdCounts, Vocabulary
 
 # Small batches so that every pass crosses many batch boundaries and the id counts merge.
 BATCHES = {"skeleton_batch_rows": 997, "common_batch_rows": 53}
@@ -46,7 +46,7 @@ def raw_copy(tiny_data, tiny_raw_dir, tmp_path):
 
 
 def _load(raw_dir, out_of_core, **settings):
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     return load("synthetic", raw_dir, synth_profile="tiny", seed=0, progress=False,
                 out_of_core=out_of_core, **settings)
@@ -117,7 +117,7 @@ def test_missing_request_key_names_file_line_and_field(raw_copy):
     path = raw_copy / "cache" / "common_train.parquet"
     table = pq.read_table(path)
     pq.write_table(table.slice(1), path)  # drop the first request of the train file
-    from bench.data.loader import load_raw
+    from ccp.data.loader import load_raw
 
     with pytest.raises(ValueError, match=r"sample_skeleton_train.csv line \d+, field "
                                          "common_feature_index: request key"):

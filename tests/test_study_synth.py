@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from bench.data import synth
+from ccp.data import synth
 
 # Digests of the tiny profile's files (seed 0) written by the generator before `overrides`
 # existed (main at 287539c): the data, hence every fingerprint, must not change.

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bench.data import schema, synth
-from bench.data import split as split_rule
+from ccp.data import schema, synth
+from ccp.data import split as split_rule
 
 RAW_FILES = ("sample_skeleton_train.csv", "sample_skeleton_test.csv",
              "common_features_train.csv", "common_features_test.csv")
@@ -262,7 +262,7 @@ def test_info_is_written_last(tiny, tmp_path, monkeypatch):
 
 
 def test_default_folder_is_remade_when_its_profile_changed(tmp_path, monkeypatch):
-    from bench.data import loader
+    from ccp.data import loader
     monkeypatch.setattr(loader, "DATA_ROOT", tmp_path)
     folder = loader.ensure_synthetic("tiny", 0, progress=False)
     info_path = folder / synth.INFO_NAME
@@ -312,7 +312,7 @@ def test_achievable_ceiling_is_the_generators_own_noise_averaged_out():
     many times (its own `noise`, so every term and its scale are the generator's) and average
     the true probabilities; the ceiling must match, row by row on average. Leaving out the
     request noise moves the mean by ~1.6e-3, over five times the bound."""
-    from bench.metrics import auc
+    from ccp.metrics import auc
 
     params = synth.params_for("tiny")
     gen = synth._Generator(params, 0, params.default_scale)

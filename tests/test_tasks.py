@@ -1,4 +1,4 @@
-"""Task rules (bench/tasks.py): rows, labels, priors and names, and that every reader agrees."""
+"""Task rules (ccp/tasks.py): rows, labels, priors and names, and that every reader agrees."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS, priors_of
+from ccp.tasks import MAIN_TASKS, TASK_ORDER, TASKS, priors_of
 
 
 @dataclass

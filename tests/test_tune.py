@@ -12,7 +12,7 @@ import pytest
 from bench import harness, tuned_config, tuning
 from bench.cli import main
 from bench.registry import all_specs, get
-from bench.search_space import space_for
+from ccp.search_space import space_for
 
 TRIALS = 3
 TUNED_MODELS = ("baselines/logreg", "baselines/lgbm_ctr", "neural/dnn_ctr")
@@ -26,7 +26,7 @@ def _inside(param, value) -> bool:
 
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda s: s.key)
 def test_every_trainable_model_has_a_search_space_that_holds_its_defaults(spec):
-    from bench.profiles import PROFILES
+    from ccp.profiles import PROFILES
 
     space = space_for(spec)
     if not space:  # only a model that says why has none
@@ -36,7 +36,7 @@ def test_every_trainable_model_has_a_search_space_that_holds_its_defaults(spec):
         defaults = tuning.default_values(spec, space, profile)  # every keyword exists
         outside = {p.key: defaults[p.key] for p in space if not _inside(p, defaults[p.key])}
         assert not outside, f"{spec.key}: defaults outside the space in {profile.name}"
-    from bench.profiles import Profile
+    from ccp.profiles import Profile
     from neural.config import NeuralConfig
 
     known = {"profile": {f.name for f in dataclasses.fields(Profile)},

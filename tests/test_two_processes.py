@@ -12,7 +12,7 @@ from processes import Bench, copy_raw, records_key, same_cache
 
 from bench import harness
 from bench.cli import main
-from bench.folder_lock import LOCK_NAME, folder_lock
+from ccp.folder_lock import LOCK_NAME, folder_lock
 
 MODELS = ["baselines/constant", "baselines/lgbm_ctr"]  # a fast floor and a tree
 
@@ -20,7 +20,7 @@ MODELS = ["baselines/constant", "baselines/lgbm_ctr"]  # a fast floor and a tree
 @pytest.fixture(scope="module")
 def reference(tiny_raw_dir, tmp_path_factory):
     """The tiny raw files converted and encoded out of core by one process, and its records."""
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     folder = copy_raw(tiny_raw_dir, tmp_path_factory.mktemp("reference") / "raw")
     load("synthetic", folder, synth_profile="tiny", out_of_core=True, progress=False)

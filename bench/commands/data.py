@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
     bench_prepare = actions.add_parser(
         "bench-prepare", help="measure conversion speed and peak memory at two or more sizes")
-    from bench.data import prepare_bench
+    from bench import prepare_bench
 
     prepare_bench.add_arguments(bench_prepare)
     bench_prepare.set_defaults(handler=handle_bench_prepare)
@@ -45,8 +45,8 @@ def handle_synth(args, argv) -> int:
     import time
     from pathlib import Path
 
-    from bench.data import synth
-    from bench.data.loader import synthetic_dir
+    from ccp.data import synth
+    from ccp.data.loader import synthetic_dir
 
     out = Path(args.out) if args.out else synthetic_dir(args.profile, args.seed)
     started = time.perf_counter()
@@ -63,7 +63,7 @@ def handle_synth(args, argv) -> int:
 def handle_prepare(args, argv) -> int:
     from pathlib import Path
 
-    from bench.data import raw
+    from ccp.data import raw
 
     data_dir = Path(args.data_dir)
     cache_dir = Path(args.cache_dir) if args.cache_dir else data_dir / "cache"
@@ -74,14 +74,14 @@ def handle_prepare(args, argv) -> int:
 
 
 def handle_bench_prepare(args, argv) -> int:
-    from bench.data import prepare_bench
+    from bench import prepare_bench
 
     return prepare_bench.run(args)
 
 
 def handle_info(args, argv) -> int:
     from bench.commands.options import data_options
-    from bench.data.loader import EmptySplitError, load, require_rows
+    from ccp.data.loader import EmptySplitError, load, require_rows
 
     data = load(**data_options(args), synth_profile=args.profile, allow_empty=True)
     print(json.dumps({"name": data.name, "fingerprint": data.fingerprint, **data.info},

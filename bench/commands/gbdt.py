@@ -19,7 +19,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     from baselines.tree_libraries import LIBRARIES
     from bench.commands.options import add_data_arguments
-    from bench.profiles import DEFAULT_PROFILE, PROFILES
+    from ccp.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("gbdt", help="tree baselines: encoding and compiled-predict checks")
     parser.add_argument("what", choices=("encodings", "latency"))
@@ -50,8 +50,8 @@ def _log(message: str) -> None:
 
 def handle(args, argv) -> int:
     from bench.commands.options import data_options, parse_overrides
-    from bench.data.loader import load
-    from bench.profiles import get_profile
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
 
     profile = get_profile(args.profile).with_overrides(parse_overrides(args.set))
     data = load(**data_options(args), synth_profile=profile.synth_profile, progress=False)
@@ -84,7 +84,7 @@ def encodings_to_measure(option: str | None) -> list[str]:
 
 def _tree_spec(library, mode, encoding):
     """A tree model the registry need not hold (any library, task and encoding), as a spec."""
-    from bench.registry import ModelSpec
+    from ccp.model import ModelSpec
 
     return ModelSpec(f"{library}_{mode}_{encoding}", "baselines", "baselines.trees:TreeModel",
                      "gbdt encodings", params={"library": library, "mode": mode,
@@ -108,8 +108,8 @@ def fit_registered(name, data, profile, seed, threads):
 
 
 def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads) -> dict:
-    from bench import metrics
-    from bench.tasks import TASKS
+    from ccp import metrics
+    from ccp.tasks import TASKS
 
     rows = []
     for library in libraries:
@@ -145,7 +145,7 @@ def measure_encodings(data, profile, libraries, encodings, tasks, seed, threads)
 def _timings(call, X, repeats) -> tuple[float, float]:
     """p50 and p99 ms of `repeats` calls, each timed alone after max(10, repeats // 10)
     untimed warm-up calls (caches, lazy initialisation)."""
-    from bench.timing import summary_ms, time_calls
+    from ccp.timing import summary_ms, time_calls
 
     figures = summary_ms(time_calls(call, X, repeats, warmup=max(10, repeats // 10)))
     return figures["p50_ms"], figures["p99_ms"]

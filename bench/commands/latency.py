@@ -15,7 +15,7 @@ from pathlib import Path
 
 def _ints(option: str, text: str) -> tuple[int, ...]:
     """Comma-separated integers >= 1 of `option`; an error line names the option."""
-    from bench.ranges import check_option
+    from ccp.ranges import check_option
 
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
@@ -29,7 +29,7 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
 def add_parser(sub) -> None:
     from bench.commands.options import add_data_arguments
     from bench.latency import DEFAULT_CANDIDATES, DEFAULT_THREADS
-    from bench.profiles import DEFAULT_PROFILE, PROFILES
+    from ccp.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("latency", help="serving latency per request (and the CI gate)")
     parser.add_argument("--models", nargs="+", metavar="GLOB",
@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
 def handle(args, argv) -> int:
     if args.check or args.update_baseline:
         from bench import latency_gate
-        from bench.ranges import check_option
+        from ccp.ranges import check_option
 
         check_option("--rounds", args.rounds, low=1)
         for option, value in (("--threshold", args.threshold), ("--retry-s", args.retry_s)):
@@ -99,7 +99,7 @@ def handle(args, argv) -> int:
 
 
 def _check_timing(args) -> None:
-    from bench.ranges import check_option
+    from ccp.ranges import check_option
 
     check_option("--seed", args.seed, low=0, high=2**32 - 1)
     check_option("--min-repeats", args.min_repeats, low=1)
@@ -121,7 +121,7 @@ def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
                and r.get("error") is None}
     if not reduced:
         return records
-    from neural.serving import auc_change
+    from neural.serving_paths import auc_change
 
     change = {path: auc_change(model, split, path) for path in reduced}
     return [{**r, **change[r["path"]]} if r.get("path") in change and r.get("error") is None
@@ -131,11 +131,11 @@ def _with_auc_change(model, split, records: list[dict]) -> list[dict]:
 def measure(args, argv) -> int:
     from bench import harness, meta
     from bench.commands.options import data_options, parse_overrides, split_settings
-    from bench.data.loader import load
     from bench.latency import measure_model, serving_paths
-    from bench.profiles import get_profile
     from bench.registry import select
     from bench.run_folder import build_report, link_latest
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
 
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)

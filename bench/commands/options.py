@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def add_data_arguments(parser) -> None:
     """Data options shared by every command that loads a data set."""
-    from bench.data.loader import DATASETS
+    from ccp.data.loader import DATASETS
 
     parser.add_argument("--dataset", default="synthetic", choices=DATASETS,
                         help="synthetic (default, generated on first use), aliccp (raw Tianchi "
@@ -34,7 +34,7 @@ def out_of_core_setting(args) -> bool | None:
 def data_options(args) -> dict:
     """`load()` keywords from the options of add_data_arguments: every command passes them all,
     so an option shown in --help is never silently ignored."""
-    from bench.ranges import check_option
+    from ccp.ranges import check_option
 
     # Checked here, before any data is read: every command passes through this function.
     check_option("--min-count", args.min_count, low=1)
@@ -47,7 +47,7 @@ def data_options(args) -> dict:
 
 def add_run_arguments(parser) -> None:
     """The options of `python -m bench run` (also parsed by every torchrun rank)."""
-    from bench.profiles import DEFAULT_PROFILE, PROFILES
+    from ccp.profiles import DEFAULT_PROFILE, PROFILES
 
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--all", action="store_true", help="every registered model")
@@ -59,7 +59,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--seeds", help="comma-separated model seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, help="threads per model (default: the profile's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile budget (bench/profiles.py), e.g. --set "
+                        help="override a profile budget (ccp/profiles.py), e.g. --set "
                              "neural_max_epochs=2, or a neural setting (neural/config.py), "
                              "e.g. --set pooling=sum")
     parser.add_argument("--out", help="run folder (default reports/runs/<utc>-<data>-<profile>)")
@@ -102,7 +102,7 @@ def split_settings(overrides: dict) -> tuple[dict, dict]:
     """
     from dataclasses import fields
 
-    from bench.profiles import Profile
+    from ccp.profiles import Profile
     from neural.config import NeuralConfig  # dataclasses only: no torch import
 
     budgets = {f.name for f in fields(Profile)}

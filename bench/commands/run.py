@@ -16,11 +16,8 @@ def add_parser(sub) -> None:
 
 
 def handle(args, argv) -> int:
-    from bench import atomic, harness, meta, tuned_config
+    from bench import harness, meta, tuned_config
     from bench.commands.options import data_options, parse_overrides, split_settings
-    from bench.data.loader import load
-    from bench.profiles import get_profile
-    from bench.ranges import check_option
     from bench.registry import select
     from bench.run_folder import (
         build_report,
@@ -29,6 +26,10 @@ def handle(args, argv) -> int:
         prepare_run_dir,
         resumed_meta,
     )
+    from ccp import atomic
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
+    from ccp.ranges import check_option
 
     profile_settings, neural_settings = split_settings(parse_overrides(args.set))
     profile = get_profile(args.profile).with_overrides(profile_settings)

@@ -40,10 +40,10 @@ def add_parser(sub) -> None:
 
 
 def handle_regimes(args, argv) -> int:
-    from bench.ranges import check_option
     from bench.run_folder import REPORTS_ROOT
     from bench.study.grid import REFERENCE, get_grid
     from bench.study.runner import STUDY_FILE, registered_models, run_study
+    from ccp.ranges import check_option
 
     check_option("--data-seed", args.data_seed, low=0, high=2**32 - 1)
     check_option("--workers", args.workers, low=1)

@@ -14,7 +14,7 @@ TARGET_SAMPLES_PER_S = 25_000
 
 def add_parser(sub) -> None:
     from bench.commands.options import add_data_arguments
-    from bench.profiles import DEFAULT_PROFILE, PROFILES
+    from ccp.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("throughput", help="training throughput (samples/s) of neural models")
     parser.add_argument("--models", nargs="+", default=["neural/mmoe"], metavar="GLOB",
@@ -50,9 +50,9 @@ def settings_grid(pairs: list[str]) -> list[dict]:
 
 def handle(args, argv) -> int:
     from bench.commands.options import data_options
-    from bench.data.loader import load
-    from bench.profiles import get_profile
     from bench.registry import select
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
     from neural.throughput import measure
 
     profile = get_profile(args.profile)

@@ -12,8 +12,8 @@ import sys
 
 def add_parser(sub) -> None:
     from bench.commands.options import add_data_arguments
-    from bench.profiles import DEFAULT_PROFILE, PROFILES
     from bench.tuning import DEFAULT_TRIALS
+    from ccp.profiles import DEFAULT_PROFILE, PROFILES
 
     parser = sub.add_parser("tune", help="search each model's declared space (Optuna) on "
                                          "validation; write the tuned file run uses")
@@ -46,10 +46,10 @@ def handle(args, argv) -> int:
 
     from bench import meta, tuned_config, tuning
     from bench.commands.options import data_options
-    from bench.data.loader import load
-    from bench.profiles import get_profile
     from bench.registry import select
-    from bench.search_space import space_for
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
+    from ccp.search_space import space_for
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")

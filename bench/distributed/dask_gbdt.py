@@ -3,7 +3,7 @@
 `DaskTreeModel` is `baselines.trees.TreeModel` with its boosters trained on a Dask cluster: the
 scheduler at `scheduler` (a real cluster), or a LocalCluster of `workers` processes. Each Dask
 partition is a contiguous row range of the memory-mapped encoded cache
-(bench.data.stream_encode), which the worker opens itself and turns into features, so rows are
+(ccp.data.stream_encode), which the worker opens itself and turns into features, so rows are
 never shipped from the client: the cache folder must be readable at the same path on every
 worker (a shared file system on a real cluster).
 
@@ -35,8 +35,8 @@ from baselines.tree_features import (
     field_codes,
 )
 from baselines.trees import TreeModel
-from bench.data import schema
-from bench.tasks import TASKS
+from ccp.data import schema
+from ccp.tasks import TASKS
 
 # Local-cluster workers inherit this: OpenMP threads that spin while they wait starve the
 # other worker's LightGBM socket exchange when workers share cores (measured: a 2-worker
@@ -92,7 +92,7 @@ def cache_folder(data) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _open_cache(folder: str):
-    from bench.data.stream_encode import load_encoded
+    from ccp.data.stream_encode import load_encoded
 
     return load_encoded(folder, name="dask-partition")
 

@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from bench.tasks import MAIN_TASKS
+from ccp.tasks import MAIN_TASKS
 from neural.trainer import NeuralRanker, Trainer
 
 ENGINE = "torchrun"
@@ -181,10 +181,10 @@ def parse_run_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     from bench import harness, meta
     from bench.commands.options import parse_overrides, split_settings
-    from bench.data.loader import load
-    from bench.profiles import get_profile
     from bench.registry import select
     from bench.run_folder import check_resumable, link_latest, prepare_run_dir, resumed_meta
+    from ccp.data.loader import load
+    from ccp.profiles import get_profile
 
     argv = sys.argv[1:] if argv is None else argv
     args = parse_run_args(argv)

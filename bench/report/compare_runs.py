@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from bench.report import fmt
 from bench.report.results import Run, load_run, paired_interval
-from bench.tasks import TASK_ORDER
+from ccp.tasks import TASK_ORDER
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Comparison:
     notes: list[str]
 
 
-INTERVAL_RULE = ("95% interval of B - A from bench.stats.paired_difference (the report's rule): "
+INTERVAL_RULE = ("95% interval of B - A from ccp.stats.paired_difference (the report's rule): "
                  "paired seed by seed on the seeds both runs have, combining the seeds' "
                  "variance with the paired bootstrap over the resampling unit (the same "
                  "resamples in both runs)")

@@ -2,7 +2,7 @@
 
 The literature disagrees on what "CVR AUC" means: the ESMM paper scores pCVR on clicked
 impressions only, while several libraries score purchase against all impressions. Each entry
-states what the source computes in the same terms as bench.tasks (rows, label, score), so a
+states what the source computes in the same terms as ccp.tasks (rows, label, score), so a
 test can check that our column really computes it. Published values are the sources' full-data
 numbers (shared/ALICCP.md), shown for orientation only: a synthetic or sampled run is not
 comparable with them.
@@ -25,7 +25,7 @@ class Entry:
     rows: str  # key of ROWS
     label: str  # key of LABELS
     score: str  # key of SCORES: which of our outputs plays the part of their score
-    ours: str  # our column (a key of bench.tasks.TASKS)
+    ours: str  # our column (a key of ccp.tasks.TASKS)
     published: str  # the source's full-data numbers, or "" when it gives none
     # True when the match needs purchase-without-click rows dropped (our default): then
     # "purchase over all impressions" equals "click and purchase".

@@ -18,7 +18,7 @@ from bench.report.results import (
     ModelResult,
     Run,
 )
-from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS
+from ccp.tasks import MAIN_TASKS, TASK_ORDER, TASKS
 
 GROUP_COLORS = {"GBDT": "#1f77b4", "neural": "#d62728", "linear": "#2ca02c",
                 "floor": "#7f7f7f"}
@@ -93,7 +93,7 @@ def _interval_line(run: Run) -> str:
                     (t.resampling_rule for t in m.tasks.values()) if r}) or ["requests"]
     return (f"**Interval.** 95%, bootstrap over {'; '.join(units)} ({run.n_bootstrap or '?'} "
             "resamples, the same for every model); with several seeds, combined with the "
-            "spread between seeds (bench.stats; see Statistical protocol).")
+            "spread between seeds (ccp.stats; see Statistical protocol).")
 
 
 def _seed_line(run: Run) -> str:
@@ -259,7 +259,7 @@ def training_time(run: Run, order: list[ModelResult]) -> Figure:
 
 
 def best_per_group(order: list[ModelResult], task: str, include_floor: bool = False):
-    """The best model of each group on `task`, chosen on validation (bench.stats' rule)."""
+    """The best model of each group on `task`, chosen on validation (ccp.stats' rule)."""
     from bench.report.verdicts import by_choice, chosen_on, eligible
 
     have = eligible(order, task)
@@ -320,7 +320,7 @@ def roc_curves(run: Run, order: list[ModelResult]) -> Figure:
         f"**Seeds.** curves of seed {first_seed} (the lowest seed of the run); a model "
         "that has no result for it shows its own lowest seed, named in the legend.",
         _interval_line(run).replace("; with several seeds, combined with the spread between "
-                                    "seeds (bench.stats; see Statistical protocol).",
+                                    "seeds (ccp.stats; see Statistical protocol).",
                                     ", of this seed's AUC (percentile).")],
         Table(["task", "group", "model", "AUC", "95% CI", "points", "fpr:tpr (every 10th)"],
               rows, "lllrrrl"),

@@ -4,7 +4,7 @@ Everything the report shows is computed here from the records alone, so any run 
 rebuilt later. Seeds are pooled per (model, task): mean and standard deviation of the AUC over
 seeds, and a 95% interval that combines the seeds' spread with the unit-level bootstrap (every
 model of a run is resampled with the same units, so subtracting two models' replicates stays
-paired); the rules are bench.stats'. Test records are measured; validation records (split
+paired); the rules are ccp.stats'. Test records are measured; validation records (split
 "valid") only choose which models the verdicts compare.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import stats
-from bench.atomic import read_json
-from bench.tasks import TASK_ORDER
+from ccp import stats
+from ccp.atomic import read_json
+from ccp.tasks import TASK_ORDER
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "meta.json"
@@ -28,7 +28,7 @@ REQUIRED_LATENCY_FIELDS = ("model", "n_candidates", "p50_ms")
 
 
 def group_of(record: dict) -> str:
-    """The report group the model's spec declares (bench.registry.GROUPS), as its records say;
+    """The report group the model's spec declares (ccp.model.GROUPS), as its records say;
     for records written before they said it, the registry's declaration, else the family."""
     if record.get("group"):
         return record["group"]
@@ -94,7 +94,7 @@ class TaskResult:
     ci_high: float | None
     replicates: np.ndarray | None  # seed-averaged bootstrap AUCs (paired across models)
     scores: stats.SeedScores  # per seed: AUC and bootstrap replicates
-    estimate: stats.Estimate  # seeds and resampling combined (bench.stats)
+    estimate: stats.Estimate  # seeds and resampling combined (ccp.stats)
     resampling_rule: str | None
     user_share: float | None  # share of the rows resampled by user
     logloss: float | None
@@ -307,7 +307,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 def paired_interval(b: ModelResult, a: ModelResult, task: str):
     """AUC(b) - AUC(a) and its 95% interval ((None, None, None) when not testable), by the
-    report's rule (bench.stats.paired_difference): what `bench compare` and the regime study
+    report's rule (ccp.stats.paired_difference): what `bench compare` and the regime study
     show for a pair of models."""
     estimate = stats.paired_difference(b.tasks[task].scores, a.tasks[task].scores)
     if estimate is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bench import stats
 from bench.report import fmt
 from bench.report import verdicts as hypotheses
 from bench.report.crosswalk import ENTRIES, LABELS, ROWS, SCORES
@@ -19,7 +18,8 @@ from bench.report.verdict_sections import (
     unit_words,
     verdict_sentence,
 )
-from bench.tasks import MAIN_TASKS, TASK_ORDER, TASKS
+from ccp import stats
+from ccp.tasks import MAIN_TASKS, TASK_ORDER, TASKS
 
 # Ali-CCP's real label counts (shared/ALICCP.md, full scans), shown beside synthetic rates.
 ALICCP_REAL = {"train": {"rows": 42_300_135, "clicks": 1_644_256, "conversions": 8_802},
@@ -117,7 +117,7 @@ def data_section(run: Run) -> list:
                  + ("kept." if kept else "dropped before encoding (the default)."))
     if synth:
         raised = synth.get("rates_raised")
-        notes.append("Synthetic data from `bench.data.synth` "
+        notes.append("Synthetic data from `ccp.data.synth` "
                      f"(profile {synth.get('profile', '?')}, data seed {synth.get('seed', '?')}); "
                      + ("its click and conversion rates are **raised** above Ali-CCP's real "
                         "rates (rows in italics) so that small runs have enough positives."

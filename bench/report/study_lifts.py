@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import read_json
 from bench.report.results import load_run, paired_interval
+from ccp.atomic import read_json
 
 STUDY_TASKS = ("cvr", "ctcvr")
 WIN, LOSE, TIE = "wins", "loses", "ties"

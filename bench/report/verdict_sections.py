@@ -1,16 +1,16 @@
 """The report's verdicts in words: who was compared and how chosen, what test says about the
 pair (combined interval, corrected p-value, smallest detectable difference), and the protocol
-section that lists every tested hypothesis. Rules are bench.stats'; choices bench.report.verdicts'.
+section that lists every tested hypothesis. Rules are ccp.stats'; choices bench.report.verdicts'.
 """
 
 from __future__ import annotations
 
-from bench import stats
 from bench.report import fmt
 from bench.report import verdicts as hypotheses
 from bench.report.render import Bullets, Heading, Para, Table
 from bench.report.results import Run
-from bench.tasks import TASK_ORDER, TASKS
+from ccp import stats
+from ccp.tasks import TASK_ORDER, TASKS
 
 NOT_SIGNIFICANT = "†"
 
@@ -132,7 +132,7 @@ def protocol(run: Run) -> list:
     verdicts = hypotheses.run_verdicts(run)
     detect = hypotheses.detectable_by_task(run)
     items = [
-        f"Resampling unit: {unit_words(run)} (bench.stats: user where the data has one, else "
+        f"Resampling unit: {unit_words(run)} (ccp.stats: user where the data has one, else "
         "request, else row; every model gets the same resamples, so differences are paired)"
         + _user_shares(run) + ".",
         f"Seeds: {fmt.seeds(run.seeds)}; "

@@ -1,4 +1,4 @@
-"""The hypotheses a report tests, chosen on validation and measured on test (bench.stats rules).
+"""The hypotheses a report tests, chosen on validation and measured on test (ccp.stats rules).
 
 Per main task, at most two hypotheses: the best model overall against the runner-up, and the
 best model of the two leading groups against each other (neural against GBDT where both ran).
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench import stats
 from bench.report.results import ModelResult, Run, same_scores
-from bench.tasks import MAIN_TASKS
+from ccp import stats
+from ccp.tasks import MAIN_TASKS
 
 BEST = "best vs runner-up"
 GROUPS = "best of group vs best of group"

@@ -3,7 +3,7 @@
 A grid point is (conversion rate given click, relatedness, train rows). The data of one
 (rate, relatedness) pair is generated once and shared by its train sizes: the smaller sizes
 train on whole-request subsets of the same train file (the profile's max_train_rows,
-bench.data.split.capped_rows) and every size is scored on the same test rows, so the
+ccp.data.split.capped_rows) and every size is scored on the same test rows, so the
 comparison across sizes is paired too.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.data.synth import PROFILES, REAL_CVR_GIVEN_CLICK
+from ccp.data.synth import PROFILES, REAL_CVR_GIVEN_CLICK
 
 # The reference every MTL model is compared with, and the default model set (issue 17).
 REFERENCE = "baselines/lgbm_ctr_x_cvr"
@@ -23,7 +23,7 @@ DEFAULT_MODELS = ("baselines/lgbm_ctr_x_cvr", "neural/dnn_ctr_x_cvr", "neural/es
 class Grid:
     name: str
     synth_profile: str          # the generator profile whose other knobs stay at default
-    run_profile: str            # bench/profiles.py budgets
+    run_profile: str            # ccp/profiles.py budgets
     cvr: tuple[float, ...]      # target P(purchase | click)
     relatedness: tuple[float, ...]
     train_rows: tuple[int, ...]  # max_train_rows per point (capped at the train file)

@@ -39,7 +39,7 @@ def registered_models(wanted: tuple[str, ...], quiet: bool = False) -> list[str]
 def ensure_data(folder: Path, grid: Grid, cvr: float, relatedness: float, data_seed: int,
                 progress: bool) -> Path:
     """The point's raw files, generated unless a complete set with these settings is there."""
-    from bench.data import synth
+    from ccp.data import synth
 
     overrides = {"target_cvr": cvr, "relatedness": relatedness}
     info_path = folder / synth.INFO_NAME
@@ -75,8 +75,8 @@ def run_argv(grid: Grid, point: dict, data_dir: Path, run_dir: Path, models: lis
 
 def write_study_file(study_dir: Path, grid: Grid, models: list[str], data_seed: int,
                      engine: str, argv: list[str]) -> None:
-    from bench import atomic
     from bench.study.grid import REFERENCE
+    from ccp import atomic
 
     path = study_dir / STUDY_FILE
     if path.exists():

@@ -20,9 +20,10 @@ class DnnCtrXCvr:
     CONSTANT_OUTPUTS = ()
 
     def __init__(self):
-        from bench.registry import get
+        from neural.registry import SPECS  # the family's own registry: no upward import
 
-        self.parts = {task: get(key).build() for task, key in PARTS.items()}
+        specs = {spec.key: spec for spec in SPECS}
+        self.parts = {task: specs[key].build() for task, key in PARTS.items()}
         self.OUTPUTS_HOW = {
             **{task: f"{PARTS[task]}'s {part.OUTPUTS_HOW[task]}"
                for task, part in self.parts.items()},

@@ -19,7 +19,7 @@ pCTCVR over all rows, pCVR over clicked rows (as the CVR AUC is).
 
 from __future__ import annotations
 
-from bench.tasks import MAIN_TASKS, TASKS
+from ccp.tasks import MAIN_TASKS, TASKS
 from neural.layers import Tower
 from neural.network import RankingNet, bce
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from bench.profiles import get_profile
+from ccp.profiles import get_profile
 from neural.config import NeuralConfig
 from neural.inputs import FieldLayout, TensorSplit
 from neural.models.mmoe import MMoE

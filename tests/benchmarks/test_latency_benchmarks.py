@@ -39,7 +39,7 @@ def entries(built):
 
 @pytest.fixture(scope="module")
 def reference_s():
-    from bench.timing import calls_per_sample, pinned_threads, robust_s, sample_s
+    from ccp.timing import calls_per_sample, pinned_threads, robust_s, sample_s
 
     with pinned_threads(gate.THREADS):
         calls = calls_per_sample(gate.reference_kernel)
@@ -55,7 +55,7 @@ def _keys():
 
 
 def test_reference_kernel(benchmark):
-    from bench.timing import pinned_threads
+    from ccp.timing import pinned_threads
 
     with pinned_threads(gate.THREADS):
         benchmark(gate.reference_kernel)
@@ -82,7 +82,7 @@ def test_every_gated_path_scores_like_the_library(key, entries):
         pytest.skip(f"{key}: model or path not available here")
     model, _, n = key.split("|")
     from bench.latency import max_abs_diff
-    from bench.timing import pinned_threads
+    from ccp.timing import pinned_threads
 
     with pinned_threads(gate.THREADS):
         path, library = entries[key].call(), entries[f"{model}|library|{n}"].call()
@@ -95,7 +95,7 @@ def test_every_gated_path_scores_like_the_library(key, entries):
 def test_serving_path(key, entries, reference_s, benchmark):
     if key not in entries:
         pytest.skip(f"{key}: model or path not available here")
-    from bench.timing import pinned_threads
+    from ccp.timing import pinned_threads
 
     benchmark.group = f"N={key.rsplit('|', 1)[1]}"
     with pinned_threads(gate.THREADS):

@@ -23,7 +23,7 @@ THREADS = 2
 
 @pytest.fixture(scope="module")
 def small_data():
-    from bench.data.loader import load
+    from ccp.data.loader import load
 
     return load("synthetic", None, synth_profile="small", seed=0, progress=False)
 

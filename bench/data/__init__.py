@@ -1,4 +1,0 @@
-"""Data layer: readers (raw Tianchi, processed CSV), the synthetic generator, the encoder.
-
-`load()` is the one entry point the harness uses; see `bench.data.loader`.
-"""
