@@ -163,3 +163,33 @@ def clicked_then_product(out: dict[str, torch.Tensor], batch: Batch,
 
 CVR_LOSS_HOW = {"clicked": "CTR on all rows + CVR on clicked rows",
                 "entire_space": "CTR and CTCVR = pCTR x pCVR on all rows (ESMM-style)"}
+
+
+class TwoTowerNet(RankingNet):
+    """A CTR and a CVR tower on what the model's body makes of the input, pCTCVR = pCTR x pCVR,
+    trained with either loss of `clicked_then_product` (the `cvr_loss` keyword)."""
+
+    N_LOSS_TERMS = 2
+
+    def __init__(self, layout: FieldLayout, config: NeuralConfig, priors: dict[str, float],
+                 cvr_loss: str = "clicked", loss_balancing: str | None = None):
+        super().__init__(layout, config, priors, loss_balancing)
+        self.cvr_loss = cvr_loss
+        self.loss_how = CVR_LOSS_HOW[cvr_loss]
+
+    def make_towers(self, width: int, priors: dict[str, float]) -> None:
+        """The two towers on `width` inputs, made where the model's init places this call: the
+        order in which layers are made is the order of their random initial draws."""
+        from neural.layers import Tower
+
+        config = self.config
+        self.ctr_tower = Tower(width, config.tower_dims, config.dropout, priors["ctr"])
+        self.cvr_tower = Tower(width, config.tower_dims, config.dropout, priors["cvr"])
+
+    def towers(self, ctr_in: torch.Tensor, cvr_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = from_logits(ctr=self.ctr_tower(ctr_in), cvr=self.cvr_tower(cvr_in))
+        out["ctcvr"] = out["ctr"] * out["cvr"]
+        return out
+
+    def loss_terms(self, out, batch):
+        return clicked_then_product(out, batch, self.cvr_loss)

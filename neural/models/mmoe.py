@@ -9,38 +9,27 @@ from __future__ import annotations
 
 from torch import nn
 
-from neural.layers import ExpertBank, Tower, mix
-from neural.network import CVR_LOSS_HOW, RankingNet, clicked_then_product, from_logits
+from neural.layers import ExpertBank, mix
+from neural.network import TwoTowerNet
 
 
-class MMoE(RankingNet):
-    N_LOSS_TERMS = 2
+class MMoE(TwoTowerNet):
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the CTR gate's expert mix",
                    "cvr": "sigmoid of the CVR tower on the CVR gate's expert mix",
                    "ctcvr": "pCTR x pCVR"}
 
     def __init__(self, layout, config, priors, cvr_loss: str = "clicked",
                  loss_balancing: str | None = None):
-        super().__init__(layout, config, priors, loss_balancing)
-        self.cvr_loss = cvr_loss
-        self.loss_how = CVR_LOSS_HOW[cvr_loss]
+        super().__init__(layout, config, priors, cvr_loss, loss_balancing)
         self.n_experts = config.n_experts
         self.experts = ExpertBank(self.in_dim, config.mlp_dims, n_groups=1,
                                   per_group=config.n_experts, dropout=config.dropout)
         self.gates = nn.Linear(self.in_dim, 2 * config.n_experts)  # CTR gate | CVR gate
-        self.ctr_tower = Tower(config.mlp_dims[-1], config.tower_dims, config.dropout,
-                               priors["ctr"])
-        self.cvr_tower = Tower(config.mlp_dims[-1], config.tower_dims, config.dropout,
-                               priors["cvr"])
+        self.make_towers(config.mlp_dims[-1], priors)
 
     def score(self, x):
         experts = self.experts(x)  # (n_experts, B, d)
         gate_logits = self.gates(x).view(len(x), 2, self.n_experts)  # (B, task, n_experts)
         ctr_in = mix(gate_logits[:, 0], experts)  # (B, d)
         cvr_in = mix(gate_logits[:, 1], experts)
-        out = from_logits(ctr=self.ctr_tower(ctr_in), cvr=self.cvr_tower(cvr_in))
-        out["ctcvr"] = out["ctr"] * out["cvr"]
-        return out
-
-    def loss_terms(self, out, batch):
-        return clicked_then_product(out, batch, self.cvr_loss)
+        return self.towers(ctr_in, cvr_in)

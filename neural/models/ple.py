@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neural.layers import ExpertBank, Tower, mix
-from neural.network import CVR_LOSS_HOW, RankingNet, clicked_then_product, from_logits
+from neural.layers import ExpertBank, mix
+from neural.network import TwoTowerNet
 
 N_TASKS = 2  # CTR, CVR
 
@@ -45,34 +45,25 @@ class CGC(nn.Module):
         return torch.stack(task_out), shared_out  # (task, B, d), (B, d)
 
 
-class PLE(RankingNet):
-    N_LOSS_TERMS = 2
+class PLE(TwoTowerNet):
     OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the last level's CTR output",
                    "cvr": "sigmoid of the CVR tower on the last level's CVR output",
                    "ctcvr": "pCTR x pCVR"}
 
     def __init__(self, layout, config, priors, cvr_loss: str = "clicked"):
-        super().__init__(layout, config, priors)
+        super().__init__(layout, config, priors, cvr_loss)
         if config.ple_levels < 1:
             raise ValueError("PLE needs at least one level")
-        self.cvr_loss = cvr_loss
-        self.loss_how = CVR_LOSS_HOW[cvr_loss]
         dims = config.mlp_dims
         self.levels = nn.ModuleList(
             CGC(self.in_dim if level == 0 else dims[-1], dims, config.n_task_experts,
                 config.n_shared_experts, last=level == config.ple_levels - 1,
                 dropout=config.dropout)
             for level in range(config.ple_levels))
-        self.ctr_tower = Tower(dims[-1], config.tower_dims, config.dropout, priors["ctr"])
-        self.cvr_tower = Tower(dims[-1], config.tower_dims, config.dropout, priors["cvr"])
+        self.make_towers(dims[-1], priors)
 
     def score(self, x):
         task_in, shared_in = x, x
         for level in self.levels:
             task_in, shared_in = level(task_in, shared_in)
-        out = from_logits(ctr=self.ctr_tower(task_in[0]), cvr=self.cvr_tower(task_in[1]))
-        out["ctcvr"] = out["ctr"] * out["cvr"]
-        return out
-
-    def loss_terms(self, out, batch):
-        return clicked_then_product(out, batch, self.cvr_loss)
+        return self.towers(task_in[0], task_in[1])
