@@ -18,9 +18,8 @@ class MMoE(TwoTowerNet):
                    "cvr": "sigmoid of the CVR tower on the CVR gate's expert mix",
                    "ctcvr": "pCTR x pCVR"}
 
-    def __init__(self, layout, config, priors, cvr_loss: str = "clicked",
-                 loss_balancing: str | None = None):
-        super().__init__(layout, config, priors, cvr_loss, loss_balancing)
+    def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
+        super().__init__(layout, config, priors, **options)
         self.n_experts = config.n_experts
         self.experts = ExpertBank(self.in_dim, config.mlp_dims, n_groups=1,
                                   per_group=config.n_experts, dropout=config.dropout)

@@ -50,8 +50,8 @@ class PLE(TwoTowerNet):
                    "cvr": "sigmoid of the CVR tower on the last level's CVR output",
                    "ctcvr": "pCTR x pCVR"}
 
-    def __init__(self, layout, config, priors, cvr_loss: str = "clicked"):
-        super().__init__(layout, config, priors, cvr_loss)
+    def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
+        super().__init__(layout, config, priors, **options)
         if config.ple_levels < 1:
             raise ValueError("PLE needs at least one level")
         dims = config.mlp_dims

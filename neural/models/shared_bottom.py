@@ -15,8 +15,8 @@ class SharedBottom(TwoTowerNet):
                    "cvr": "sigmoid of the CVR tower on the shared bottom",
                    "ctcvr": "pCTR x pCVR"}
 
-    def __init__(self, layout, config, priors, cvr_loss: str = "clicked"):
-        super().__init__(layout, config, priors, cvr_loss)
+    def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
+        super().__init__(layout, config, priors, **options)
         self.bottom = mlp(self.in_dim, config.mlp_dims, config.dropout)
         self.make_towers(config.mlp_dims[-1], priors)
 
