@@ -51,13 +51,14 @@ def prepare_run_dir(out: str | None, name: str, overwrite: bool, resume: bool) -
 
 # What must not change between a run and its --resume: results of other data, budgets or
 # network settings would be pooled into one mean and one "paired" comparison.
-RESUME_MUST_MATCH = ("fingerprint", "profile", "neural_settings")
+RESUME_MUST_MATCH = ("fingerprint", "profile", "neural_settings", "model_keywords")
 
 
 def check_resumable(run_dir: Path, previous: dict, fingerprint: str | None, profile: dict,
-                    neural_settings: dict) -> None:
+                    neural_settings: dict, model_keywords: dict | None = None) -> None:
     """fingerprint None: check the rest only (before the data is loaded, which can take long)."""
-    now = {"fingerprint": fingerprint, "profile": profile, "neural_settings": neural_settings}
+    now = {"fingerprint": fingerprint, "profile": profile, "neural_settings": neural_settings,
+           "model_keywords": model_keywords or {}}
     now = json.loads(json.dumps(now, default=str))  # compare as meta.json stores them
     differ = [key for key in RESUME_MUST_MATCH if key in previous and now[key] is not None
               and previous[key] != now[key]]

@@ -102,7 +102,36 @@ class ModelSpec:
     def key(self) -> str:
         return f"{self.family}/{self.name}"
 
-    def build(self, **overrides):
+    def model_class(self) -> type:
         module_name, class_name = self.target.split(":")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        return cls(**{**self.params, **overrides})
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def build(self, **overrides):
+        return self.model_class()(**{**self.params, **overrides})
+
+    def keywords(self) -> dict:
+        """The keywords `--set` may give this model: its constructor's optional arguments (a
+        class may name them itself with `keywords_of(params)`, as the neural ranker names its
+        network's), with their values as registered. Imports the model's module."""
+        cls = self.model_class()
+        own = getattr(cls, "keywords_of", None)
+        found = own(self.params) if own is not None else optional_keywords(cls)
+        return {name: self.params.get(name, default) for name, default in found.items()}
+
+
+def optional_keywords(cls, skip: tuple[str, ...] = ()) -> dict:
+    """Keyword arguments with defaults of `cls`'s constructor, following `**kwargs` into the
+    base classes' (name: default), minus `skip`."""
+    import inspect
+
+    found = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        for p in params:
+            if p.default is not p.empty and p.name not in skip:
+                found.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return found

@@ -132,3 +132,9 @@ def apply_overrides(instance, overrides: dict, what: str) -> dict:
                              f"{allowed.describe(_kind(default))}") from None
         check_value(name, typed[name], allowed, _kind(default), given=value)
     return typed
+
+
+def described_fields(instance) -> list[tuple[str, object, str]]:
+    """(name, value, allowed values in words) of every field of a settings dataclass."""
+    return [(f.name, getattr(instance, f.name), _allowed(f).describe(_kind(f.default)))
+            for f in fields(instance)]

@@ -190,6 +190,13 @@ class NeuralRanker:
         "dense": "the 12 dense columns (combination weights, list mean weights and lengths)",
     }
 
+    @staticmethod
+    def keywords_of(params: dict) -> dict:
+        """The network's own keywords (ccp.model.ModelSpec.keywords): what --set may give it."""
+        from ccp.model import optional_keywords
+
+        return optional_keywords(resolve(params["network"]), skip=("layout", "config", "priors"))
+
     def __init__(self, network: str, **params):
         self.network_cls = resolve(network)
         self.params = params

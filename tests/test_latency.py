@@ -164,8 +164,9 @@ def test_cli_passes_neural_settings_to_the_models_it_fits(sample_dir, sample_dat
     small = fitted(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1, extra=settings)
     default = fitted(get("neural/dnn_ctr"), sample_data, tiny_profile, 0, 1)
     assert {r["n_params"] for r in records} == {small.n_params()} != {default.n_params()}
+    # Recorded as parsed, once, from the command line: typed values, not the text.
     assert json.loads((out / "meta.json").read_text())["latency_runs"][0][
-        "neural_settings"] == {"embedding_dim": "4", "mlp_dims": "8,4"}
+        "neural_settings"] == {"embedding_dim": 4, "mlp_dims": [8, 4]}
 
 
 def test_a_path_wrong_on_any_timed_request_is_recorded_as_wrong(tiny_data):

@@ -137,11 +137,12 @@ def measure(args, argv) -> int:
     from ccp.data.loader import load
     from ccp.profiles import get_profile
 
-    profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+    specs = select(args.models)
+    profile_settings, neural_settings, model_keywords = split_settings(
+        parse_overrides(args.set), specs)
     profile = get_profile(args.profile).with_overrides(profile_settings)
     threads, candidates = _ints("--threads", args.threads), _ints("--candidates", args.candidates)
     _check_timing(args)
-    specs = select(args.models)
     progress = not args.quiet
     data = load(**data_options(args), synth_profile=profile.synth_profile, progress=progress)
     run_dir = _prepare_out(args.out, f"{data.name}-{profile.name}")
@@ -170,8 +171,9 @@ def measure(args, argv) -> int:
                 "dataset": data.name, "fingerprint": data.fingerprint,
                 "profile": profile.name, "seed": args.seed}
         try:
+            taken = {k: v for k, v in model_keywords.items() if k in spec.keywords()}
             model = harness.fitted(spec, data, profile, args.seed, profile.threads,
-                                   extra=neural_settings)
+                                   model_settings=taken, extra=neural_settings)
             paths = serving_paths(model)
         except Exception as error:  # a model that cannot be fitted is a row, not a crash
             records = [{**base, "kind": "latency", "n_candidates": None, "threads": None,

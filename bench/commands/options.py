@@ -95,23 +95,75 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def split_settings(overrides: dict) -> tuple[dict, dict]:
-    """--set pairs as (profile budgets, neural settings); a key that is neither is an error.
+def split_settings(overrides: dict, specs=()) -> tuple[dict, dict, dict]:
+    """--set pairs as (profile budgets, neural settings, model keywords), each converted to its
+    type and checked once, here; a key that is none of them is an error listing them all.
 
     Neural settings reach every neural model (FitContext.extra); other models ignore them.
+    Model keywords (a constructor's optional arguments, e.g. aitm's calibrator_weight,
+    mmoe's cvr_loss: `python -m bench list --settings MODEL`) reach the models of `specs` that
+    take them (`with_model_keywords`); reading them imports those models' modules, so it is
+    done only when a key is neither a budget nor a neural setting.
     """
     from dataclasses import fields
 
     from ccp.profiles import Profile
+    from ccp.ranges import apply_overrides
     from neural.config import NeuralConfig  # dataclasses only: no torch import
 
     budgets = {f.name for f in fields(Profile)}
     neural = {f.name for f in fields(NeuralConfig)}
-    unknown = sorted(set(overrides) - budgets - neural)
+    rest = set(overrides) - budgets - neural
+    keywords = {}
+    for spec in specs if rest else ():
+        for name, value in spec.keywords().items():
+            keywords.setdefault(name, value)
+    unknown = sorted(rest - set(keywords))
     if unknown:
         raise ValueError(f"unknown --set key(s) {unknown}; profile budgets: {sorted(budgets)}; "
-                         f"neural settings: {sorted(neural)}")
-    if neural & set(overrides):
-        NeuralConfig.with_overrides({k: v for k, v in overrides.items() if k in neural})
-    return ({k: v for k, v in overrides.items() if k in budgets},
-            {k: v for k, v in overrides.items() if k in neural})
+                         f"neural settings: {sorted(neural)}; keywords of the selected models: "
+                         f"{sorted(set(keywords) - budgets - neural)}")
+    neural_settings = apply_overrides(NeuralConfig(), {k: v for k, v in overrides.items()
+                                                       if k in neural}, "neural setting")
+    NeuralConfig.with_overrides(neural_settings)  # the checks across settings
+    return ({k: v for k, v in overrides.items() if k in budgets}, neural_settings,
+            {k: keyword_value(k, keywords[k], overrides[k]) for k in sorted(rest)})
+
+
+def keyword_value(name: str, registered, text):
+    """A model keyword's --set text as the type of its registered value (a text where that is
+    a text or None, a number where the text is one)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        if isinstance(registered, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        if isinstance(registered, int):
+            return int(text)
+        if isinstance(registered, float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"setting {name}={text} is not {type(registered).__name__} like its "
+                         f"registered value {registered!r}") from None
+    try:
+        return float(text)
+    except ValueError:
+        return None if text.lower() == "none" else text
+
+
+def with_model_keywords(configs: dict, specs, keywords: dict) -> dict:
+    """Each model's configuration (bench.tuned_config) with the --set keywords it takes added
+    to its constructor settings (over a tuned value) and recorded as `set_keywords`."""
+    if not keywords:
+        return configs
+    out = dict(configs)
+    for spec in specs:
+        taken = {k: v for k, v in keywords.items() if k in spec.keywords()}
+        if taken:
+            config = dict(configs.get(spec.key) or {})
+            settings = dict(config.get("settings") or {})
+            settings["model"] = {**settings.get("model", {}), **taken}
+            out[spec.key] = {**config, "settings": settings, "set_keywords": taken}
+    return out

@@ -17,7 +17,12 @@ def add_parser(sub) -> None:
 
 def handle(args, argv) -> int:
     from bench import harness, meta, tuned_config
-    from bench.commands.options import data_options, parse_overrides, split_settings
+    from bench.commands.options import (
+        data_options,
+        parse_overrides,
+        split_settings,
+        with_model_keywords,
+    )
     from bench.registry import select
     from bench.run_folder import (
         build_report,
@@ -31,7 +36,9 @@ def handle(args, argv) -> int:
     from ccp.profiles import get_profile
     from ccp.ranges import check_option
 
-    profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+    specs = select(None if args.all else args.models)
+    profile_settings, neural_settings, model_keywords = split_settings(
+        parse_overrides(args.set), specs)
     profile = get_profile(args.profile).with_overrides(profile_settings)
     # --seeds and --threads are checked against the profile's ranges but not stored in it:
     # a --resume with more seeds must still find the same profile.
@@ -44,7 +51,6 @@ def handle(args, argv) -> int:
         from bench.distributed.engines import launch_torchrun
 
         return launch_torchrun(argv[1:], args.workers)
-    specs = select(None if args.all else args.models)
     if args.engine == "dask":
         from bench.distributed.engines import dask_specs
 
@@ -54,7 +60,7 @@ def handle(args, argv) -> int:
     early_meta = Path(args.out) / harness.META_FILE if args.resume and args.out else None
     if early_meta is not None and early_meta.exists():  # say so before loading the data
         check_resumable(early_meta.parent, json.loads(early_meta.read_text()), None,
-                        profile.__dict__, neural_settings)
+                        profile.__dict__, neural_settings, model_keywords)
     data = load(**{**data_options(args), "synth_profile": profile.synth_profile,
                    "progress": progress,
                    # Dask workers read the encoded cache's files themselves.
@@ -65,18 +71,21 @@ def handle(args, argv) -> int:
     previous = (json.loads(meta_path.read_text())
                 if args.resume and meta_path.exists() else None)
     if previous is not None:
-        check_resumable(run_dir, previous, data.fingerprint, profile.__dict__, neural_settings)
+        check_resumable(run_dir, previous, data.fingerprint, profile.__dict__, neural_settings,
+                        model_keywords)
     selected = [s.key for s in specs]
     # A resumed folder keeps its successful (model, seed) pairs; only the others run.
     # A pair cut between its task records by a crash runs again (harness.trim_for_resume).
     done = harness.trim_for_resume(run_dir) if args.resume else frozenset()
-    configs = tuned_config.configs_for_run(data.name, data.fingerprint, profile.name,
-                                           selected, not args.no_tuned, args.engine)
+    configs = with_model_keywords(
+        tuned_config.configs_for_run(data.name, data.fingerprint, profile.name, selected,
+                                     not args.no_tuned, args.engine), specs, model_keywords)
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
                             models=selected, engine=args.engine,
                             workers=workers, neural_settings=neural_settings,
+                            model_keywords=model_keywords,
                             configs={k: c["config_file"] or f"default: {c['config_why']}"
                                      for k, c in configs.items()},
                             started_utc=harness.utc_now())

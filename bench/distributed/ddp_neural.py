@@ -180,9 +180,10 @@ def parse_run_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     from bench import harness, meta
-    from bench.commands.options import parse_overrides, split_settings
+    from bench.commands.options import parse_overrides, split_settings, with_model_keywords
     from bench.registry import select
     from bench.run_folder import check_resumable, link_latest, prepare_run_dir, resumed_meta
+    from bench.tuned_config import default
     from ccp.data.loader import load
     from ccp.profiles import get_profile
 
@@ -191,12 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     dist.init_process_group("gloo")
     rank, size = world()
     try:
-        profile_settings, neural_settings = split_settings(parse_overrides(args.set))
+        specs = [dataclasses.replace(s, target="bench.distributed.ddp_neural:DdpNeuralRanker")
+                 for s in select(None if args.all else args.models)]
+        profile_settings, neural_settings, model_keywords = split_settings(
+            parse_overrides(args.set), specs)
         profile = get_profile(args.profile).with_overrides(profile_settings)
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else profile.seeds
         threads = args.threads or max(1, profile.threads // size)
-        specs = [dataclasses.replace(s, target="bench.distributed.ddp_neural:DdpNeuralRanker")
-                 for s in select(None if args.all else args.models)]
+        configs = with_model_keywords(
+            {s.key: default(f"engine {ENGINE}: tuned settings are applied to local fits only")
+             for s in specs}, specs, model_keywords)
         if any(s.family != "neural" for s in specs):
             raise ValueError("--engine torchrun trains neural models only; "
                              f"got {[s.key for s in specs if s.family != 'neural']}")
@@ -225,13 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                         if args.resume and meta_path.exists() else None)
             if previous is not None:  # the same checks as `bench run --resume`
                 check_resumable(run_dir, previous, data.fingerprint, profile.__dict__,
-                                neural_settings)
+                                neural_settings, model_keywords)
             run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                                     data_info=data.info, vocab_sizes=data.vocab_sizes,
                                     profile=profile.__dict__, seeds=list(seeds),
                                     threads=threads, models=[s.key for s in specs],
                                     engine=ENGINE, workers=size,
                                     neural_settings=neural_settings,
+                                    model_keywords=model_keywords,
                                     started_utc=harness.utc_now())
             if previous is not None:
                 run_meta = resumed_meta(previous, run_meta)
@@ -252,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{spec.key} seed {seed} on {size} ranks ...", file=sys.stderr,
                           flush=True)
                 records = harness.run_one(spec, data, profile, seed, threads, progress,
-                                          neural_settings, engine=ENGINE, workers=size)
+                                          neural_settings, engine=ENGINE, workers=size,
+                                          config=configs[spec.key])
                 if rank == 0:
                     for record in records:
                         harness.append_record(run_dir, record)
