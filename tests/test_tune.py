@@ -210,20 +210,8 @@ def test_fits_report_their_validation_checks_to_the_pruner(key, tiny_data, tiny_
     assert len(steps) <= tiny_profile.gbdt_max_rounds
 
 
-def test_tune_refuses_to_replace_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path, capsys):
-    content = tuned_config.read(tuned)
-    content["fingerprint"] = "0000-other-data"
-    other = tmp_path / "other.json"
-    tuned_config.write(other, content)
-    code = main(["tune", "--models", "baselines/lgbm_ctr", "--trials", "1", "--dataset",
-                 "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
-                 "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(other), "--quiet"])
-    assert code == 2 and "tuned on other data" in capsys.readouterr().err
-
-
-def test_tune_overwrite_replaces_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path):
-    """--overwrite replaces the other data's file, and the models tuned after it are written
-    (a regression: the write after the first model found the old fingerprint and stopped)."""
+def _tune_into_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path, *extra):
+    """`tune` into a copy of the tuned file whose fingerprint says other data: (exit, file)."""
     content = tuned_config.read(tuned)
     content["fingerprint"] = "0000-other-data"
     other = tmp_path / "other.json"
@@ -231,7 +219,19 @@ def test_tune_overwrite_replaces_a_file_of_other_data(tuned, tiny_raw_dir, tmp_p
     code = main(["tune", "--models", "baselines/lgbm_ctr", "--trials", "1", "--dataset",
                  "synthetic", "--data-dir", str(tiny_raw_dir), "--profile", "tiny",
                  "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(other), "--quiet",
-                 "--overwrite"])
+                 *extra])
+    return code, other
+
+
+def test_tune_refuses_to_replace_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path, capsys):
+    code, _ = _tune_into_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path)
+    assert code == 2 and "tuned on other data" in capsys.readouterr().err
+
+
+def test_tune_overwrite_replaces_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path):
+    """--overwrite replaces the other data's file, and the models tuned after it are written
+    (a regression: the write after the first model found the old fingerprint and stopped)."""
+    code, other = _tune_into_a_file_of_other_data(tuned, tiny_raw_dir, tmp_path, "--overwrite")
     written = tuned_config.read(other)
     assert code == 0 and written["fingerprint"] != "0000-other-data"
     assert list(written["models"]) == ["baselines/lgbm_ctr"]
