@@ -20,13 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="ccpbench: GBDT vs neural multi-task ranking models on Ali-CCP.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
-        except ModuleNotFoundError as error:
-            if error.name == f"bench.commands.{name}":
-                continue  # a subcommand not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"bench.commands.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

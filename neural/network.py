@@ -165,6 +165,12 @@ CVR_LOSS_HOW = {"clicked": "CTR on all rows + CVR on clicked rows",
                 "entire_space": "CTR and CTCVR = pCTR x pCVR on all rows (ESMM-style)"}
 
 
+def two_tower_outputs(ctr_input: str, cvr_input: str) -> dict[str, str]:
+    """A two-tower model's OUTPUTS_HOW, given what each tower reads."""
+    return {"ctr": f"sigmoid of the CTR tower on {ctr_input}",
+            "cvr": f"sigmoid of the CVR tower on {cvr_input}", "ctcvr": "pCTR x pCVR"}
+
+
 class TwoTowerNet(RankingNet):
     """A CTR and a CVR tower on what the model's body makes of the input, pCTCVR = pCTR x pCVR,
     trained with either loss of `clicked_then_product` (the `cvr_loss` keyword)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from ccp.data.loader import SAMPLE_DIR_CANDIDATES
@@ -13,15 +11,6 @@ try:  # registers and loads the Hypothesis profiles (HYPOTHESIS_PROFILE=slow for
 except ImportError:  # hypothesis not installed: the generated-input tests skip themselves
     pass
 
-
-def _have(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-HAVE_SYNTH = _have("ccp.data.synth") and _have("ccp.data.raw")
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +31,6 @@ def sample_data(sample_dir):
 
 @pytest.fixture(scope="session")
 def tiny_raw_dir(tmp_path_factory):
-    if not HAVE_SYNTH:
-        pytest.skip("synthetic generator or raw reader not available")
     from ccp.data.loader import ensure_synthetic
 
     return ensure_synthetic("tiny", 0, tmp_path_factory.mktemp("tiny") / "raw", progress=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 
@@ -314,8 +313,6 @@ def test_fingerprint_changes_with_content_size_and_settings(tmp_path, monkeypatc
     assert fingerprint.fingerprint_files([a], {}) == sampled
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ccp.data.synth") is None,
-                    reason="synthetic generator not available")
 def test_prepare_bench_measures_two_sizes(tmp_path):
     from bench.prepare_bench import run_prepare_bench
 

@@ -192,6 +192,3 @@ class Dataset:
     @property
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "valid": self.valid, "test": self.test}
-
-    def vocab_size(self, field_name: str) -> int:
-        return self.vocab_sizes[field_name]

@@ -10,13 +10,11 @@ from __future__ import annotations
 from torch import nn
 
 from neural.layers import ExpertBank, mix
-from neural.network import TwoTowerNet
+from neural.network import TwoTowerNet, two_tower_outputs
 
 
 class MMoE(TwoTowerNet):
-    OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the CTR gate's expert mix",
-                   "cvr": "sigmoid of the CVR tower on the CVR gate's expert mix",
-                   "ctcvr": "pCTR x pCVR"}
+    OUTPUTS_HOW = two_tower_outputs("the CTR gate's expert mix", "the CVR gate's expert mix")
 
     def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
         super().__init__(layout, config, priors, **options)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from neural.layers import ExpertBank, mix
-from neural.network import TwoTowerNet
+from neural.network import TwoTowerNet, two_tower_outputs
 
 N_TASKS = 2  # CTR, CVR
 
@@ -46,9 +46,8 @@ class CGC(nn.Module):
 
 
 class PLE(TwoTowerNet):
-    OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the last level's CTR output",
-                   "cvr": "sigmoid of the CVR tower on the last level's CVR output",
-                   "ctcvr": "pCTR x pCVR"}
+    OUTPUTS_HOW = two_tower_outputs("the last level's CTR output",
+                                    "the last level's CVR output")
 
     def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
         super().__init__(layout, config, priors, **options)

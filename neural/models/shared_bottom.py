@@ -7,13 +7,11 @@ clicked rows; `cvr_loss="entire_space"` trains CTR and CTCVR = pCTR x pCVR on al
 from __future__ import annotations
 
 from neural.layers import mlp
-from neural.network import TwoTowerNet
+from neural.network import TwoTowerNet, two_tower_outputs
 
 
 class SharedBottom(TwoTowerNet):
-    OUTPUTS_HOW = {"ctr": "sigmoid of the CTR tower on the shared bottom",
-                   "cvr": "sigmoid of the CVR tower on the shared bottom",
-                   "ctcvr": "pCTR x pCVR"}
+    OUTPUTS_HOW = two_tower_outputs("the shared bottom", "the shared bottom")
 
     def __init__(self, layout, config, priors, **options):  # TwoTowerNet's cvr_loss, ...
         super().__init__(layout, config, priors, **options)
