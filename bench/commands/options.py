@@ -108,7 +108,6 @@ def split_settings(overrides: dict, specs=()) -> tuple[dict, dict, dict]:
     from dataclasses import fields
 
     from ccp.profiles import Profile
-    from ccp.ranges import apply_overrides
     from neural.config import NeuralConfig  # dataclasses only: no torch import
 
     budgets = {f.name for f in fields(Profile)}
@@ -123,9 +122,10 @@ def split_settings(overrides: dict, specs=()) -> tuple[dict, dict, dict]:
         raise ValueError(f"unknown --set key(s) {unknown}; profile budgets: {sorted(budgets)}; "
                          f"neural settings: {sorted(neural)}; keywords of the selected models: "
                          f"{sorted(set(keywords) - budgets - neural)}")
-    neural_settings = apply_overrides(NeuralConfig(), {k: v for k, v in overrides.items()
-                                                       if k in neural}, "neural setting")
-    NeuralConfig.with_overrides(neural_settings)  # the checks across settings
+    # Converted, range-checked and checked as a whole config (__post_init__) once, here.
+    given = [k for k in overrides if k in neural]
+    config = NeuralConfig.with_overrides({k: overrides[k] for k in given})
+    neural_settings = {k: getattr(config, k) for k in given}
     return ({k: v for k, v in overrides.items() if k in budgets}, neural_settings,
             {k: keyword_value(k, keywords[k], overrides[k]) for k in sorted(rest)})
 
