@@ -20,6 +20,7 @@ from ccp.tasks import MAIN_TASKS
 from neural.balancing import sum_terms
 from neural.config import NeuralConfig
 from neural.inputs import Batch, FeatureEmbedding, FieldLayout
+from neural.layers import Tower
 
 LN2 = math.log(2.0)
 
@@ -186,8 +187,6 @@ class TwoTowerNet(RankingNet):
     def make_towers(self, width: int, priors: dict[str, float]) -> None:
         """The two towers on `width` inputs, made where the model's init places this call: the
         order in which layers are made is the order of their random initial draws."""
-        from neural.layers import Tower
-
         config = self.config
         self.ctr_tower = Tower(width, config.tower_dims, config.dropout, priors["ctr"])
         self.cvr_tower = Tower(width, config.tower_dims, config.dropout, priors["cvr"])
