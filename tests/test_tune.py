@@ -193,7 +193,7 @@ def test_a_stored_study_of_other_data_is_not_resumed(tiny_data, tiny_profile, tm
 
 
 @pytest.mark.parametrize("key", ["baselines/lgbm_ctr_x_cvr", "baselines/xgb_ctr_x_cvr",
-                                 "neural/esmm"])
+                                 "neural/esmm", "neural/dnn_ctr_x_cvr"])
 def test_fits_report_their_validation_checks_to_the_pruner(key, tiny_data, tiny_profile):
     steps = []
     spec = get(key)
@@ -201,6 +201,9 @@ def test_fits_report_their_validation_checks_to_the_pruner(key, tiny_data, tiny_
                                  0, 1, progress=False,
                                  on_validation=lambda step, score: steps.append((step, score)))
     assert steps and all(a[0] < b[0] for a, b in zip(steps, steps[1:])), "steps increase"
+    if key == "neural/dnn_ctr_x_cvr":  # the ctr network's checks only, as for the tree pairs
+        assert len(steps) == len(json.loads(model.info["ctr_history"]))
+        return
     if spec.family == "neural":
         assert len(steps) == len(json.loads(model.info["history"]))  # one per check
         return

@@ -9,6 +9,7 @@ both fits.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -44,6 +45,9 @@ class DnnCtrXCvr:
         for task, part in self.parts.items():
             started = time.perf_counter()
             part.fit(data, ctx)
+            # Tuning's checks are the ctr network's only, as for the tree pair's first forest:
+            # the cvr network's checks would land on steps the ctr network already reported.
+            ctx = dataclasses.replace(ctx, on_validation=None)
             self.info[f"{task}_fit_s"] = time.perf_counter() - started
             self.info.update({f"{task}_{key}": value for key, value in part.info.items()})
 
