@@ -64,6 +64,26 @@ def test_mini_study_writes_run_records_per_point_and_resume_does_no_work(mini_st
     assert changed == ["study.json"]  # rewritten with this invocation's command only
 
 
+def test_points_run_at_once_give_the_records_of_points_run_in_turn(mini_study, tmp_path):
+    out = tmp_path / "parallel"
+    assert main(["study", "regimes", "--grid", "mini", "--out", str(out), "--quiet",
+                 "--jobs", "2", "--no-report"]) == 0
+
+    def aucs(folder):
+        return {(run.name, r["model"], r["seed"], r["task"]): r["auc"]
+                for run in sorted((folder / "runs").iterdir())
+                for r in harness.read_records(run) if r.get("kind") == "accuracy"
+                and r.get("auc") is not None}
+
+    parallel, in_turn = aucs(out), aucs(mini_study)
+    assert parallel.keys() == in_turn.keys() and parallel
+    # Each point ran as its own 1-thread process; trees and the prior do not depend on it.
+    assert max(abs(parallel[k] - in_turn[k]) for k in parallel) < 1e-9
+    threads = {r["threads"] for run in (out / "runs").iterdir()
+               for r in harness.read_records(run) if r.get("kind") == "accuracy"}
+    assert threads == {1}
+
+
 def test_models_without_the_reference_are_refused_before_any_work(tmp_path, capsys):
     out = tmp_path / "study"
     assert main(["study", "regimes", "--grid", "mini", "--out", str(out), "--quiet",

@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
                          help="passed to `bench run` at every point")
     regimes.add_argument("--workers", type=int, default=2,
                          help="Dask workers / torchrun processes (default 2)")
+    regimes.add_argument("--jobs", type=int, default=1,
+                         help="points run at once, each a 1-thread `bench run` process "
+                              "(default 1: one point at a time at the profile's threads)")
     regimes.add_argument("--no-report", action="store_true", help="skip the study report")
     regimes.add_argument("--quiet", action="store_true", help="no progress output")
     regimes.set_defaults(handler=handle_regimes)
@@ -47,6 +50,7 @@ def handle_regimes(args, argv) -> int:
 
     check_option("--data-seed", args.data_seed, low=0, high=2**32 - 1)
     check_option("--workers", args.workers, low=1)
+    check_option("--jobs", args.jobs, low=1)
     grid = get_grid(args.grid)
     study_dir = Path(args.out) if args.out else REPORTS_ROOT / "studies" / f"regimes-{grid.name}"
     if (study_dir / STUDY_FILE).exists() and not args.resume:
@@ -56,7 +60,7 @@ def handle_regimes(args, argv) -> int:
         raise ValueError(f"--models must include {REFERENCE}, the study's reference; "
                          f"got {models}")
     outcome = run_study(study_dir, grid, models, args.data_seed, args.engine, args.workers,
-                        args.quiet, argv)
+                        args.quiet, argv, args.jobs)
     print(f"study {grid.name}: {len(outcome['ran'])} point(s) run, "
           f"{len(outcome['skipped'])} already complete, {len(outcome['failed'])} with failures "
           f"({study_dir})")

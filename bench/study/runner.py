@@ -97,31 +97,60 @@ def write_study_file(study_dir: Path, grid: Grid, models: list[str], data_seed: 
 
 def run_study(study_dir: Path, grid: Grid, models: list[str], data_seed: int = 0,
               engine: str = "local", workers: int = 2, quiet: bool = False,
-              argv: list[str] | None = None) -> dict:
+              argv: list[str] | None = None, jobs: int = 1) -> dict:
     """Run every point not yet complete; return {"ran": [...], "skipped": [...], "failed": [...]}.
 
     A point is complete when its run folder holds an error-free record of every task for
-    every (model, seed): then neither its data nor its run is touched."""
-    from bench.cli import main as bench_main
-
+    every (model, seed): then neither its data nor its run is touched. With `jobs` > 1 that
+    many points run at once, each a `python -m bench run` process at 1 thread (on 2 cores two
+    1-thread fits do more than one 2-thread fit of these small networks); the records say
+    the threads they ran with."""
     study_dir.mkdir(parents=True, exist_ok=True)
     write_study_file(study_dir, grid, models, data_seed, engine, argv or [])
     outcome = {"ran": [], "skipped": [], "failed": []}
-    for i, point in enumerate(grid.points(), 1):
+    todo = []
+    for point in grid.points():
         name = point_name(point)
         run_dir = study_dir / "runs" / name
         if point_is_done(run_dir, models, grid.seeds):
             outcome["skipped"].append(name)
             continue
-        if not quiet:
-            print(f"study {grid.name}: point {i}/{len(grid.points())} {name}", file=sys.stderr,
-                  flush=True)
+        # Generated before any point runs: the points of one data set may run at once.
         data_dir = ensure_data(study_dir / "data" / data_name(point["cvr"],
                                                               point["relatedness"]),
                                grid, point["cvr"], point["relatedness"], data_seed,
                                not quiet)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        status = bench_main(run_argv(grid, point, data_dir, run_dir, models, data_seed,
-                                     engine, workers, quiet))
+        todo.append((name, point["train_rows"],
+                     run_argv(grid, point, data_dir, run_dir, models, data_seed, engine,
+                              workers, quiet)))
+    for name, status in _run_points(todo, jobs, quiet):
         outcome["ran" if status == 0 else "failed"].append(name)
     return outcome
+
+
+def _run_points(todo: list[tuple[str, int, list[str]]], jobs: int, quiet: bool):
+    """(name, exit status) of each point's `bench run` ((name, train rows, argv) each): in
+    this process, or `jobs` at once."""
+    if jobs <= 1:
+        from bench.cli import main as bench_main
+
+        for i, (name, _, argv) in enumerate(todo, 1):
+            if not quiet:
+                print(f"study: point {i}/{len(todo)} {name}", file=sys.stderr, flush=True)
+            yield name, bench_main(argv)
+        return
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(item):
+        name, _, argv = item
+        if not quiet:
+            print(f"study: point {name} started", file=sys.stderr, flush=True)
+        command = [sys.executable, "-m", "bench", *argv, "--set", "threads=1"]
+        return name, subprocess.run(command, check=False).returncode
+
+    # The largest train sizes first, so that no long point starts last.
+    order = sorted(todo, key=lambda item: -item[1])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(run, order)
