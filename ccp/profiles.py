@@ -42,6 +42,9 @@ class Profile:
     # neural_checks_per_epoch times per unit, the best check's weights kept, stopped after
     # neural_patience checks without improvement or at the cap of neural_max_epochs units.
     neural_max_epochs: int = setting(8, low=1)
+    # Floor on the unit's rows (0 = none): a small train set's budget counted as an epoch of
+    # this many rows (neural/stopping.py); the regime study's small sizes use it.
+    neural_min_epoch_rows: int = setting(0, low=0)
     neural_checks_per_epoch: int = setting(4, low=1)
     neural_patience: int = setting(2, low=1)
     neural_batch_size: int = setting(2048, low=1)

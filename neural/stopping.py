@@ -7,6 +7,12 @@ the fit is validated `neural_checks_per_epoch` times per such epoch (and at leas
 epoch of its own rows), keeps the weights of its best check, stops after as many steps without
 improvement as `neural_patience` checks of an all-rows model take, and never runs past
 `neural_max_epochs` such epochs (the cap; `stopped_by` says which of the two ended it).
+
+On a small train set the unit may be floored (`neural_min_epoch_rows`, default off): an epoch
+of 2,000 rows is one step at batch 2,048, so a cap of a few such epochs would stop a network
+after a few steps while the trees boost for hundreds of rounds. With the floor, the unit is an
+epoch of that many rows (2,000 rows, floor 50,000: 25 passes), and the model's own epoch is
+scaled alike, so checks, patience and cap keep the proportions they have on large data.
 """
 
 from __future__ import annotations
@@ -28,10 +34,18 @@ class CheckPlan:
     check_unclicked: float = 1.0
 
     @classmethod
-    def from_profile(cls, profile, epoch_steps: int, own_epoch_steps: int) -> CheckPlan:
+    def from_profile(cls, profile, epoch_steps: int, own_epoch_steps: int,
+                     batch_size: int | None = None) -> CheckPlan:
         """`own_epoch_steps`: steps of one epoch over the model's own training rows. A model
         on clicked rows is checked as often per epoch of its rows (it passes its best within
-        a few of them), with the same patience and cap in steps as every model."""
+        a few of them), with the same patience and cap in steps as every model.
+        `batch_size`: the fit's, for the floor on the unit (module doc)."""
+        floor_rows = getattr(profile, "neural_min_epoch_rows", 0)
+        if floor_rows and batch_size:
+            floor_steps = math.ceil(floor_rows / batch_size)
+            if floor_steps > epoch_steps:
+                own_epoch_steps = math.ceil(own_epoch_steps * floor_steps / epoch_steps)
+                epoch_steps = floor_steps
         per_epoch = profile.neural_checks_per_epoch
         unit_every = max(1, math.ceil(epoch_steps / per_epoch))
         every = max(1, min(unit_every, math.ceil(own_epoch_steps / per_epoch)))

@@ -321,7 +321,7 @@ class NeuralRanker:
                                     profile.neural_batch_size, ctx.seed)
         batch = trainer.batch_size
         plan = CheckPlan.from_profile(profile, self.epoch_steps(data.train, batch),
-                                      agreed_max(-(-self.own_rows(data.train) // batch)))
+                                      agreed_max(-(-self.own_rows(data.train) // batch)), batch)
         log = self.train_with_checks(trainer, data, plan, ctx.progress,
                                       ctx.on_validation)
         log.best.restore(network)

@@ -243,6 +243,25 @@ def test_check_plan_in_steps():
     assert (tiny.check_every, tiny.max_checks, tiny.steps_before(tiny.max_checks)) == (1, 16, 1)
 
 
+def test_check_plan_floor_gives_a_small_train_set_the_proportions_of_a_large_one():
+    """2,000 rows at batch 2,048 is one step per epoch; floored at 50,000 rows the unit is
+    25 steps, and a clicked-row model's own epoch is scaled alike."""
+    from ccp.profiles import get_profile
+    from neural.stopping import CheckPlan
+
+    profile = get_profile("small").with_overrides({"neural_min_epoch_rows": 50_000})
+    small = CheckPlan.from_profile(profile, 1, 1, batch_size=2048)
+    assert (small.epoch_steps, small.check_every, small.max_steps) == (25, 7, 25 * 8)
+    assert small.patience * small.check_every >= 2 * 7
+    clicked = CheckPlan.from_profile(profile, 1, 1, batch_size=2048)  # own rows: one step too
+    assert clicked.max_steps == small.max_steps
+    # Large data, or no floor: unchanged.
+    large = CheckPlan.from_profile(profile, 196, 10, batch_size=2048)
+    assert large == CheckPlan.from_profile(get_profile("small"), 196, 10, batch_size=2048)
+    unfloored = CheckPlan.from_profile(get_profile("small"), 1, 1, batch_size=2048)
+    assert (unfloored.max_steps, unfloored.check_every) == (8, 1)
+
+
 def test_a_check_scores_only_its_task_rows_and_builds_nothing(random_data, monkeypatch):
     """The CVR-only check scores the clicked validation rows; a check reuses batches built
     once (no TensorSplit.batch call)."""

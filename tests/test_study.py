@@ -159,3 +159,19 @@ def test_text_calls_an_interval_covering_zero_a_tie(tmp_path):
     assert "at 0 of 2 points, loses at 0, ties at 2" in text[0]
     assert "overall the compared models **tie** (0 win(s), 0 loss(es), 2 tie(s)" in text[1]
     assert "shares of wins" not in text[-1] and "does not change" in text[-1]
+
+
+def test_the_study_runs_the_loss_balanced_model_best_on_validation():
+    """BEST_LOSS_BALANCED is the registered loss-balancing model whose default configuration
+    (the one the study runs) has the highest validation score in the committed tuned file."""
+    from bench import tuned_config
+    from bench.registry import all_specs
+    from bench.study.grid import BEST_LOSS_BALANCED, DEFAULT_MODELS
+
+    content = tuned_config.read(tuned_config.tuned_path("synthetic-small-seed0", "small"))
+    balanced = [s.key for s in all_specs()
+                if s.params.get("loss_balancing") not in (None, "none")]
+    assert len(balanced) >= 3
+    scores = {key: content["models"][key]["default_valid_score"] for key in balanced}
+    assert max(scores, key=scores.get) == BEST_LOSS_BALANCED
+    assert BEST_LOSS_BALANCED in DEFAULT_MODELS and BEST_LOSS_BALANCED in get_grid("quick").models
