@@ -11,7 +11,7 @@ from pathlib import Path
 
 # CCPBENCH_REPORTS moves the default run folders (tests start real processes with it).
 REPORTS_ROOT = Path(os.environ.get("CCPBENCH_REPORTS",
-                                   Path(__file__).resolve().parents[2] / "reports"))
+                                   Path(__file__).resolve().parents[1] / "reports"))
 
 
 def new_run_dir(name: str) -> Path:

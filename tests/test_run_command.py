@@ -86,3 +86,20 @@ def test_a_failed_model_is_recorded_and_the_exit_status_says_so(run, tiny_raw_di
     records = harness.read_records(out)
     assert [r["model"] for r in records if r.get("error")] == ["baselines/logreg"]
     assert any(r["model"] == "baselines/constant" and r.get("error") is None for r in records)
+
+
+def test_default_run_folders_are_under_the_checkouts_reports_folder():
+    """README: a run's report lands in reports/latest/ of this checkout (the repository root is
+    where pyproject.toml is), unless CCPBENCH_REPORTS says otherwise."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "pyproject.toml").exists()
+    env = {k: v for k, v in os.environ.items() if k != "CCPBENCH_REPORTS"}
+    shown = subprocess.run([sys.executable, "-c", "from bench.run_folder import REPORTS_ROOT; "
+                            "print(REPORTS_ROOT)"], capture_output=True, text=True, env=env,
+                           cwd=root, check=True).stdout.strip()
+    assert Path(shown) == root / "reports"
