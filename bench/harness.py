@@ -346,20 +346,19 @@ def run_one(spec, data, profile, seed: int, threads: int, progress: bool = True,
 def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
               progress: bool = True, extra: dict | None = None, engine: str = "local",
               workers: int = 1, done: frozenset = frozenset(), on_fitted=None,
-              configs: dict | None = None) -> list[dict]:
+              configs: dict | None = None, jobs: int = 1) -> list[dict]:
     """Every (model, seed) pair not in `done` (pairs a resumed folder already holds);
     `on_fitted` as in run_one; configs: per model key, the configuration to fit with and
-    record (bench.tuned_config)."""
+    record (bench.tuned_config); jobs: pairs fitted at once (bench.run_jobs; local engine)."""
     run_dir = Path(run_dir)
     all_records = []
     pairs = [(spec, seed) for spec in specs for seed in seeds if (spec.key, seed) not in done]
     total = len(pairs)
-    step = 0
-    for spec, seed in pairs:
-        step += 1
-        _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
-        records = run_one(spec, data, profile, seed, threads, progress, extra, engine,
-                          workers, on_fitted, (configs or {}).get(spec.key))
+    finished = 0
+
+    def keep(spec, seed, records) -> None:
+        nonlocal finished
+        finished += 1
         append_records(run_dir, records)  # one write: all of a pair's lines or a cut tail
         all_records.extend(records)
         ok = [r for r in records if r.get("error") is None]
@@ -367,6 +366,18 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
             aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
                              if r["task"] in MAIN_TASKS and r["auc"] is not None
                              and r["split"] == "test")
-            _log(f"    fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
-                 f"AUC {aucs}", progress)
+            _log(f"    {'' if jobs == 1 else f'[{finished}/{total}] {spec.key} seed {seed}: '}"
+                 f"fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  AUC {aucs}",
+                 progress)
+
+    if jobs > 1 and engine == "local" and len(pairs) > 1:
+        from bench.run_jobs import run_pairs
+
+        _log(f"{total} fits, {jobs} at a time ({threads} thread(s) each)", progress)
+        run_pairs(run_one, pairs, data, profile, threads, jobs, extra, configs, on_fitted, keep)
+        return all_records
+    for step, (spec, seed) in enumerate(pairs, 1):
+        _log(f"[{step}/{total}] {spec.key} seed {seed} ...", progress)
+        keep(spec, seed, run_one(spec, data, profile, seed, threads, progress, extra, engine,
+                                 workers, on_fitted, (configs or {}).get(spec.key)))
     return all_records

@@ -59,6 +59,9 @@ class Profile:
     neural_chunk_rows: int = setting(0, low=-1, note="-1 = never chunk, 0 = automatic")
     # Logistic-regression floor.
     linear_max_iter: int = setting(200, low=1)
+    # (model, seed) fits `bench run` runs at once, sharing `threads` (bench/run_jobs.py): two
+    # 1-thread fits of these small networks keep 2 cores busier than one 2-thread fit.
+    jobs: int = setting(1, low=1)
 
     def __post_init__(self):
         check_fields(self)  # a named profile out of range fails at import, not mid-run
@@ -75,7 +78,7 @@ PROFILES = {
                     neural_max_epochs=1, neural_batch_size=1024, neural_check_unclicked=1.0,
                     linear_max_iter=100),
     # Three seeds: every interval and test includes training variance (ccp.stats).
-    "small": Profile(name="small", synth_profile="small", seeds=(0, 1, 2)),
+    "small": Profile(name="small", synth_profile="small", seeds=(0, 1, 2), jobs=2),
     "full": Profile(name="full", synth_profile="aliccp", seeds=(0, 1, 2), n_bootstrap=200,
                     gbdt_max_rounds=3000, gbdt_early_stopping=100, neural_max_epochs=5,
                     neural_patience=2),

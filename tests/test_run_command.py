@@ -103,3 +103,33 @@ def test_default_run_folders_are_under_the_checkouts_reports_folder():
                             "print(REPORTS_ROOT)"], capture_output=True, text=True, env=env,
                            cwd=root, check=True).stdout.strip()
     assert Path(shown) == root / "reports"
+
+
+def test_jobs_fit_pairs_at_once_with_the_records_and_latency_of_one_job(tiny_raw_dir, tmp_path,
+                                                                         monkeypatch):
+    """--jobs 2 forks workers for the (model, seed) fits: the same accuracy records as one job
+    (1 thread each), and serving latency measured once per model, after the fits, in the
+    parent."""
+    from bench import run_folder
+
+    monkeypatch.setattr(run_folder, "REPORTS_ROOT", tmp_path / "reports")
+    models = ["baselines/constant", "baselines/lgbm_ctr_x_cvr", "neural/esmm"]
+
+    def invoke(out, jobs):
+        assert main(["run", "--models", *models, "--dataset", "synthetic", "--data-dir",
+                     str(tiny_raw_dir), "--profile", "tiny", "--seeds", "0,1", "--threads", "1",
+                     "--jobs", jobs, "--out", str(out), "--quiet", "--no-report"]) == 0
+        return harness.read_records(out)
+
+    one, two = invoke(tmp_path / "one", "1"), invoke(tmp_path / "two", "2")
+
+    def aucs(records):
+        return {(r["model"], r["seed"], r["split"], r["task"]): r["auc"] for r in records
+                if r["kind"] == "accuracy"}
+
+    assert aucs(one).keys() == aucs(two).keys() and len(aucs(two)) == 3 * 2 * 2 * 4
+    assert max(abs((aucs(one)[k] or 0) - (aucs(two)[k] or 0)) for k in aucs(one)) < 1e-9
+    latency = [r for r in two if r["kind"] == "latency"]
+    assert {r["model"] for r in latency} == set(models) and {r["seed"] for r in latency} == {0}
+    assert not any(r.get("error") for r in latency)
+    assert json.loads((tmp_path / "two" / harness.META_FILE).read_text())["jobs"] == 2

@@ -58,6 +58,10 @@ def add_run_arguments(parser) -> None:
                         help=f"budgets and synthetic data size (default {DEFAULT_PROFILE})")
     parser.add_argument("--seeds", help="comma-separated model seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, help="threads per model (default: the profile's)")
+    parser.add_argument("--jobs", type=int,
+                        help="(model, seed) fits at once, each in its own process with "
+                             "threads // jobs threads (default: the profile's jobs: 2 on "
+                             "small, 1 on tiny); serving latency is measured after all fits")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile budget (ccp/profiles.py), e.g. --set "
                              "neural_max_epochs=2, or a neural setting (neural/config.py), "

@@ -47,6 +47,10 @@ def handle(args, argv) -> int:
                                      if v is not None})
     seeds, threads = chosen.seeds, chosen.threads
     check_option("--workers", args.workers, low=1)
+    jobs = profile.jobs if args.jobs is None else args.jobs
+    check_option("--jobs", jobs, low=1)
+    if jobs > 1 and args.threads is None:  # the profile's threads shared by its jobs
+        threads = max(1, threads // jobs)
     if args.engine == "torchrun":  # every rank runs this command again, under torchrun
         from bench.distributed.engines import launch_torchrun
 
@@ -83,6 +87,7 @@ def handle(args, argv) -> int:
     run_meta = meta.collect(argv, dataset=data.name, fingerprint=data.fingerprint,
                             data_info=data.info, vocab_sizes=data.vocab_sizes,
                             profile=profile.__dict__, seeds=list(seeds), threads=threads,
+                            jobs=jobs,
                             models=selected, engine=args.engine,
                             workers=workers, neural_settings=neural_settings,
                             model_keywords=model_keywords,
@@ -95,7 +100,7 @@ def handle(args, argv) -> int:
     latency = _latency_step(args, run_dir, data, profile, progress)
     records = harness.run_suite(specs, data, profile, seeds, run_dir, threads, progress,
                                 extra=neural_settings, engine=args.engine, workers=workers,
-                                done=done, on_fitted=latency, configs=configs)
+                                done=done, on_fitted=latency, configs=configs, jobs=jobs)
     run_meta["finished_utc"] = harness.utc_now()
     if latency is not None:
         run_meta["serving_latency"] = latency.meta()

@@ -147,7 +147,7 @@ def _run_points(todo: list[tuple[str, int, list[str]]], jobs: int, quiet: bool):
         name, _, argv = item
         if not quiet:
             print(f"study: point {name} started", file=sys.stderr, flush=True)
-        command = [sys.executable, "-m", "bench", *argv, "--set", "threads=1"]
+        command = [sys.executable, "-m", "bench", *argv, "--threads", "1", "--jobs", "1"]
         return name, subprocess.run(command, check=False).returncode
 
     # The largest train sizes first, so that no long point starts last.
