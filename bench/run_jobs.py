@@ -22,18 +22,19 @@ _SHARED: dict = {}
 def _fit_pair(spec, seed: int, config, keep_model: bool):
     """In a worker: one pair's records, and its fitted model pickled (or the reason it could
     not be) when the parent measures its latency."""
-    shared = _SHARED
     kept = {}
 
     def keep(spec, seed, model):
         try:
             kept["model"] = pickle.dumps(model)
         except Exception as error:  # measured as a latency error, not a lost pair
-            kept["error"] = f"the fitted model could not be sent to the measuring process: " \
-                            f"{type(error).__name__}: {error}"
+            kept["error"] = ("the fitted model could not be sent to the measuring process: "
+                             f"{type(error).__name__}: {error}")
 
-    records = shared["run_one"](spec, shared["data"], shared["profile"], seed, shared["threads"],
-                      False, shared["extra"], "local", 1, keep if keep_model else None, config)
+    shared = _SHARED
+    records = shared["run_one"](spec, shared["data"], shared["profile"], seed,
+                                shared["threads"], False, shared["extra"], "local", 1,
+                                keep if keep_model else None, config)
     return records, kept
 
 

@@ -138,4 +138,3 @@ def test_a_new_neural_path_is_picked_up_without_an_edit(sample_dir, sample_data,
 
     fastest, screened = fastest_equal_path(model, serving_paths(model), sample_data.test, 20)
     assert fastest == "new_path" and set(screened) == {"library", "new_path"}
-
