@@ -140,3 +140,12 @@ def test_committed_baseline_is_of_the_gate_data_and_covers_every_registered_mode
     missing = {s.key for s in all_specs()} - {e["model"] for e in stored["entries"].values()}
     assert not missing, (f"not in reports/accuracy_baseline.json: {sorted(missing)}; run "
                          "`python -m bench accuracy --update-baseline` and commit it")
+
+
+def test_the_budgets_note_ignores_a_setting_added_since_the_baseline_at_its_default():
+    stored = json.loads(json.dumps(gate.gate_profile().__dict__, default=list))
+    assert gate._same_budgets(stored)
+    assert gate._same_budgets({k: v for k, v in stored.items() if k != "jobs"})
+    assert not gate._same_budgets({**stored, "gbdt_max_rounds": stored["gbdt_max_rounds"] + 1})
+    # A setting the baseline lacks counts only at its default.
+    assert not gate._same_budgets({k: v for k, v in stored.items() if k != "n_bootstrap"})
