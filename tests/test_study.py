@@ -175,3 +175,11 @@ def test_the_study_runs_the_loss_balanced_model_best_on_validation():
     scores = {key: content["models"][key]["default_valid_score"] for key in balanced}
     assert max(scores, key=scores.get) == BEST_LOSS_BALANCED
     assert BEST_LOSS_BALANCED in DEFAULT_MODELS and BEST_LOSS_BALANCED in get_grid("quick").models
+
+
+def test_the_ceiling_table_gives_the_achievable_ceiling_below_the_oracle(mini_study):
+    study = load_study(mini_study)
+    ceilings = [(x.achievable_auc, x.oracle_auc) for x in study.lifts]
+    assert ceilings and all(a is not None and o is not None for a, o in ceilings)
+    assert all(0.5 < a <= o for a, o in ceilings)
+    assert "achievable AUC" in (mini_study / "report.md").read_text()

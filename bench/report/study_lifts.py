@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report.results import load_run, paired_interval
+from bench.report.sections import achievable_auc
 from ccp.atomic import read_json
 
 STUDY_TASKS = ("cvr", "ctcvr")
@@ -27,6 +28,9 @@ class Lift:
     ci_high: float | None
     oracle_auc: float | None  # the true probabilities' AUC on the same test rows
     n_positives: int | None   # test positives of the task (few = wide intervals)
+    # The truth with the unobservable noise integrated out, scored like a model on the same
+    # rows (the data's info, bench.report.sections.achievable_auc): what a model can reach.
+    achievable_auc: float | None = None
 
     @property
     def verdict(self) -> str | None:
@@ -77,8 +81,9 @@ def load_study(study_dir: str | Path) -> Study:
                 ref_task = reference.tasks.get(task)
                 lifts.append(Lift(point, key, task, model.auc(task), reference.auc(task),
                                   diff, low, high,
-                                  *((ref_task.oracle_auc, ref_task.n_positives)
-                                    if ref_task is not None else (None, None))))
+                                  *((ref_task.oracle_auc, ref_task.n_positives,
+                                     achievable_auc(run, task, ref_task))
+                                    if ref_task is not None else (None, None, None))))
     return Study(study_dir, spec, lifts, missing, rows)
 
 
