@@ -87,9 +87,14 @@ def gate_profile():
     return get_profile(PROFILE).with_overrides(PROFILE_OVERRIDES)
 
 
+def _as_stored(values: dict) -> dict:
+    """`values` as the baseline file stores them (tuples as lists)."""
+    return json.loads(json.dumps(values, default=list))
+
+
 def _profile_fields() -> dict:
-    """The gate profile's budgets as the baseline file stores them (tuples as lists)."""
-    return json.loads(json.dumps(gate_profile().__dict__, default=list))
+    """The gate profile's budgets as the baseline file stores them."""
+    return _as_stored(gate_profile().__dict__)
 
 
 def _same_budgets(stored: dict | None) -> bool:
@@ -101,9 +106,8 @@ def _same_budgets(stored: dict | None) -> bool:
 
     from ccp.profiles import Profile
 
-    defaults = {f.name: f.default for f in dataclasses.fields(Profile)
-                if f.default is not dataclasses.MISSING}
-    defaults = json.loads(json.dumps(defaults, default=list))
+    defaults = _as_stored({f.name: f.default for f in dataclasses.fields(Profile)
+                           if f.default is not dataclasses.MISSING})
     return all(stored.get(key, defaults.get(key)) == value
                for key, value in _profile_fields().items())
 

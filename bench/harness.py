@@ -366,9 +366,10 @@ def run_suite(specs, data, profile, seeds, run_dir: Path, threads: int,
             aucs = "  ".join(f"{r['task']} {r['auc']:.4f}" for r in ok
                              if r["task"] in MAIN_TASKS and r["auc"] is not None
                              and r["split"] == "test")
-            _log(f"    {'' if jobs == 1 else f'[{finished}/{total}] {spec.key} seed {seed}: '}"
-                 f"fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  AUC {aucs}",
-                 progress)
+            # With several jobs the pairs finish out of order: each line names its pair.
+            pair = "" if jobs == 1 else f"[{finished}/{total}] {spec.key} seed {seed}: "
+            _log(f"    {pair}fit {ok[0]['train_s']:.1f}s predict {ok[0]['predict_s']:.2f}s  "
+                 f"AUC {aucs}", progress)
 
     if jobs > 1 and engine == "local" and len(pairs) > 1:
         from bench.run_jobs import run_pairs

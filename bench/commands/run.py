@@ -40,15 +40,14 @@ def handle(args, argv) -> int:
     profile_settings, neural_settings, model_keywords = split_settings(
         parse_overrides(args.set), specs)
     profile = get_profile(args.profile).with_overrides(profile_settings)
-    # --seeds and --threads are checked against the profile's ranges but not stored in it:
-    # a --resume with more seeds must still find the same profile.
+    # --seeds, --threads and --jobs are checked against the profile's ranges but not stored in
+    # it: a --resume with more seeds must still find the same profile.
     chosen = profile.with_overrides({k: v for k, v in (("seeds", args.seeds),
-                                                       ("threads", args.threads))
+                                                       ("threads", args.threads),
+                                                       ("jobs", args.jobs))
                                      if v is not None})
-    seeds, threads = chosen.seeds, chosen.threads
+    seeds, threads, jobs = chosen.seeds, chosen.threads, chosen.jobs
     check_option("--workers", args.workers, low=1)
-    jobs = profile.jobs if args.jobs is None else args.jobs
-    check_option("--jobs", jobs, low=1)
     if jobs > 1 and args.threads is None:  # the profile's threads shared by its jobs
         threads = max(1, threads // jobs)
     if args.engine == "torchrun":  # every rank runs this command again, under torchrun
