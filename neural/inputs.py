@@ -145,6 +145,18 @@ def _singles(codes: np.ndarray, fields: tuple[str, ...], layout: FieldLayout,
     return torch.from_numpy(np.ascontiguousarray(codes + shift))
 
 
+def user_side(split, layout: FieldLayout, pooling: str) -> tuple[torch.Tensor, Bags]:
+    """(user single rows (U, 9), user bags): the table rows of every request of a split."""
+    where = f"split {split.name!r}"
+    return (_singles(split.user_codes, schema.USER_SINGLE, layout, where),
+            _bags(schema.USER_MULTI, split.user_multi, layout, pooling, where))
+
+
+def check_codes(codes: np.ndarray, size: int, field: str, where: str) -> None:
+    """Every code of a field within its vocabulary, or an error naming the field."""
+    _code_check(codes, size, field, where)
+
+
 @dataclass
 class Batch:
     """Model inputs and labels of a set of impressions.

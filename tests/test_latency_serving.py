@@ -170,8 +170,12 @@ def test_projected_path_equals_predict_for_every_neural_model(key, fitted, tiny_
         built = ProjectedScorer(part)
         assert not built.fallback_fields and built.layers
     scorer = serving_paths(model)["projected"]
-    for n in (1, 1000):
-        for plan in plan_requests(tiny_data.test, n, n_requests=2, seed=n):
+    # At N = 1000 the first requests calibrate the pruning (neural/pruned.py), the later ones
+    # are scored pruned.
+    from neural.projected import CALIBRATION_ROWS
+
+    for n, n_requests in ((1, 2), (1000, CALIBRATION_ROWS // 1000 + 2)):
+        for plan in plan_requests(tiny_data.test, n, n_requests=n_requests, seed=n):
             request = assemble(tiny_data.test, plan)
             diff = max_abs_diff(scorer(request), model.predict(request))
             assert diff <= TOLERANCE, f"{key} projected N={n}: max abs diff {diff:.2e}"
@@ -257,12 +261,30 @@ def test_mac_count_of_mmoe_matches_an_independent_count(fitted, tiny_data):
     eager = n * (in_dim * (experts * h1 + 2 * experts) + rest) + d * (user_ids + list_ids)
     assert request_macs(RequestScorer(model).eager, request) == eager
     # Projected: per candidate, its single ids + its list ids + 4 dense rows + the user row
-    # summed at the full first-layer width; the user term once; user lists pooled once.
+    # summed at the full first-layer width; the user term once; user lists pooled once. The
+    # second expert layer reads only the units active on some candidate (neural/pruned.py),
+    # counted here from the plain network's own first layer.
+    import torch
+
+    network = model.network
+    with torch.inference_mode():
+        x = network.inputs(RequestScorer(model).batch(request))
+        first = torch.relu(x @ network.experts.first_weight.flatten(1)
+                           + network.experts.first_bias)
+    active = int((first > 0).any(0).sum())  # over all experts
+    assert active < experts * h1  # some unit is zero on every candidate: pruning has work
     width = experts * h1 + 2 * experts
     user_dim = 13 * d + 8
-    projected = (n * rest + width * (n * (n_single + 4 + 1) + list_ids) + user_dim * width
+    projected = (n * (rest - experts * h1 * h2 + active * h2)
+                 + width * (n * (n_single + 4 + 1) + list_ids) + user_dim * width
                  + d * user_ids)
-    assert request_macs(ProjectedScorer(model), request) == projected
+    from neural.projected import CALIBRATION_ROWS
+
+    scorer = ProjectedScorer(model)
+    for _ in range(CALIBRATION_ROWS // n):  # the first requests calibrate the pruning
+        scorer(request)
+    assert scorer.calibrated
+    assert request_macs(scorer, request) == projected
 
 
 def test_roofline_fields_use_the_measured_peak():
