@@ -231,6 +231,22 @@ def _family_serving(model):
     return None
 
 
+def calibrate_paths(paths: dict, split: Split, n_candidates: int, seed: int = 0) -> None:
+    """Let every path that tunes itself on its first requests (a `calibrate(requests)` method:
+    the projected path orders its pruned units, neural/pruned.py) do so before anything is
+    timed, on requests of `n_candidates` of other users than the timed ones, so that
+    no figure mixes a path's calibration with its serving."""
+    tuning = [path.calibrate for path in paths.values() if hasattr(path, "calibrate")]
+    if tuning:
+        # The timed requests' users are the same at every N (plan_requests draws them first).
+        timed = {plan.user_row for plan in plan_requests(split, n_candidates, seed=seed)}
+        requests = [assemble(split, plan) for plan in
+                    plan_requests(split, n_candidates, n_requests=16, seed=seed + 1)
+                    if plan.user_row not in timed]
+        for calibrate in tuning:
+            calibrate(requests)
+
+
 def check_paths(paths: dict, split: Split, plans: list[RequestPlan],
                 reference: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
     """Each path's largest difference from `reference` (the library's outputs) over every
@@ -255,6 +271,7 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
             "n_params": model.n_params() if hasattr(model, "n_params") else None,
             **(base or {})}
     reduced = reduced_precision_paths(model)
+    calibrate_paths(paths, split, max(candidates), seed)
     records = []
     for n in candidates:
         plans = plan_requests(split, n, seed=seed)

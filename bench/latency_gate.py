@@ -114,7 +114,7 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
     """Fit the gated models on the gate data; one Entry per (model, path, N), and assembly."""
     gated = GATED if gated is None else gated
     from bench.harness import fitted
-    from bench.latency import assemble, plan_requests, serving_paths
+    from bench.latency import assemble, calibrate_paths, plan_requests, serving_paths
     from bench.registry import all_specs
     from ccp.profiles import get_profile
 
@@ -140,6 +140,7 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
         if isinstance(getattr(model, "threads", None), int):
             model.threads = THREADS
         paths = serving_paths(model)
+        calibrate_paths(paths, data.test, max(candidates), GATE_SEED)
         n_params = model.n_params() if hasattr(model, "n_params") else None
         for path in gated_model.paths:
             try:

@@ -63,9 +63,10 @@ def fastest_equal_path(model, paths: dict, split, n_candidates: int,
 
 def measure_fitted(model, split, base: dict, progress: bool = False) -> list[dict]:
     """Latency records of a fitted model: library and fastest equal path, per N, at 1 thread."""
-    from bench.latency import measure_model, serving_paths
+    from bench.latency import calibrate_paths, measure_model, serving_paths
 
     paths = serving_paths(model)
+    calibrate_paths(paths, split, max(CANDIDATES))
     records = []
     for n in CANDIDATES:
         fastest, screened = fastest_equal_path(model, paths, split, n)

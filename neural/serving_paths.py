@@ -23,10 +23,21 @@ def _projected(model):
         return failed
 
 
-def _composed(model, paths: dict) -> Callable:
+class _Composed:
     """One path of a model made of fitted parts (`parts`, `compose`: neural/dnn_ctr_x_cvr)
     from the same path of each part ({task: path}), composed as its predict composes them."""
-    return lambda split: model.compose({task: path(split) for task, path in paths.items()})
+
+    def __init__(self, model, paths: dict):
+        self.model, self.paths = model, paths
+
+    def __call__(self, split):
+        return self.model.compose({task: path(split) for task, path in self.paths.items()})
+
+    def calibrate(self, requests) -> None:
+        for path in self.paths.values():
+            if hasattr(path, "calibrate"):
+                path.calibrate(requests)
+
 
 
 def _whole_split(model, **precision) -> Callable:
@@ -34,7 +45,7 @@ def _whole_split(model, **precision) -> Callable:
     parts = getattr(model, "parts", None)
     if parts is None:
         return RequestScorer(model, **precision).predict
-    return _composed(model, {task: RequestScorer(part, **precision).predict
+    return _Composed(model, {task: RequestScorer(part, **precision).predict
                              for task, part in parts.items()})
 
 
@@ -43,7 +54,7 @@ def serving_paths(model) -> dict:
     parts = getattr(model, "parts", None)
     if parts is not None:
         per_part = {task: serving_paths(part) for task, part in parts.items()}
-        return {name: _composed(model, {task: paths[name] for task, paths in per_part.items()})
+        return {name: _Composed(model, {task: paths[name] for task, paths in per_part.items()})
                 for name in per_part["ctr"] if all(name in p for p in per_part.values())}
     scorer = RequestScorer(model)
     paths = {"eager_per_candidate": scorer.per_candidate, "eager": scorer.eager,

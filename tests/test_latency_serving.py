@@ -310,3 +310,29 @@ def test_report_latency_table_shows_macs_and_fraction_of_peak():
     column = table.header.index("MACs, % of peak")
     cells = {row[1]: row[column] for row in table.rows}
     assert cells == {"eager": "540.8 M, 60%", "library": "—"}
+
+
+def test_self_calibrating_paths_calibrate_on_other_requests_before_timing(fitted, tiny_data):
+    """bench.latency hands a path with a `calibrate` method requests of the largest N that are
+    not the timed ones; the projected path is calibrated after them, and still exact."""
+    from bench.latency import calibrate_paths
+    from neural.serving_paths import serving_paths
+
+    seen = []
+
+    class Tuning:
+        def __call__(self, split):
+            return None
+
+        def calibrate(self, requests):
+            seen.extend(requests)
+
+    model = fitted("neural/mmoe", SMALL)
+    paths = {"tuning": Tuning(), **serving_paths(model)}
+    calibrate_paths(paths, tiny_data.test, 1000, seed=0)
+    timed = {r.user_row for r in plan_requests(tiny_data.test, 1000, seed=0)}
+    assert seen and all(len(r) == 1000 for r in seen)
+    assert not {int(r.name.split("-")[1]) for r in seen} & timed
+    assert paths["projected"].calibrated
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
+    assert max_abs_diff(paths["projected"](request), model.predict(request)) <= TOLERANCE
