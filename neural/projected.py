@@ -9,18 +9,26 @@ logits). A candidate's first-layer pre-activations are then a weighted `embeddin
 table rows: its fields' rows of P (weight 1), the rows of W of the item dense columns (weight:
 the value) and a row holding the request's user term and the biases (computed once per
 request); a multi-valued field's list is pooled from P with its weights, as the embedding
-was, by a second `embedding_bag`. The per-candidate multiply-adds of the
+was, in the same `embedding_bag`. The per-candidate multiply-adds of the
 first layers (380 x width for the plain forward) become about 10 x width additions.
 
 Which layers read x is found by running the network once on a recording input (`_probe`),
-so every registered network gets the path without code of its own; everything after the
-first layers is the network's own code. A layer the probe did not see, or any other use of x,
+so every registered network gets the path without code of its own. Everything after the first
+layers is the network's own code, run on a pruned copy of it (neural/pruned.py: each hidden
+layer's product skips the ReLU units zero on every candidate of the request; the first 4,000
+candidates served order the units). A layer the probe did not see, or any other use of x,
 falls back to `RequestInput` (correct, not faster).
 
-Measured (reference MMoE, 1,000 candidates, 1 thread, small profile: 89 MB of tables): the
-gathers are bound by memory traffic (n x ~12 rows x width x 4 bytes read from tables that do
-not fit the caches), so the path is ~1.5-1.9x the eager forward, not the ~3.3x its
-multiply-adds alone would allow (see `bench latency`'s macs_per_request).
+A request's input is read straight from the split's arrays into one `embedding_bag` (its
+index, offsets and weights built with numpy): converting the whole split to the network's
+batch first (`RequestScorer.batch`) took 0.7 ms, a third of a small network's request. The
+tables sit on transparent huge pages where the kernel offers them (`huge_page_tensor`).
+
+Measured (reference MMoE, small profile, 1,000 candidates, 1 thread): the gather is bound by
+memory traffic (about 17 rows of 1,032 floats per candidate, from 61 MB of tables; a
+hand-written AVX-512 gather was no faster than `embedding_bag`), 2.3 ms of a ~7.5 ms request;
+the expert bank's second layer, pruned, is ~2.6 ms. See `bench latency`'s macs_per_request
+and fraction_of_sgemm_peak for each path.
 
 Memory: a projected table costs vocab_f x width x 4 bytes. Fields are projected smallest
 vocabulary first (each saves the same work per candidate) while the tables fit in

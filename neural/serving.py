@@ -18,7 +18,8 @@ library's predict by bench.latency:
                     once, as in training
     request_shared  the above, eager
     projected       every first layer's item side summed from projected embedding tables
-                    (neural/projected.py), the rest of the network eager
+                    (neural/projected.py), the rest of the network eager with the hidden
+                    units zero on every candidate left out of each product (neural/pruned.py)
     compiled        the request-shared graph exported to ONNX and run by ONNX Runtime, chosen
                     over torch.export + AOTInductor by measurement (same speed, seconds to
                     export instead of a minute to compile); absent without onnxruntime

@@ -112,3 +112,51 @@ def test_blocked_timing_runs_each_path_in_turns_after_its_own_untimed_requests(t
     assert {name: t.repeats for name, t in timings.items()} == {"a": 10, "b": 10}
     # warm-up a, b; then per turn one untimed request of the path and five timed ones
     assert "".join(calls) == "ab" + ("a" * 6 + "b" * 6) * 2
+
+
+class _Recording:
+    """A path that notes, at every call, whether `other`'s pool was still busy."""
+
+    def __init__(self, other: SpinningPool, log: list):
+        self.other, self.log = other, log
+
+    def __call__(self, request):
+        # Busy by definition until its deadline (its thread may lag behind under load).
+        self.log.append(("path", time.perf_counter() < self.other.deadline))
+
+
+def _timed_calls_while_busy(block: int, settle_s: float, tiny_data) -> tuple[int, int]:
+    """(timed calls of the path that started while the other pool was busy, timed calls)."""
+    log: list = []
+    other = SpinningPool()
+
+    def other_path(request):
+        log.append(("other", False))
+        other(request)
+
+    scorers = {"other": other_path, "path": _Recording(other, log)}
+    plans = plan_requests(tiny_data.test, 10, seed=0)
+    time_requests(scorers, tiny_data.test, plans, warmup=0, min_repeats=4 * block,
+                  budget_s=0.0, block=block, settle_s=settle_s, collect=False)
+    # Each turn of the path: its untimed settling calls, then its `block` timed ones.
+    turns, run = [], []
+    for name, busy in log:
+        if name == "path":
+            run.append(busy)
+        elif run:
+            turns.append(run)
+            run = []
+    turns.append(run)
+    timed = [busy for turn in turns if turn for busy in turn[-block:]]
+    return sum(timed), len(timed)
+
+
+def test_no_timed_request_starts_while_the_path_timed_before_it_is_still_busy(tiny_data):
+    """The mechanism behind a 2-thread figure that does not depend on the order of paths,
+    checked without timing anything (so that a noisy machine cannot hide it): each timed
+    request of a path starts after the previous path's pool (here one that keeps a core busy
+    TAIL_S after it returns) has gone quiet, while timed request by request it does not."""
+    busy, timed = _timed_calls_while_busy(BLOCK, SETTLE_S, tiny_data)
+    assert timed == 4 * BLOCK and busy == 0
+    busy, timed = _timed_calls_while_busy(1, 0.0, tiny_data)  # the old way: the check can fail
+    assert busy > 0
