@@ -209,6 +209,9 @@ class ProjectedScorer:
         # Table row of each projected field's code 0 (its rows are consecutive), and its size.
         self.base = {f: int(self.row_of[self.layout.offsets[f]]) for f in self.projected_fields}
         self.sizes = sizes
+        self.single_names = [f for f in self.layout.item_single if f in self.base]
+        self.single_base = np.array([self.base[f] for f in self.single_names], dtype=np.int64)
+        self.single_size = np.array([sizes[f] for f in self.single_names], dtype=np.int64)
         self.multi_projected = [f in self.projected_fields for f in schema.ITEM_MULTI]
         # Rows of W still multiplied per candidate: the fallback fields' embedding columns.
         rest = [field_cols[f] for f in self.fallback_fields]
@@ -274,17 +277,16 @@ class ProjectedScorer:
         where = f"split {split.name!r}"
         n = len(split)
         codes = self.layout.item_codes(split)[:, self.single_projected]
-        single = [f for f in self.layout.item_single if f in self.base]
-        n_dense = len(self.dense_row)
-        k = len(single) + n_dense + 1
+        if n and ((codes < 0) | (codes >= self.single_size)).any():
+            for j, f in enumerate(self.single_names):  # the error names the field
+                check_codes(codes[:, j], self.sizes[f], f, where)
+        s, k = len(self.single_names), len(self.single_names) + len(self.dense_row) + 1
         fixed = np.empty((n, k), dtype=np.int64)
         fixed_weight = np.ones((n, k), dtype=np.float32)
-        for j, f in enumerate(single):
-            check_codes(codes[:, j], self.sizes[f], f, where)
-            fixed[:, j] = codes[:, j] + self.base[f]
-        fixed[:, len(single):-1] = self.dense_row.numpy()
+        np.add(codes, self.single_base, out=fixed[:, :s])
+        fixed[:, s:-1] = self.dense_row.numpy()
         fixed[:, -1] = self.user_row
-        fixed_weight[:, len(single):-1] = dense[:, _ITEM_DENSE]
+        fixed_weight[:, s:-1] = dense[:, _ITEM_DENSE]
         lists = [(f, split.item_multi[f]) for f in schema.ITEM_MULTI if f in self.base]
         lengths = sum((r.lengths() for _, r in lists), np.zeros(n, dtype=np.int64))
         offsets = np.zeros(n + 1, dtype=np.int64)

@@ -336,3 +336,17 @@ def test_self_calibrating_paths_calibrate_on_other_requests_before_timing(fitted
     assert paths["projected"].calibrated
     request = assemble(tiny_data.test, plan_requests(tiny_data.test, 1000, n_requests=1)[0])
     assert max_abs_diff(paths["projected"](request), model.predict(request)) <= TOLERANCE
+
+
+def test_projected_path_names_the_field_of_a_code_outside_its_vocabulary(fitted, tiny_data):
+    import dataclasses
+
+    from neural.projected import ProjectedScorer
+
+    model = fitted("neural/mmoe", SMALL)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 10, n_requests=1)[0])
+    column = list(model.layout.item_single).index("207")
+    codes = request.item_codes.copy()
+    codes[3, column] = model.layout.sizes()["207"]  # one past the last code
+    with pytest.raises(ValueError, match="field 207 has code"):
+        ProjectedScorer(model)(dataclasses.replace(request, item_codes=codes))
