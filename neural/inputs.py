@@ -148,8 +148,31 @@ def _singles(codes: np.ndarray, fields: tuple[str, ...], layout: FieldLayout,
 def user_side(split, layout: FieldLayout, pooling: str) -> tuple[torch.Tensor, Bags]:
     """(user single rows (U, 9), user bags): the table rows of every request of a split."""
     where = f"split {split.name!r}"
-    return (_singles(split.user_codes, schema.USER_SINGLE, layout, where),
-            _bags(schema.USER_MULTI, split.user_multi, layout, pooling, where))
+    if len(split.user_codes) != 1:
+        return (_singles(split.user_codes, schema.USER_SINGLE, layout, where),
+                _bags(schema.USER_MULTI, split.user_multi, layout, pooling, where))
+    # One request (serving): the same rows with a few array operations instead of the
+    # general path's per-field scatter (0.3 ms, a tenth of a small network's request).
+    sizes = layout.sizes()
+    codes = split.user_codes[0]
+    if ((codes < 0) | (codes >= [sizes[f] for f in schema.USER_SINGLE])).any():
+        _singles(split.user_codes, schema.USER_SINGLE, layout, where)  # raises, naming it
+    single = codes + np.array([layout.offsets[f] for f in schema.USER_SINGLE])
+    lists = [split.user_multi[f] for f in schema.USER_MULTI]
+    for f, r in zip(schema.USER_MULTI, lists):
+        _code_check(r.codes, sizes[f], f, where)
+    lengths = [len(r.codes) for r in lists]
+    weights = [r.weights.astype(np.float32) for r in lists]
+    if pooling == "mean":
+        # In float64 then back, as _bags divides: the same float32 weights to the bit.
+        weights = [w / np.float64(max(n, 1)) for w, n in zip(weights, lengths)]
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.concatenate([r.codes + layout.offsets[f]
+                            for f, r in zip(schema.USER_MULTI, lists)]).astype(np.int64)
+    return (torch.from_numpy(single.astype(np.int64)[None]),
+            Bags(torch.from_numpy(offsets), torch.from_numpy(index),
+                 torch.from_numpy(np.concatenate(weights).astype(np.float32))))
 
 
 def check_codes(codes: np.ndarray, size: int, field: str, where: str) -> None:

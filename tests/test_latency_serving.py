@@ -350,3 +350,28 @@ def test_projected_path_names_the_field_of_a_code_outside_its_vocabulary(fitted,
     codes[3, column] = model.layout.sizes()["207"]  # one past the last code
     with pytest.raises(ValueError, match="field 207 has code"):
         ProjectedScorer(model)(dataclasses.replace(request, item_codes=codes))
+
+
+def test_one_request_user_side_equals_the_general_conversion(fitted, tiny_data):
+    """The serving shortcut for one request's user rows gives the general path's tensors to
+    the bit, and names the field of a code outside its vocabulary."""
+    import dataclasses
+
+    import torch
+
+    from ccp.data import schema
+    from neural.inputs import _bags, _singles, user_side
+
+    model = fitted("neural/mmoe", SMALL)
+    layout, pooling = model.layout, model.config.pooling
+    for plan in plan_requests(tiny_data.test, 20, n_requests=5):
+        request = assemble(tiny_data.test, plan)
+        single, bags = user_side(request, layout, pooling)
+        assert torch.equal(single, _singles(request.user_codes, schema.USER_SINGLE, layout, ""))
+        general = _bags(schema.USER_MULTI, request.user_multi, layout, pooling, "")
+        for part in ("offsets", "index", "weight"):
+            assert torch.equal(getattr(bags, part), getattr(general, part)), part
+    codes = request.user_codes.copy()
+    codes[0, 2] = -1
+    with pytest.raises(ValueError, match=f"field {schema.USER_SINGLE[2]} has code"):
+        user_side(dataclasses.replace(request, user_codes=codes), layout, pooling)
