@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from ccp.data import schema
 from neural.inputs import USER_FIELDS, check_codes, user_side
-from neural.pruned import count_active, pruned_copy, reorder
+from neural.pruned import PRUNE_ROWS, count_active, pruned_copy, reorder
 from neural.serving import (
     _ITEM_DENSE,
     _USER_DENSE,
@@ -329,7 +329,7 @@ class ProjectedScorer:
 
     def __call__(self, split) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            if self.calibrated:
+            if self.calibrated or len(split) < PRUNE_ROWS:  # small: the plain forward
                 return _numpy(self.network.score(self.request_input(split)))
             # The first requests count unit activity, every unit multiplied; then the units
             # are ordered (neural/pruned.py) and the tables rebuilt for the new order.

@@ -103,3 +103,18 @@ def test_the_fitted_network_is_left_as_it_was():
         calibrate(pruned, lambda: pruned(torch.randn(300, 12)))
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert not any(isinstance(m, (PrunedMLP, PrunedExperts)) for m in net.modules())
+
+
+def test_small_requests_run_the_plain_forward():
+    from neural.pruned import PRUNE_ROWS
+
+    torch.manual_seed(4)
+    net = _Net().eval()
+    pruned = pruned_copy(net)
+    with torch.inference_mode():
+        calibrate(pruned, lambda: pruned(0.05 * torch.randn(300, 12)))
+    small, large = 0.05 * torch.randn(PRUNE_ROWS - 1, 12), 0.05 * torch.randn(PRUNE_ROWS, 12)
+    assert _macs(pruned, small) == _macs(net, small)
+    assert _macs(pruned, large) < _macs(net, large)
+    with torch.inference_mode():
+        assert torch.allclose(pruned(small), net(small), atol=1e-6)
