@@ -38,6 +38,12 @@ class _Composed:
             if hasattr(path, "calibrate"):
                 path.calibrate(requests)
 
+    def mac_source(self, split) -> None:
+        """What neural.roofline counts: each part's counted graph (a runtime outside torch,
+        such as ONNX Runtime, is invisible to it; its `mac_source` is the torch graph)."""
+        for path in self.paths.values():
+            getattr(path, "mac_source", path)(split)
+
 
 
 def _whole_split(model, **precision) -> Callable:

@@ -375,3 +375,19 @@ def test_one_request_user_side_equals_the_general_conversion(fitted, tiny_data):
     codes[0, 2] = -1
     with pytest.raises(ValueError, match=f"field {schema.USER_SINGLE[2]} has code"):
         user_side(dataclasses.replace(request, user_codes=codes), layout, pooling)
+
+
+def test_a_composed_path_counts_the_multiply_adds_of_its_parts(fitted, tiny_data):
+    """dnn_ctr_x_cvr's paths are composed from its two networks' paths; every one of them,
+    ONNX Runtime's too, counts the parts' multiply-adds (it counted none for `compiled`)."""
+    from neural.roofline import request_macs
+    from neural.serving_paths import serving_paths
+
+    model = fitted("neural/dnn_ctr_x_cvr", SMALL)
+    request = assemble(tiny_data.test, plan_requests(tiny_data.test, 50, n_requests=1)[0])
+    paths = serving_paths(model)
+    parts = {task: serving_paths(part) for task, part in model.parts.items()}
+    for name in ("eager", "request_shared", "compiled"):
+        if name in paths:
+            expected = sum(request_macs(p[name], request) for p in parts.values())
+            assert request_macs(paths[name], request) == expected > 0, name
