@@ -107,14 +107,15 @@ class Bags:
         return Bags(offsets, self.index[source], self.weight[source], segment)
 
 
-def _code_check(codes: np.ndarray, size: int, field: str, where: str) -> None:
+def check_codes(codes: np.ndarray, size: int, field: str, where: str) -> None:
+    """Every code of a field within its vocabulary, or an error naming the field."""
     if len(codes) and (codes.min() < 0 or codes.max() >= size):
         raise ValueError(f"{where}: field {field} has code {int(codes.max())} outside its "
                          f"vocabulary of {size} (was the data encoded with other vocabularies?)")
 
 
-def _bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: str,
-          where: str) -> Bags:
+def field_bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: str,
+               where: str) -> Bags:
     """One bag per (row, field), row-major, so row r's bags are r*len(fields) + 0..k-1."""
     sizes = layout.sizes()
     lengths = np.stack([ragged[f].lengths() for f in fields], axis=1)  # (rows, fields)
@@ -124,7 +125,7 @@ def _bags(fields: tuple[str, ...], ragged: dict, layout: FieldLayout, pooling: s
     weight = np.empty(offsets[-1], dtype=np.float32)
     for k, f in enumerate(fields):
         r = ragged[f]
-        _code_check(r.codes, sizes[f], f, where)
+        check_codes(r.codes, sizes[f], f, where)
         row_of_value = r.row_of_value()  # empty rows own no value
         rank = np.arange(len(r.codes)) - r.offsets[row_of_value]
         target = offsets[row_of_value * len(fields) + k] + rank
@@ -140,7 +141,7 @@ def _singles(codes: np.ndarray, fields: tuple[str, ...], layout: FieldLayout,
              where: str) -> torch.Tensor:
     sizes = layout.sizes()
     for k, f in enumerate(fields):
-        _code_check(codes[:, k], sizes[f], f, where)
+        check_codes(codes[:, k], sizes[f], f, where)
     shift = np.array([layout.offsets[f] for f in fields], dtype=np.int64)
     return torch.from_numpy(np.ascontiguousarray(codes + shift))
 
@@ -150,7 +151,7 @@ def user_side(split, layout: FieldLayout, pooling: str) -> tuple[torch.Tensor, B
     where = f"split {split.name!r}"
     if len(split.user_codes) != 1:
         return (_singles(split.user_codes, schema.USER_SINGLE, layout, where),
-                _bags(schema.USER_MULTI, split.user_multi, layout, pooling, where))
+                field_bags(schema.USER_MULTI, split.user_multi, layout, pooling, where))
     # One request (serving): the same rows with a few array operations instead of the
     # general path's per-field scatter (0.3 ms, a tenth of a small network's request).
     sizes = layout.sizes()
@@ -160,7 +161,7 @@ def user_side(split, layout: FieldLayout, pooling: str) -> tuple[torch.Tensor, B
     single = codes + np.array([layout.offsets[f] for f in schema.USER_SINGLE])
     lists = [split.user_multi[f] for f in schema.USER_MULTI]
     for f, r in zip(schema.USER_MULTI, lists):
-        _code_check(r.codes, sizes[f], f, where)
+        check_codes(r.codes, sizes[f], f, where)
     lengths = [len(r.codes) for r in lists]
     weights = [r.weights.astype(np.float32) for r in lists]
     if pooling == "mean":
@@ -173,11 +174,6 @@ def user_side(split, layout: FieldLayout, pooling: str) -> tuple[torch.Tensor, B
     return (torch.from_numpy(single.astype(np.int64)[None]),
             Bags(torch.from_numpy(offsets), torch.from_numpy(index),
                  torch.from_numpy(np.concatenate(weights).astype(np.float32))))
-
-
-def check_codes(codes: np.ndarray, size: int, field: str, where: str) -> None:
-    """Every code of a field within its vocabulary, or an error naming the field."""
-    _code_check(codes, size, field, where)
 
 
 @dataclass
@@ -235,7 +231,7 @@ class TensorSplit:
         used, request = np.unique(split.request, return_inverse=True)
         self.request = torch.from_numpy(request.astype(np.int64).reshape(-1))
         self.item_single = _singles(layout.item_codes(split), layout.item_single, layout, where)
-        self.item_bags = _bags(schema.ITEM_MULTI, split.item_multi, layout, pooling, where)
+        self.item_bags = field_bags(schema.ITEM_MULTI, split.item_multi, layout, pooling, where)
         self.dense = torch.from_numpy(np.ascontiguousarray(split.dense, dtype=np.float32))
         if self.dense.shape[1:] != (N_DENSE,):
             raise ValueError(f"{where}: dense has shape {tuple(self.dense.shape)}, expected "
@@ -245,7 +241,7 @@ class TensorSplit:
         user_multi = split.user_multi if all_used else \
             {f: r.take(used) for f, r in split.user_multi.items()}
         self.user_single = _singles(user_codes, schema.USER_SINGLE, layout, where)
-        self.user_bags = _bags(schema.USER_MULTI, user_multi, layout, pooling, where)
+        self.user_bags = field_bags(schema.USER_MULTI, user_multi, layout, pooling, where)
         self.n_item_bags = len(schema.ITEM_MULTI)
         self.n_user_bags = len(schema.USER_MULTI)
 

@@ -198,7 +198,6 @@ class ProjectedScorer:
                 row += size
             dense0 = n_user + len(item_fields) * d
             self.table[row:row + len(scorer._dense_item)] = weight[dense0 + scorer._dense_item]
-            self.table[-1] = 0
         self.dense_row = torch.arange(row, row + len(scorer._dense_item))
         self.user_row = len(self.table) - 1
         single = list(self.layout.item_single)
@@ -287,6 +286,9 @@ class ProjectedScorer:
         fixed[:, s:-1] = self.dense_row.numpy()
         fixed[:, -1] = self.user_row
         fixed_weight[:, s:-1] = dense[:, _ITEM_DENSE]
+        # The lists' ids and pooled weights as `field_bags` makes them for the plain batch,
+        # written here straight into each candidate's bag (reusing field_bags and mapping its
+        # rows measured 0.04-0.07 ms slower a request).
         lists = [(f, split.item_multi[f]) for f in schema.ITEM_MULTI if f in self.base]
         lengths = sum((r.lengths() for _, r in lists), np.zeros(n, dtype=np.int64))
         offsets = np.zeros(n + 1, dtype=np.int64)

@@ -34,6 +34,7 @@ FEW = 8  # up to this many units beyond the calibrated ones are added one by one
 # projected path went from 2.3 to 2.9 ms with pruning).
 PRUNE_ROWS = 256
 
+
 def _product(bias, hidden: torch.Tensor, weight: torch.Tensor, live: int | None, out=None):
     """bias + hidden @ weight over the units of `hidden` (B, H, after ReLU) that are nonzero
     on some row: the first `live` (in calibrated order) and any later one this request

@@ -327,8 +327,14 @@ def test_self_calibrating_paths_calibrate_on_other_requests_before_timing(fitted
         def calibrate(self, requests):
             seen.extend(requests)
 
+    class Tuned(Tuning):
+        calibrated = True
+
+        def calibrate(self, requests):
+            raise AssertionError("a calibrated path is calibrated again")
+
     model = fitted("neural/mmoe", SMALL)
-    paths = {"tuning": Tuning(), **serving_paths(model)}
+    paths = {"tuning": Tuning(), "tuned": Tuned(), **serving_paths(model)}
     calibrate_paths(paths, tiny_data.test, 1000, seed=0)
     timed = {r.user_row for r in plan_requests(tiny_data.test, 1000, seed=0)}
     assert seen and all(len(r) == 1000 for r in seen)
@@ -360,7 +366,7 @@ def test_one_request_user_side_equals_the_general_conversion(fitted, tiny_data):
     import torch
 
     from ccp.data import schema
-    from neural.inputs import _bags, _singles, user_side
+    from neural.inputs import _singles, field_bags, user_side
 
     model = fitted("neural/mmoe", SMALL)
     layout, pooling = model.layout, model.config.pooling
@@ -368,7 +374,7 @@ def test_one_request_user_side_equals_the_general_conversion(fitted, tiny_data):
         request = assemble(tiny_data.test, plan)
         single, bags = user_side(request, layout, pooling)
         assert torch.equal(single, _singles(request.user_codes, schema.USER_SINGLE, layout, ""))
-        general = _bags(schema.USER_MULTI, request.user_multi, layout, pooling, "")
+        general = field_bags(schema.USER_MULTI, request.user_multi, layout, pooling, "")
         for part in ("offsets", "index", "weight"):
             assert torch.equal(getattr(bags, part), getattr(general, part)), part
     codes = request.user_codes.copy()
