@@ -235,8 +235,10 @@ def calibrate_paths(paths: dict, split: Split, n_candidates: int, seed: int = 0)
     """Let every path that tunes itself on its first requests (a `calibrate(requests)` method:
     the projected path orders its pruned units, neural/pruned.py) do so before anything is
     timed, on requests of `n_candidates` of other users than the timed ones, so that
-    no figure mixes a path's calibration with its serving."""
-    tuning = [path.calibrate for path in paths.values() if hasattr(path, "calibrate")]
+    no figure mixes a path's calibration with its serving. A path already `calibrated` is
+    left alone (the run's latency step calibrates, then measures through measure_model)."""
+    tuning = [path.calibrate for path in paths.values()
+              if hasattr(path, "calibrate") and not getattr(path, "calibrated", False)]
     if tuning:
         # The timed requests' users are the same at every N (plan_requests draws them first).
         timed = {plan.user_row for plan in plan_requests(split, n_candidates, seed=seed)}

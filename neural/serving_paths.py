@@ -33,6 +33,10 @@ class _Composed:
     def __call__(self, split):
         return self.model.compose({task: path(split) for task, path in self.paths.items()})
 
+    @property
+    def calibrated(self) -> bool:
+        return all(getattr(path, "calibrated", True) for path in self.paths.values())
+
     def calibrate(self, requests) -> None:
         for path in self.paths.values():
             if hasattr(path, "calibrate"):
@@ -43,7 +47,6 @@ class _Composed:
         such as ONNX Runtime, is invisible to it; its `mac_source` is the torch graph)."""
         for path in self.paths.values():
             getattr(path, "mac_source", path)(split)
-
 
 
 def _whole_split(model, **precision) -> Callable:
