@@ -234,9 +234,11 @@ def _family_serving(model):
 def calibrate_paths(paths: dict, split: Split, n_candidates: int, seed: int = 0) -> None:
     """Let every path that tunes itself on its first requests (a `calibrate(requests)` method:
     the projected path orders its pruned units, neural/pruned.py) do so before anything is
-    timed, on requests of `n_candidates` of other users than the timed ones, so that
-    no figure mixes a path's calibration with its serving. A path already `calibrated` is
-    left alone (the run's latency step calibrates, then measures through measure_model)."""
+    timed, on requests of `n_candidates` built from `split`: the validation split where the
+    caller has one (the order is a choice, made off the test rows; the scores are the same
+    either way), and never the users `plan_requests` would time on it, so that no figure mixes
+    a path's calibration with its serving. A path already `calibrated` is left alone (the
+    run's latency step calibrates, then measures through measure_model)."""
     tuning = [path.calibrate for path in paths.values()
               if hasattr(path, "calibrate") and not getattr(path, "calibrated", False)]
     if tuning:
@@ -265,7 +267,8 @@ def check_paths(paths: dict, split: Split, plans: list[RequestPlan],
 
 def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATES,
                   threads=DEFAULT_THREADS, base: dict | None = None, seed: int = 0,
-                  progress: bool = False, **timing) -> list[dict]:
+                  progress: bool = False, calibration: Split | None = None,
+                  **timing) -> list[dict]:
     """One latency record per (path, N, threads); a path that fails is a record with its error."""
     from bench.harness import bench_version, utc_now
 
@@ -273,7 +276,8 @@ def measure_model(model, paths: dict, split: Split, candidates=DEFAULT_CANDIDATE
             "n_params": model.n_params() if hasattr(model, "n_params") else None,
             **(base or {})}
     reduced = reduced_precision_paths(model)
-    calibrate_paths(paths, split, max(candidates), seed)
+    # calibration: the validation split where the caller has one (see calibrate_paths)
+    calibrate_paths(paths, split if calibration is None else calibration, max(candidates), seed)
     records = []
     for n in candidates:
         plans = plan_requests(split, n, seed=seed)

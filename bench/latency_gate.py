@@ -140,7 +140,7 @@ def build_entries(gated=None, candidates=CANDIDATES, progress: bool = True):
         if isinstance(getattr(model, "threads", None), int):
             model.threads = THREADS
         paths = serving_paths(model)
-        calibrate_paths(paths, data.test, max(candidates), GATE_SEED)
+        calibrate_paths(paths, data.valid, max(candidates), GATE_SEED)
         n_params = model.n_params() if hasattr(model, "n_params") else None
         for path in gated_model.paths:
             try:

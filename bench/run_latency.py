@@ -61,12 +61,14 @@ def fastest_equal_path(model, paths: dict, split, n_candidates: int,
 
 
 
-def measure_fitted(model, split, base: dict, progress: bool = False) -> list[dict]:
-    """Latency records of a fitted model: library and fastest equal path, per N, at 1 thread."""
+def measure_fitted(model, split, base: dict, progress: bool = False,
+                   calibration=None) -> list[dict]:
+    """Latency records of a fitted model: library and fastest equal path, per N, at 1 thread;
+    self-tuning paths calibrated on `calibration` (the validation split; default: `split`)."""
     from bench.latency import calibrate_paths, measure_model, serving_paths
 
     paths = serving_paths(model)
-    calibrate_paths(paths, split, max(CANDIDATES))
+    calibrate_paths(paths, split if calibration is None else calibration, max(CANDIDATES))
     records = []
     for n in CANDIDATES:
         fastest, screened = fastest_equal_path(model, paths, split, n)
@@ -100,7 +102,8 @@ class RunLatency:
         base = self._base(spec, seed)
         with Stopwatch() as watch:
             try:
-                records = measure_fitted(model, self.data.test, base, self.progress)
+                records = measure_fitted(model, self.data.test, base, self.progress,
+                                         calibration=self.data.valid)
             except Exception as error:  # latency that cannot be measured is a row, not a crash
                 records = [self._error_record(base, f"{type(error).__name__}: {error}")]
             self._append(records)

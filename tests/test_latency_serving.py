@@ -397,3 +397,28 @@ def test_a_composed_path_counts_the_multiply_adds_of_its_parts(fitted, tiny_data
         if name in paths:
             expected = sum(request_macs(p[name], request) for p in parts.values())
             assert request_macs(paths[name], request) == expected > 0, name
+
+
+def test_measure_model_calibrates_on_the_split_it_is_given_for_calibration(fitted, tiny_data):
+    """bench latency, the run's latency step and the gate calibrate on validation requests:
+    the unit order is a choice, made off the test rows."""
+    import numpy as np
+
+    from bench.latency import measure_model
+
+    seen = []
+
+    class Tuning:
+        def __call__(self, split):
+            return model.predict(split)
+
+        def calibrate(self, requests):
+            seen.extend(requests)
+
+    model = fitted("neural/mmoe", SMALL)
+    measure_model(model, {"library": model.predict, "tuning": Tuning()}, tiny_data.test,
+                  candidates=(10,), threads=(1,), calibration=tiny_data.valid, warmup=1,
+                  min_repeats=2, budget_s=0.0)
+    ids = np.concatenate([r.sample_id for r in seen])
+    assert len(ids) and np.isin(ids, tiny_data.valid.sample_id).all()
+    assert not np.isin(ids, tiny_data.test.sample_id).any()

@@ -183,7 +183,8 @@ def measure(args, argv) -> int:
             if args.paths:
                 paths = {k: v for k, v in paths.items() if k in args.paths}
             records = measure_model(model, paths, data.test, candidates, threads, base,
-                                    seed=args.seed, progress=progress, **timing)
+                                    seed=args.seed, progress=progress, calibration=data.valid,
+                                    **timing)
             records = _with_auc_change(model, data.test, records)
         for record in records:
             harness.append_record(run_dir, record)
